@@ -1,0 +1,35 @@
+# `make demo` and `make test` work on a fresh Debian machine: they create .venv, install the
+# package, install Debian's nginx (and wrk) when missing, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system-deps bench clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# nginx is the oracle of every differential test; wrk drives the benchmarks.
+system-deps:
+	@if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx wrk; \
+	fi
+
+demo: setup
+	$(BIN)/nginx-migrate demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/h1_proxy.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

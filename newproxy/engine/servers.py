@@ -1,0 +1,145 @@
+"""Virtual server selection: first by the address and port a request arrived on, then by name.
+
+Mirrors ngx_http_find_virtual_server: exact names, then the longest leading wildcard
+(``*.example.com``), then the longest trailing wildcard (``www.example.*``), then regex names in
+config order; failing all, the ``default_server`` of that address:port (or the first server there).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from newproxy.config import ServerConfig
+
+S = TypeVar("S")
+
+
+class InvalidHost(ValueError):
+    pass
+
+
+def normalise_host(raw: bytes) -> str:
+    """Validate a Host header as ngx_http_validate_host does: lower-case it, drop the port and a trailing dot."""
+    host = raw.strip(b" \t")
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        if end < 0:
+            raise InvalidHost("unterminated IPv6 literal")
+        rest = host[end + 1:]
+        if rest and not (rest.startswith(b":") and rest[1:].isdigit() or rest == b":"):
+            raise InvalidHost("junk after IPv6 literal")
+        name = host[: end + 1]
+    else:
+        name, _, _port = host.partition(b":")
+    if b"/" in name or b"\\" in name or b"\x00" in name or name.startswith(b".") or b".." in name:
+        raise InvalidHost("invalid host")
+    text = name.decode("latin-1").lower()
+    return text[:-1] if text.endswith(".") else text
+
+
+@dataclass(slots=True)
+class NameTable(Generic[S]):
+    """All the server names reachable on one address:port."""
+
+    default: S
+    exact: dict[str, S] = field(default_factory=dict)
+    leading: list[tuple[str, S]] = field(default_factory=list)  # ".example.com" suffixes, longest first
+    trailing: list[tuple[str, S]] = field(default_factory=list)  # "www.example." prefixes, longest first
+    regexes: list[tuple[re.Pattern[str], S]] = field(default_factory=list)
+
+    def add(self, name: str, server: S) -> None:
+        name = name.lower()
+        if name.startswith("~"):
+            self.regexes.append((re.compile(name[1:]), server))
+        elif name.startswith("*."):
+            self._first(self.leading, name[1:], server)
+        elif name.startswith("."):
+            self.exact.setdefault(name[1:], server)
+            self._first(self.leading, name, server)
+        elif name.endswith(".*"):
+            self._first(self.trailing, name[:-1], server)
+        else:
+            self.exact.setdefault(name, server)
+
+    @staticmethod
+    def _first(table: list[tuple[str, S]], key: str, server: S) -> None:
+        # nginx keeps the first server that declares a name ("conflicting server name" warning).
+        if all(existing != key for existing, _ in table):
+            table.append((key, server))
+            table.sort(key=lambda item: -len(item[0]))
+
+    def find(self, host: str) -> tuple[S, re.Match[str] | None]:
+        server = self.exact.get(host)
+        if server is not None:
+            return server, None
+        for suffix, candidate in self.leading:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return candidate, None
+        for prefix, candidate in self.trailing:
+            if host.startswith(prefix) and len(host) > len(prefix):
+                return candidate, None
+        for pattern, candidate in self.regexes:
+            match = pattern.search(host)
+            if match:
+                return candidate, match
+        return self.default, None
+
+
+def is_wildcard(address: str) -> bool:
+    return address in ("0.0.0.0", "::", "*", "[::]")
+
+
+def canonical_address(address: str) -> str:
+    if address == "*":
+        return "0.0.0.0"
+    try:
+        return str(ipaddress.ip_address(address.strip("[]")))
+    except ValueError:
+        return address
+
+
+class ServerRouter(Generic[S]):
+    """Picks the server for (local address, local port, host)."""
+
+    def __init__(self, servers: list[tuple[ServerConfig, S]]) -> None:
+        self.tables: dict[tuple[str, int], NameTable[S]] = {}
+        # First pass: the default server of each address:port.
+        for config, server in servers:
+            for listen in config.listen:
+                key = (canonical_address(listen.address), listen.port)
+                table = self.tables.get(key)
+                if table is None:
+                    self.tables[key] = NameTable(default=server)
+                elif listen.default_server:
+                    table.default = server
+        # Second pass: names, in config order. Each address:port has its own table: a server on
+        # 127.0.0.1:80 is not reachable by name through *:80, nor the other way round (as in nginx).
+        for config, server in servers:
+            for listen in config.listen:
+                table = self.tables[(canonical_address(listen.address), listen.port)]
+                for name in config.server_names:
+                    table.add(name, server)
+
+    def bind_addresses(self) -> list[tuple[str, int]]:
+        """Sockets to open: a wildcard listen on a port covers the specific addresses on it, as in nginx."""
+        wildcard_ports = {(port, ":" in addr) for (addr, port) in self.tables if is_wildcard(addr)}
+        out = []
+        for addr, port in self.tables:
+            if not is_wildcard(addr) and (port, ":" in addr) in wildcard_ports:
+                continue
+            out.append((addr, port))
+        return out
+
+    def table_for(self, local_ip: str, local_port: int) -> NameTable[S]:
+        table = self.tables.get((canonical_address(local_ip), local_port))
+        if table is not None:
+            return table
+        wildcard = "::" if ":" in local_ip else "0.0.0.0"
+        table = self.tables.get((wildcard, local_port))
+        if table is None:
+            # Only reachable when a socket was bound for an address the config does not name.
+            table = next(iter(self.tables.values()))
+        return table

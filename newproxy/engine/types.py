@@ -1,0 +1,54 @@
+"""The values that cross between the sans-IO engine and the IO edges.
+
+The HTTP front end turns bytes into a ``Request``; the engine answers with a ``Response`` (send it)
+or a ``ProxyPass`` (forward it upstream, then turn the upstream's answer into the client's with
+``ProxyPass.client_head``). Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from newproxy.config import ProxyConfig
+    from newproxy.engine.upstreams import UpstreamGroup
+
+
+@dataclass(slots=True)
+class Request:
+    method: bytes  # b"GET", as received
+    target: bytes  # the raw request-target, as received
+    version: bytes  # b"1.1", b"1.0"
+    headers: list[tuple[bytes, bytes]]  # as received: original case, order and duplicates
+    body: bytes
+    client_addr: tuple[str, int]
+    local_addr: tuple[str, int]  # the address and port the request arrived on
+    scheme: str = "http"
+    # Set by the front end from the Connection header and the version (HTTP/1.1 defaults to keep-alive).
+    keepalive: bool = True
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete answer made by the engine (return, redirect, error page)."""
+
+    status: int
+    head: bytes  # status line and headers, ending with the blank line
+    body: bytes  # empty for HEAD requests and bodiless statuses
+    keepalive: bool  # False: close the connection after sending
+    close_without_response: bool = False  # nginx's 444: send nothing, close
+
+
+@dataclass(slots=True)
+class ProxyPass:
+    """Forward ``head`` + ``body`` to a peer of ``upstream`` and relay its answer."""
+
+    upstream: UpstreamGroup
+    head: bytes  # request line and headers for the upstream, ending with the blank line
+    body: bytes
+    proxy: ProxyConfig
+    request: Request
+    keepalive: bool  # whether the client connection may be kept after this response
+    server_tokens: bool = True
+    extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,100 @@
+"""The request target as nginx reads it: $uri (decoded, normalised) and $args.
+
+nginx decodes %XX, then merges slashes and resolves "." and ".." segments on the decoded path
+(so "%2e%2e" is a ".."); a ".." above the root, or a bad escape, is a 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class ParsedTarget:
+    uri: str  # decoded and normalised, for matching ($uri)
+    args: str  # the raw query, without "?" ($args)
+    request_uri: str  # the target as received, minus scheme://host for an absolute URI ($request_uri)
+    host: str | None  # the host of an absolute-form target, lower-cased, without port
+    needs_escape: bool  # the path had %-escapes: nginx re-escapes $uri before sending it upstream
+
+
+def _decode(path: bytes) -> bytes:
+    if b"%" not in path:
+        return path
+    out = bytearray()
+    i = 0
+    n = len(path)
+    while i < n:
+        c = path[i]
+        if c == 0x25:  # '%'
+            if i + 2 >= n or path[i + 1] not in _HEX or path[i + 2] not in _HEX:
+                raise BadRequest("invalid escape")
+            value = int(path[i + 1:i + 3], 16)
+            if value == 0:
+                raise BadRequest("NUL in URI")
+            out.append(value)
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out)
+
+
+def normalise_path(decoded: bytes, merge_slashes: bool = True) -> bytes:
+    """Resolve dot segments (and merge slashes) the way ngx_http_parse_complex_uri does."""
+    segments: list[bytes] = []
+    parts = decoded.split(b"/")
+    # parts[0] is "" since the path starts with "/".
+    last = len(parts) - 1
+    for index, part in enumerate(parts[1:], start=1):
+        if part == b"" and merge_slashes and index != last:
+            continue
+        if part == b".":
+            if index == last:
+                segments.append(b"")
+            continue
+        if part == b"..":
+            if not segments:
+                raise BadRequest("'..' above the root")
+            segments.pop()
+            if index == last:
+                segments.append(b"")
+            continue
+        segments.append(part)
+    return b"/" + b"/".join(segments)
+
+
+def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
+    host: str | None = None
+    if target.startswith(b"/"):
+        path_and_query = target
+    else:
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            raise BadRequest("invalid request target")
+        slash = rest.find(b"/")
+        authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+        host_part = authority.rsplit(b"@", 1)[-1]
+        if host_part.startswith(b"["):
+            host_part = host_part[: host_part.find(b"]") + 1]
+        else:
+            host_part = host_part.split(b":", 1)[0]
+        if not host_part:
+            raise BadRequest("empty host")
+        host = host_part.decode("latin-1").lower().rstrip(".")
+    path, _, query = path_and_query.partition(b"?")
+    decoded = _decode(path)
+    uri = normalise_path(decoded, merge_slashes)
+    return ParsedTarget(
+        uri=uri.decode("latin-1"),
+        args=query.decode("latin-1"),
+        request_uri=path_and_query.decode("latin-1"),
+        host=host,
+        needs_escape=b"%" in path,
+    )

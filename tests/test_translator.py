@@ -1,0 +1,92 @@
+"""translator: defaults written out, inheritance as nginx merges it, every occurrence reported once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nginx_parser import ConfigError, parse_config
+from translator import translate
+from translator.registry import RULES, classify
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic" / "nginx.conf"
+
+
+def conf(tmp_path: Path, http_body: str) -> Path:
+    path = tmp_path / "nginx.conf"
+    path.write_text("events {}\nhttp {\n" + http_body + "\n}\n")
+    return path
+
+
+def test_default_proxy_headers_are_explicit(tmp_path: Path) -> None:
+    path = conf(tmp_path, "server { listen 80; location / { proxy_pass http://127.0.0.1:9000; } }")
+    proxy = translate(parse_config(str(path))).config.servers[0].locations[0].proxy
+    assert proxy is not None
+    assert [(h.name, h.value) for h in proxy.headers][:2] == [("Host", "$proxy_host"), ("Connection", "close")]
+    assert proxy.http_version == "1.0" and proxy.uri is None and proxy.proxy_host == "127.0.0.1:9000"
+
+
+def test_array_directives_inherit_only_when_the_child_has_none(tmp_path: Path) -> None:
+    path = conf(tmp_path, """
+        proxy_set_header X-From http;
+        server { listen 80;
+          location /a { proxy_pass http://127.0.0.1:9000; }
+          location /b { proxy_set_header X-Only b; proxy_pass http://127.0.0.1:9000; }
+        }""")
+    locations = translate(parse_config(str(path))).config.servers[0].locations
+    names_a = [h.name for h in locations[0].proxy.headers]  # type: ignore[union-attr]
+    names_b = [h.name for h in locations[1].proxy.headers]  # type: ignore[union-attr]
+    assert "X-From" in names_a and "X-Only" not in names_a
+    assert "X-Only" in names_b and "X-From" not in names_b
+
+
+def test_user_headers_come_before_the_defaults_they_do_not_override(tmp_path: Path) -> None:
+    path = conf(tmp_path, "server { location / { proxy_set_header X-A 1; proxy_set_header Host $host;"
+                          " proxy_pass http://u; } } upstream u { server 127.0.0.1:1; }")
+    proxy = translate(parse_config(str(path))).config.servers[0].locations[0].proxy
+    assert [h.name for h in proxy.headers][:3] == ["X-A", "Host", "Connection"]  # type: ignore[union-attr]
+
+
+def test_every_occurrence_is_reported_once_with_its_line(tmp_path: Path) -> None:
+    path = conf(tmp_path, "gzip on;\n  server { listen 80; foo_unknown 1; location / { return 200; } }")
+    translation = translate(parse_config(str(path)))
+    by_name = {o.directive: o for o in translation.occurrences}
+    assert by_name["gzip"].level == "unsupported" and by_name["gzip"].line == 3
+    assert by_name["foo_unknown"].level == "unknown" and by_name["foo_unknown"].line == 4
+    assert by_name["return"].level == "exact"
+    total = sum(1 for _ in parse_config(str(path)).all_directives())
+    assert len(translation.occurrences) == total
+
+
+def test_untranslatable_forms_are_gaps_not_silent(tmp_path: Path) -> None:
+    path = conf(tmp_path, "server { listen 443 ssl; listen 80; location / { proxy_pass http://$host; } }")
+    translation = translate(parse_config(str(path)))
+    levels = [(o.directive, o.args[0], o.level) for o in translation.occurrences if o.args]
+    assert ("listen", "443", "unsupported") in levels and ("listen", "80", "exact") in levels
+    assert ("proxy_pass", "http://$host", "unsupported") in levels
+    assert [l.port for l in translation.config.servers[0].listen] == [80]
+
+
+def test_proxy_pass_uri_in_regex_location_is_a_config_error(tmp_path: Path) -> None:
+    path = conf(tmp_path, "server {\n location ~ /x { proxy_pass http://127.0.0.1:9/y; } }")
+    with pytest.raises(ConfigError) as info:
+        translate(parse_config(str(path)))
+    assert info.value.line == 4
+
+
+def test_exact_rules_are_only_claimed_for_directives_the_translator_reads() -> None:
+    root = Path(__file__).resolve().parent.parent
+    translator_source = (root / "translator" / "translate.py").read_text()
+    # Blocks, listen and server_name are typed by the parser's IR builder, then read by the translator.
+    source = translator_source + (root / "nginx_parser" / "build.py").read_text()
+    for name, rule in RULES.items():
+        if rule.level == "exact":
+            assert f'"{name}"' in source, f"registry claims {name} exact but nothing reads it"
+    assert classify("gzip").level == "unsupported"
+    assert classify("more_set_headers").level == "unknown"
+
+
+def test_example_translates_without_unsupported_directives() -> None:
+    translation = translate(parse_config(str(EXAMPLE)))
+    assert translation.count("unsupported", "unknown") == 0

@@ -1,0 +1,101 @@
+"""What the translator does with each nginx directive: the single place the gap report is derived from.
+
+A directive not listed in ``RULES`` is reported as ``unsupported`` when nginx knows it (crossplane's
+table of core and standard-module directives) and ``unknown`` otherwise. Adding a rule here without
+handling the directive in ``translate.py`` is caught by a test: every ``exact`` name must be read
+by the translator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import crossplane.analyzer  # type: ignore[import-untyped]
+
+Level = Literal["exact", "caveat", "ignored", "unsupported", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    level: Level
+    reason: str = ""
+
+
+_BLOCKS = "block structure, translated through its contents"
+
+RULES: dict[str, Rule] = {
+    # Structure.
+    "http": Rule("exact", _BLOCKS),
+    "server": Rule("exact", _BLOCKS),  # also `server` inside upstream{}, see UPSTREAM_RULES
+    "location": Rule("exact", "location matching with nginx's precedence"),
+    "upstream": Rule("exact", _BLOCKS),
+    "events": Rule("ignored", "newproxy's event loop needs no settings"),
+    # Core.
+    "listen": Rule("exact"),
+    "server_name": Rule("exact"),
+    "default_type": Rule("exact"),
+    "client_max_body_size": Rule("exact"),
+    "server_tokens": Rule("caveat", "on/off kept; newproxy announces itself as newproxy, not nginx"),
+    "pid": Rule("exact"),
+    "worker_processes": Rule("caveat", "newproxy runs one process for now; the value is kept in the config"),
+    "user": Rule("ignored", "newproxy does not change user; run it as the user you want"),
+    "worker_connections": Rule("ignored", "no fixed connection table in newproxy"),
+    "sendfile": Rule("ignored", "a performance switch with no effect on responses"),
+    "tcp_nopush": Rule("ignored", "a performance switch with no effect on responses"),
+    "tcp_nodelay": Rule("ignored", "a performance switch with no effect on responses"),
+    "types_hash_max_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "types_hash_bucket_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "server_names_hash_bucket_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "server_names_hash_max_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "variables_hash_max_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "variables_hash_bucket_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "proxy_headers_hash_max_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "proxy_headers_hash_bucket_size": Rule("ignored", "hash sizing has no meaning for newproxy"),
+    "multi_accept": Rule("ignored", "an accept-loop tuning knob"),
+    "daemon": Rule("ignored", "newproxy always runs in the foreground; use your service manager"),
+    "master_process": Rule("ignored", "newproxy has no master process yet"),
+    # Rewrite module.
+    "return": Rule("exact"),
+    # Proxy module.
+    "proxy_pass": Rule("exact"),
+    "proxy_set_header": Rule("exact"),
+    "proxy_http_version": Rule("exact"),
+    "proxy_connect_timeout": Rule("exact"),
+    "proxy_read_timeout": Rule("exact"),
+    "proxy_send_timeout": Rule("exact"),
+    "proxy_pass_request_headers": Rule("exact"),
+    "proxy_pass_request_body": Rule("exact"),
+    "proxy_hide_header": Rule("exact"),
+    "proxy_next_upstream": Rule("exact"),
+    "proxy_next_upstream_tries": Rule("exact"),
+}
+
+# Directives inside upstream{} have their own meaning.
+UPSTREAM_RULES: dict[str, Rule] = {
+    "server": Rule("exact", "an upstream peer: weight, max_fails, fail_timeout, backup, down"),
+    "keepalive": Rule("exact"),
+    "keepalive_requests": Rule("exact"),
+    "keepalive_timeout": Rule("exact"),
+    "zone": Rule("ignored", "newproxy keeps peer state in its single process; nothing to share"),
+}
+
+# Directives newer than crossplane's table, or from common third-party modules, that are known to nginx users.
+_EXTRA_KNOWN = frozenset({
+    "http2", "http3", "quic", "keepalive_time", "ssl_reject_handshake", "ssl_conf_command",
+    "proxy_cookie_flags", "quic_retry", "http3_hq", "ssl_early_data",
+})
+
+
+def is_known(name: str) -> bool:
+    return name in crossplane.analyzer.DIRECTIVES or name in _EXTRA_KNOWN
+
+
+def classify(name: str, in_upstream: bool = False) -> Rule:
+    table = UPSTREAM_RULES if in_upstream else RULES
+    rule = table.get(name)
+    if rule is not None:
+        return rule
+    if is_known(name):
+        return Rule("unsupported", f'"{name}" is not translated yet')
+    return Rule("unknown", f'"{name}" is not an nginx directive newproxy knows (third-party module?)')

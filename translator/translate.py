@@ -1,0 +1,395 @@
+"""Translate the nginx IR into a newproxy config, recording what happened to every directive.
+
+Inheritance is resolved here, so the newproxy config is explicit: a scalar directive (e.g.
+``proxy_read_timeout``) comes from the innermost block that sets it; an array directive
+(``proxy_set_header``, ``proxy_hide_header``) comes whole from the innermost block that has any,
+as nginx merges them. nginx's implicit defaults are written out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from pydantic import BaseModel
+
+from newproxy.config import (
+    HeaderSetting,
+    ListenConfig,
+    LocationConfig,
+    NewproxyConfig,
+    ProxyConfig,
+    ReturnStep,
+    ServerConfig,
+    UpstreamConfig,
+    UpstreamServerConfig,
+)
+from newproxy.engine.variables import KNOWN_PREFIXES, KNOWN_VARIABLES, variable_names
+from nginx_parser import ConfigError, Directive, Location, NginxConfig, Server, Upstream, parse_time
+from translator.registry import Level, classify
+
+# ngx_http_proxy_headers: sent unless proxy_set_header names them; empty values only hide the client's.
+DEFAULT_PROXY_HEADERS: list[tuple[str, str]] = [
+    ("Host", "$proxy_host"),
+    ("Connection", "close"),
+    ("Content-Length", "$proxy_internal_body_length"),
+    ("Transfer-Encoding", "$proxy_internal_chunked"),
+    ("TE", ""),
+    ("Keep-Alive", ""),
+    ("Expect", ""),
+    ("Upgrade", ""),
+]
+DEFAULT_HIDDEN = ["Date", "Server", "X-Pad", "X-Accel-Expires", "X-Accel-Redirect", "X-Accel-Limit-Rate",
+                  "X-Accel-Buffering", "X-Accel-Charset"]
+# Blocks whose entries are data (mime types, map pairs), not directives.
+DATA_BLOCKS = frozenset({"types", "map", "geo", "split_clients", "charset_map", "match"})
+_MODIFIERS = {"=": "exact", "^~": "prefix_priority", "": "prefix", "~": "regex", "~*": "regex_caseless", "@": "named"}
+_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+
+
+class Occurrence(BaseModel):
+    file: str
+    line: int
+    directive: str
+    args: list[str]
+    context: str
+    level: Level
+    reason: str
+
+
+class Translation(BaseModel):
+    config: NewproxyConfig
+    occurrences: list[Occurrence]
+
+    def count(self, *levels: Level) -> int:
+        return sum(1 for o in self.occurrences if o.level in levels)
+
+    @property
+    def gaps(self) -> list[Occurrence]:
+        return [o for o in self.occurrences if o.level in ("caveat", "unsupported", "unknown")]
+
+
+def parse_size(value: str, directive: Directive) -> int:
+    match = _SIZE.match(value)
+    if not match:
+        raise ConfigError(f'"{directive.name}" directive invalid value', directive.file, directive.line)
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    return int(match.group(1)) * factor
+
+
+@dataclass
+class _Scope:
+    """The directives of one block, for inheritance lookups."""
+
+    directives: list[Directive]
+    label: str
+
+    def last(self, name: str) -> Directive | None:
+        found = None
+        for directive in self.directives:
+            if directive.name == name:
+                found = directive
+        return found
+
+    def all(self, name: str) -> list[Directive]:
+        return [d for d in self.directives if d.name == name]
+
+
+@dataclass
+class _Chain:
+    scopes: list[_Scope] = field(default_factory=list)
+
+    def push(self, scope: _Scope) -> _Chain:
+        return _Chain([*self.scopes, scope])
+
+    def scalar(self, name: str) -> Directive | None:
+        for scope in reversed(self.scopes):
+            found = scope.last(name)
+            if found is not None:
+                return found
+        return None
+
+    def array(self, name: str) -> list[Directive]:
+        for scope in reversed(self.scopes):
+            found = scope.all(name)
+            if found:
+                return found
+        return []
+
+    @property
+    def label(self) -> str:
+        return " > ".join(scope.label for scope in self.scopes)
+
+
+class Translator:
+    def __init__(self, nginx: NginxConfig) -> None:
+        self.nginx = nginx
+        self.levels: dict[int, tuple[Level, str]] = {}
+        self.contexts: dict[int, str] = {}
+        self.upstreams: list[UpstreamConfig] = []
+        self.upstream_names = {u.name for u in nginx.http.upstreams} if nginx.http else set()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def note(self, directive: Directive, level: Level, reason: str) -> None:
+        """Override the registry's level for one occurrence (e.g. a proxy_pass with variables)."""
+        self.levels[id(directive)] = (level, reason)
+
+    def _classify_tree(self, directives: Iterable[Directive], context: str, in_upstream: bool = False) -> None:
+        for directive in directives:
+            if directive.name == "include":
+                self._classify_tree(directive.block or [], context, in_upstream)
+                continue
+            rule = classify(directive.name, in_upstream)
+            self.levels.setdefault(id(directive), (rule.level, rule.reason))
+            self.contexts[id(directive)] = context
+            if directive.block is not None and directive.name not in DATA_BLOCKS:
+                label = directive.name if not directive.args else f"{directive.name} {' '.join(directive.args)}"
+                self._classify_tree(directive.block, f"{context} > {label}" if context else label,
+                                    in_upstream=directive.name == "upstream")
+
+    def occurrences(self) -> list[Occurrence]:
+        out = []
+
+        def visit(directives: Iterable[Directive]) -> None:
+            for directive in directives:
+                if directive.name == "include":
+                    visit(directive.block or [])
+                    continue
+                level, reason = self.levels[id(directive)]
+                out.append(Occurrence(file=directive.file, line=directive.line, directive=directive.name,
+                                      args=directive.args, context=self.contexts[id(directive)], level=level,
+                                      reason=reason))
+                if directive.block is not None and directive.name not in DATA_BLOCKS:
+                    visit(directive.block)
+
+        visit(self.nginx.tree)
+        return out
+
+    # -- translation -------------------------------------------------------------------------
+
+    def translate(self) -> Translation:
+        self._classify_tree(self.nginx.tree, "")
+        config = NewproxyConfig(source=self.nginx.main_file)
+        main = _Scope(list(self.nginx.main_directives()), "main")
+        pid = main.last("pid")
+        if pid is not None:
+            config.pid = pid.args[0]
+        workers = main.last("worker_processes")
+        if workers is not None and workers.args[0].isdigit():
+            config.worker_processes = int(workers.args[0])
+        if self.nginx.http is not None:
+            http = _Chain([_Scope(list(self.nginx.http.directives()), "http")])
+            tokens = http.scalar("server_tokens")
+            config.server_tokens = tokens is None or tokens.args[0] != "off"
+            for upstream in self.nginx.http.upstreams:
+                self.upstreams.append(self._upstream(upstream))
+            config.servers = [self._server(server, http) for server in self.nginx.http.servers]
+        config.upstreams = self.upstreams
+        return Translation(config=config, occurrences=self.occurrences())
+
+    def _upstream(self, upstream: Upstream) -> UpstreamConfig:
+        servers = []
+        for peer in upstream.servers:
+            host, port = _split_host_port(peer.address, peer.directive)
+            servers.append(UpstreamServerConfig(host=host, port=port, weight=peer.weight, max_fails=peer.max_fails,
+                                                fail_timeout=peer.fail_timeout, backup=peer.backup, down=peer.down,
+                                                source=peer.directive.where))
+        config = UpstreamConfig(name=upstream.name, servers=servers, source=upstream.directive.where)
+        for directive in upstream.directives():
+            if directive.name == "keepalive":
+                config.keepalive = int(directive.args[0])
+            elif directive.name == "keepalive_requests":
+                config.keepalive_requests = int(directive.args[0])
+            elif directive.name == "keepalive_timeout":
+                config.keepalive_timeout = parse_time(directive.args[0], directive)
+        return config
+
+    def _server(self, server: Server, http: _Chain) -> ServerConfig:
+        label = f"server {server.server_names[0]}" if server.server_names[0] else "server"
+        chain = http.push(_Scope(list(server.directives()), label))
+        listens = []
+        for listen in server.listens:
+            if listen.directive is not None and (listen.ssl or listen.http2 or listen.unix_path):
+                what = "ssl" if listen.ssl else "http2" if listen.http2 else "unix sockets"
+                self.note(listen.directive, "unsupported", f"listen with {what} is not built yet; this listen is dropped")
+                continue
+            if listen.directive is not None and listen.options:
+                self.note(listen.directive, "caveat", f"listen parameters {listen.options} are ignored")
+            address = "0.0.0.0" if listen.address == "*" else listen.address
+            listens.append(ListenConfig(address=address, port=listen.port, default_server=listen.default_server,
+                                        ipv6only=listen.ipv6only,
+                                        source=listen.directive.where if listen.directive else None))
+        config = ServerConfig(
+            listen=listens,
+            server_names=server.server_names,
+            rewrite=self._rewrite(chain.scopes[-1].directives),
+            default_type=self._default_type(chain),
+            client_max_body_size=self._body_size(chain),
+            source=server.directive.where,
+        )
+        config.locations = [self._location(location, chain) for location in server.locations]
+        return config
+
+    def _location(self, location: Location, parent: _Chain) -> LocationConfig:
+        label = f"location {location.modifier} {location.path}".replace("  ", " ")
+        chain = parent.push(_Scope(list(location.directives()), label))
+        match = _MODIFIERS[location.modifier]
+        config = LocationConfig(
+            match=match,  # type: ignore[arg-type]
+            path=location.path,
+            rewrite=self._rewrite(chain.scopes[-1].directives),
+            default_type=self._default_type(chain),
+            client_max_body_size=self._body_size(chain),
+            source=location.directive.where,
+        )
+        proxy_pass = chain.scopes[-1].last("proxy_pass")
+        if proxy_pass is not None:
+            config.proxy = self._proxy(proxy_pass, chain, location)
+        config.locations = [self._location(nested, chain) for nested in location.locations]
+        return config
+
+    def _rewrite(self, directives: list[Directive]) -> list[ReturnStep]:
+        steps: list[ReturnStep] = []
+        for directive in directives:
+            if directive.name != "return":
+                continue
+            step = self._return(directive)
+            if step is not None:
+                steps.append(step)
+        return steps
+
+    def _return(self, directive: Directive) -> ReturnStep | None:
+        args = directive.args
+        if not args or len(args) > 2:
+            raise ConfigError('invalid number of arguments in "return" directive', directive.file, directive.line)
+        if args[0].isdigit():
+            status = int(args[0])
+            if status > 999:
+                raise ConfigError(f'invalid return code "{args[0]}"', directive.file, directive.line)
+            text = args[1] if len(args) == 2 else None
+        elif len(args) == 1 and args[0].startswith(("http://", "https://", "$scheme")):
+            status, text = 302, args[0]
+        else:
+            raise ConfigError(f'invalid return code "{args[0]}"', directive.file, directive.line)
+        if text is not None and not self._variables_ok(directive, text):
+            return None
+        return ReturnStep(status=status, text=text, source=directive.where)
+
+    def _variables_ok(self, directive: Directive, text: str) -> bool:
+        unknown = [name for name in variable_names(text)
+                   if name not in KNOWN_VARIABLES and not name.startswith(KNOWN_PREFIXES)]
+        if unknown:
+            self.note(directive, "unsupported", f"uses variables newproxy does not provide yet: {', '.join(unknown)}")
+            return False
+        return True
+
+    def _default_type(self, chain: _Chain) -> str:
+        directive = chain.scalar("default_type")
+        return directive.args[0] if directive is not None else "text/plain"
+
+    def _body_size(self, chain: _Chain) -> int:
+        directive = chain.scalar("client_max_body_size")
+        return parse_size(directive.args[0], directive) if directive is not None else 1024 * 1024
+
+    def _proxy(self, directive: Directive, chain: _Chain, location: Location) -> ProxyConfig | None:
+        url = directive.args[0]
+        if "$" in url:
+            self.note(directive, "unsupported", "proxy_pass with variables is not built yet; the location answers 404")
+            return None
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https"):
+            raise ConfigError(f'invalid URL prefix in "{url}"', directive.file, directive.line)
+        if scheme == "https" or rest.startswith("unix:"):
+            self.note(directive, "unsupported", f"proxy_pass to {scheme}{'+unix' if 'unix:' in rest else ''} is not built yet")
+            return None
+        slash = rest.find("/")
+        authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
+        if uri is not None and location.modifier in ("~", "~*", "@"):
+            raise ConfigError(
+                '"proxy_pass" cannot have URI part in location given by regular expression, or inside named '
+                'location, or inside "if" statement, or inside "limit_except" block', directive.file, directive.line)
+        if authority in self.upstream_names:
+            group = authority
+        else:
+            host, port = _split_host_port(authority, directive)
+            group = authority
+            if all(u.name != group for u in self.upstreams):
+                self.upstreams.append(UpstreamConfig(
+                    name=group, servers=[UpstreamServerConfig(host=host, port=port, source=directive.where)],
+                    implicit=True, source=directive.where))
+            if not _is_ip(host):
+                self.note(directive, "caveat", f'"{host}" is resolved when connecting; nginx resolves it once at start')
+        headers = self._proxy_headers(chain)
+        return ProxyConfig(
+            upstream=group,
+            proxy_host=authority,
+            uri=uri,
+            http_version=self._scalar_arg(chain, "proxy_http_version", "1.0"),  # type: ignore[arg-type]
+            headers=headers,
+            pass_request_headers=self._scalar_arg(chain, "proxy_pass_request_headers", "on") == "on",
+            pass_request_body=self._scalar_arg(chain, "proxy_pass_request_body", "on") == "on",
+            connect_timeout=self._time(chain, "proxy_connect_timeout", 60.0),
+            send_timeout=self._time(chain, "proxy_send_timeout", 60.0),
+            read_timeout=self._time(chain, "proxy_read_timeout", 60.0),
+            next_upstream=self._next_upstream(chain),
+            next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
+            hide_headers=DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")],
+            source=directive.where,
+        )
+
+    def _proxy_headers(self, chain: _Chain) -> list[HeaderSetting]:
+        settings: list[HeaderSetting] = []
+        for directive in chain.array("proxy_set_header"):
+            if len(directive.args) != 2:
+                raise ConfigError('invalid number of arguments in "proxy_set_header" directive',
+                                  directive.file, directive.line)
+            if self._variables_ok(directive, directive.args[1]):
+                settings.append(HeaderSetting(name=directive.args[0], value=directive.args[1], source=directive.where))
+        names = {s.name.lower() for s in settings}
+        for name, value in DEFAULT_PROXY_HEADERS:
+            if name.lower() not in names:
+                settings.append(HeaderSetting(name=name, value=value))
+        return settings
+
+    def _next_upstream(self, chain: _Chain) -> list:  # type: ignore[type-arg]
+        directive = chain.scalar("proxy_next_upstream")
+        return list(directive.args) if directive is not None else ["error", "timeout"]
+
+    @staticmethod
+    def _scalar_arg(chain: _Chain, name: str, default: str) -> str:
+        directive = chain.scalar(name)
+        return directive.args[0] if directive is not None else default
+
+    @staticmethod
+    def _time(chain: _Chain, name: str, default: float) -> float:
+        directive = chain.scalar(name)
+        return parse_time(directive.args[0], directive) if directive is not None else default
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _split_host_port(address: str, directive: Directive) -> tuple[str, int]:
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "80"
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    else:
+        host, port = address, "80"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'invalid port in upstream "{address}"', directive.file, directive.line)
+    return host, int(port)
+
+
+def translate(nginx: NginxConfig) -> Translation:
+    return Translator(nginx).translate()
+

@@ -101,6 +101,7 @@ class LocationConfig(_Model):
     rewrite: list[RewriteStep] = Field(default_factory=list)
     proxy: ProxyConfig | None = None
     default_type: str = "text/plain"
+    types: str = Field(default="builtin", description="name of the `mime_types` table for this location")
     client_max_body_size: int = 1048576
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
@@ -112,8 +113,13 @@ class ServerConfig(_Model):
     rewrite: list[RewriteStep] = Field(default_factory=list, description="server-level rewrite phase")
     locations: list[LocationConfig] = Field(default_factory=list)
     default_type: str = "text/plain"
+    types: str = Field(default="builtin", description="name of the `mime_types` table for this server")
     client_max_body_size: int = 1048576
     source: str | None = None
+
+
+# nginx's types when a config has no `types` block at all (ngx_http_core_default_types).
+BUILTIN_MIME_TYPES: dict[str, str] = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
 
 
 class UpstreamServerConfig(_Model):
@@ -146,6 +152,10 @@ class NewproxyConfig(_Model):
     server_tokens: bool = True
     servers: list[ServerConfig] = Field(default_factory=list)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    mime_types: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"builtin": dict(BUILTIN_MIME_TYPES)},
+        description="extension -> MIME type tables, named by the `types` blocks they come from",
+    )
     source: str | None = Field(default=None, description="the nginx config this was translated from")
 
     def upstream(self, name: str) -> UpstreamConfig:

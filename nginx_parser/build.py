@@ -132,7 +132,7 @@ def _build_upstream(directive: Directive) -> Upstream:
         raise ConfigError('invalid number of arguments in "upstream" directive', directive.file, directive.line)
     servers = [_build_upstream_server(c) for c in directive.children() if c.name == "server"]
     if not servers:
-        raise ConfigError(f'no servers are inside upstream', directive.file, directive.line)
+        raise ConfigError('no servers are inside upstream', directive.file, directive.line)
     return Upstream(name=directive.args[0], servers=servers, directive=directive)
 
 

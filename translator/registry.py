@@ -35,6 +35,7 @@ RULES: dict[str, Rule] = {
     "listen": Rule("exact"),
     "server_name": Rule("exact"),
     "default_type": Rule("exact"),
+    "types": Rule("exact", "MIME types by extension, for responses newproxy makes"),
     "client_max_body_size": Rule("exact"),
     "server_tokens": Rule("caveat", "on/off kept; newproxy announces itself as newproxy, not nginx"),
     "pid": Rule("exact"),

@@ -16,6 +16,7 @@ from typing import Iterable
 from pydantic import BaseModel
 
 from newproxy.config import (
+    BUILTIN_MIME_TYPES,
     HeaderSetting,
     ListenConfig,
     LocationConfig,
@@ -26,6 +27,7 @@ from newproxy.config import (
     UpstreamConfig,
     UpstreamServerConfig,
 )
+from newproxy.engine.regex import compile_regex
 from newproxy.engine.variables import KNOWN_PREFIXES, KNOWN_VARIABLES, variable_names
 from nginx_parser import ConfigError, Directive, Location, NginxConfig, Server, Upstream, parse_time
 from translator.registry import Level, classify
@@ -129,7 +131,24 @@ class Translator:
         self.levels: dict[int, tuple[Level, str]] = {}
         self.contexts: dict[int, str] = {}
         self.upstreams: list[UpstreamConfig] = []
+        self.mime_types: dict[str, dict[str, str]] = {"builtin": dict(BUILTIN_MIME_TYPES)}
+        self.capture_names = self._capture_names()
         self.upstream_names = {u.name for u in nginx.http.upstreams} if nginx.http else set()
+
+    def _capture_names(self) -> set[str]:
+        """Named groups of location and server_name regexes: nginx makes each a variable."""
+        names: set[str] = set()
+        for directive in self.nginx.all_directives():
+            pattern = None
+            if directive.name == "location" and directive.args and directive.args[0] in ("~", "~*"):
+                pattern = directive.args[-1]
+            elif directive.name == "server_name":
+                for name in directive.args:
+                    if name.startswith("~"):
+                        names.update(_groups(name[1:], directive))
+            if pattern is not None:
+                names.update(_groups(pattern, directive))
+        return names
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -185,14 +204,20 @@ class Translator:
             tokens = http.scalar("server_tokens")
             config.server_tokens = tokens is None or tokens.args[0] != "off"
             for upstream in self.nginx.http.upstreams:
-                self.upstreams.append(self._upstream(upstream))
+                translated = self._upstream(upstream)
+                if translated.servers:  # a group of unix peers only is dropped (each peer is a gap)
+                    self.upstreams.append(translated)
             config.servers = [self._server(server, http) for server in self.nginx.http.servers]
         config.upstreams = self.upstreams
+        config.mime_types = self.mime_types
         return Translation(config=config, occurrences=self.occurrences())
 
     def _upstream(self, upstream: Upstream) -> UpstreamConfig:
         servers = []
         for peer in upstream.servers:
+            if peer.address.startswith("unix:"):
+                self.note(peer.directive, "unsupported", "unix socket peers are not built yet; this peer is dropped")
+                continue
             host, port = _split_host_port(peer.address, peer.directive)
             servers.append(UpstreamServerConfig(host=host, port=port, weight=peer.weight, max_fails=peer.max_fails,
                                                 fail_timeout=peer.fail_timeout, backup=peer.backup, down=peer.down,
@@ -227,9 +252,11 @@ class Translator:
             server_names=server.server_names,
             rewrite=self._rewrite(chain.scopes[-1].directives),
             default_type=self._default_type(chain),
+            types=self._types(chain),
             client_max_body_size=self._body_size(chain),
             source=server.directive.where,
         )
+        self._note_static_fallthrough(server, config)
         config.locations = [self._location(location, chain) for location in server.locations]
         return config
 
@@ -242,14 +269,27 @@ class Translator:
             path=location.path,
             rewrite=self._rewrite(chain.scopes[-1].directives),
             default_type=self._default_type(chain),
+            types=self._types(chain),
             client_max_body_size=self._body_size(chain),
             source=location.directive.where,
         )
         proxy_pass = chain.scopes[-1].last("proxy_pass")
         if proxy_pass is not None:
             config.proxy = self._proxy(proxy_pass, chain, location)
+        elif not config.rewrite and not location.locations:
+            self.note(location.directive, "unsupported",
+                      "nginx serves this location with its static file handler (root/alias/index/try_files), "
+                      "which newproxy does not have yet: newproxy answers 404 here")
         config.locations = [self._location(nested, chain) for nested in location.locations]
         return config
+
+    def _note_static_fallthrough(self, server: Server, config: ServerConfig) -> None:
+        """Requests that match no location get nginx's static handler; say so when that can happen."""
+        catch_all = any(loc.modifier in ("", "^~") and loc.path == "/" for loc in server.locations)
+        if not config.rewrite and not catch_all:
+            self.note(server.directive, "caveat",
+                      "requests matching no location are served by nginx's static file handler (root html); "
+                      "newproxy answers 404 for them")
 
     def _rewrite(self, directives: list[Directive]) -> list[ReturnStep]:
         steps: list[ReturnStep] = []
@@ -280,11 +320,27 @@ class Translator:
 
     def _variables_ok(self, directive: Directive, text: str) -> bool:
         unknown = [name for name in variable_names(text)
-                   if name not in KNOWN_VARIABLES and not name.startswith(KNOWN_PREFIXES)]
+                   if name not in KNOWN_VARIABLES and not name.startswith(KNOWN_PREFIXES)
+                   and not name.isdigit() and name not in self.capture_names]
         if unknown:
             self.note(directive, "unsupported", f"uses variables newproxy does not provide yet: {', '.join(unknown)}")
             return False
         return True
+
+    def _types(self, chain: _Chain) -> str:
+        """The name of the MIME table in effect: the innermost block with `types` wins whole."""
+        blocks = chain.array("types")
+        if not blocks:
+            return "builtin"
+        name = ",".join(block.where for block in blocks)
+        if name not in self.mime_types:
+            table: dict[str, str] = {}
+            for block in blocks:
+                for entry in block.children():
+                    for ext in entry.args:
+                        table[ext.lower()] = entry.name  # a later duplicate wins, as in nginx
+            self.mime_types[name] = table
+        return name
 
     def _default_type(self, chain: _Chain) -> str:
         directive = chain.scalar("default_type")
@@ -313,6 +369,9 @@ class Translator:
                 'location, or inside "if" statement, or inside "limit_except" block', directive.file, directive.line)
         if authority in self.upstream_names:
             group = authority
+            if not any(u.name == group and u.servers for u in self.upstreams):
+                self.note(directive, "unsupported", f'upstream "{group}" has no peer newproxy can reach')
+                return None
         else:
             host, port = _split_host_port(authority, directive)
             group = authority
@@ -367,6 +426,14 @@ class Translator:
     def _time(chain: _Chain, name: str, default: float) -> float:
         directive = chain.scalar(name)
         return parse_time(directive.args[0], directive) if directive is not None else default
+
+
+def _groups(pattern: str, directive: Directive) -> list[str]:
+    try:
+        return list(compile_regex(pattern).groupindex)
+    except re.error as exc:
+        raise ConfigError(f'regex "{pattern}" is not supported by newproxy yet ({exc})',
+                          directive.file, directive.line) from None
 
 
 def _is_ip(host: str) -> bool:

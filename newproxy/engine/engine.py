@@ -7,7 +7,7 @@ rewrite -> content (proxy_pass, or the 404 a location without content gives).
 from __future__ import annotations
 
 from newproxy.config import NewproxyConfig
-from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer, compile_server
+from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer, ConfigCompiler
 from newproxy.engine.context import RequestContext
 from newproxy.engine.proxy import upstream_head
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
@@ -21,7 +21,8 @@ class Engine:
     def __init__(self, config: NewproxyConfig) -> None:
         self.config = config
         self.upstream_groups: dict[str, UpstreamGroup] = {u.name: UpstreamGroup(u) for u in config.upstreams}
-        compiled = [(server, compile_server(server, self.upstream_groups)) for server in config.servers]
+        compiler = ConfigCompiler(config, self.upstream_groups)
+        compiled = [(server, compiler.server(server)) for server in config.servers]
         self.router: ServerRouter[CompiledServer] = ServerRouter(compiled)
         self.maker = ResponseMaker(config.server_tokens)
         ipv6only = {
@@ -37,12 +38,19 @@ class Engine:
         return self.maker.error(status, request, keepalive)
 
     def max_body_size(self, request: Request) -> int:
-        """client_max_body_size of the location the request will be served by (0: no limit)."""
+        """The client_max_body_size that applies while reading the request body (0: no limit).
+
+        Only proxied requests read the body; nginx discards any other body unchecked. A declared
+        Content-Length over the limit is answered with 413 by ``handle`` itself, as nginx does at
+        find-location time.
+        """
         ctx = self._context(request)
         if isinstance(ctx, Response):
             return 0
         location = self._find_location(ctx)
-        return location.client_max_body_size if location is not None else ctx.server.client_max_body_size
+        if ctx.server.rewrite or location is None or location.rewrite or location.proxy is None:
+            return 0
+        return location.client_max_body_size
 
     def handle(self, request: Request) -> Response | ProxyPass:
         ctx = self._context(request)
@@ -50,7 +58,7 @@ class Engine:
             return ctx
         # Every rewrite step is a ``return`` for now, so the first step ends the phase.
         if ctx.server.rewrite:
-            return self._return(ctx, ctx.server.rewrite[0], ctx.server.default_type)
+            return self._return(ctx, ctx.server.rewrite[0], ctx.server.content_type(ctx.uri))
         found = ctx.server.locations.find(ctx.uri)
         location = found.value if found is not None else None
         ctx.location = location
@@ -61,12 +69,12 @@ class Engine:
             assert location is not None
             target = location.config.path + ("?" + ctx.args if ctx.args else "")
             return self._redirect(ctx, 301, target)
-        if found is not None:
+        if found is not None and found.match is not None:
             ctx.captures = found.match
         if location is None:
             return self.maker.error(404, request, request.keepalive)
         if location.rewrite:
-            return self._return(ctx, location.rewrite[0], location.default_type)
+            return self._return(ctx, location.rewrite[0], location.content_type(ctx.uri))
         if location.proxy is not None:
             proxy = location.proxy
             ctx.proxy_host = proxy.config.proxy_host
@@ -97,7 +105,7 @@ class Engine:
             return self.maker.error(400, request, False)
         host = target.host if target.host is not None else header_host
         table = self.router.table_for(*request.local_addr)
-        server, _match = table.find(host)
+        server, name_match = table.find(host)
         return RequestContext(
             request=request,
             server=server,
@@ -107,13 +115,14 @@ class Engine:
             request_uri=target.request_uri,
             uri_needs_escape=target.needs_escape,
             redirect_host=host,
+            captures=name_match,
         )
 
     def _find_location(self, ctx: RequestContext) -> CompiledLocation | None:
         found = ctx.server.locations.find(ctx.uri)
         return found.value if found is not None else None
 
-    def _return(self, ctx: RequestContext, step: CompiledReturn, default_type: bytes) -> Response:
+    def _return(self, ctx: RequestContext, step: CompiledReturn, content_type: bytes) -> Response:
         request = ctx.request
         if step.text is None and step.status in CLOSE_CODES:
             return self.maker.close()
@@ -121,11 +130,11 @@ class Engine:
         if step.status in REDIRECT_CODES:
             return self._redirect(ctx, step.status, text or "")
         if text is not None:
-            return self.maker.text(step.status, request, request.keepalive, default_type, text.encode("latin-1"))
+            return self.maker.text(step.status, request, request.keepalive, content_type, text.encode("latin-1"))
         if step.status >= 400:
             return self.maker.error(step.status, request, request.keepalive)
         # Below 400 with no page: nginx sends an empty body with the default type.
-        return self.maker.text(step.status, request, request.keepalive, default_type, b"")
+        return self.maker.text(step.status, request, request.keepalive, content_type, b"")
 
     def _redirect(self, ctx: RequestContext, status: int, target: str) -> Response:
         """A redirect page; a target starting with "/" is made absolute as ``absolute_redirect on`` does."""
@@ -144,10 +153,11 @@ class Engine:
 
 
 def _declared_length(request: Request) -> int:
+    """The Content-Length the client declared (a chunked body's size is the IO layer's to check)."""
     for name, value in request.headers:
         if name.lower() == b"content-length":
             try:
                 return int(value)
             except ValueError:
                 return 0
-    return len(request.body)
+    return 0

@@ -70,12 +70,14 @@ def client_response_head(
     rest: list[bytes] = []
     for name, value in headers:
         low = name.lower()
+        if low in hidden:
+            continue
         if low == b"content-type":
             if content_type is None:
                 content_type = value
         elif low == b"content-length":
             content_length = value
-        elif low in _HOP_BY_HOP or low in hidden:
+        elif low in _HOP_BY_HOP:
             continue
         else:
             rest.append(name + b": " + value + b"\r\n")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from newproxy.config import ServerConfig
+from newproxy.engine.regex import compile_regex
 
 S = TypeVar("S")
 
@@ -53,7 +54,7 @@ class NameTable(Generic[S]):
     def add(self, name: str, server: S) -> None:
         name = name.lower()
         if name.startswith("~"):
-            self.regexes.append((re.compile(name[1:]), server))
+            self.regexes.append((compile_regex(name[1:]), server))
         elif name.startswith("*."):
             self._first(self.leading, name[1:], server)
         elif name.startswith("."):

@@ -98,3 +98,14 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
         host=host,
         needs_escape=b"%" in path,
     )
+
+
+def extension(uri: str) -> str:
+    """nginx's r->exten: what follows the last "." of the last path segment, lower-cased for types lookup.
+
+    Dots that open a segment do not start an extension (nginx's URI parser reads them as a possible
+    "." or ".." segment), so "/.gif" has none while "/.x.gif" has "gif".
+    """
+    segment = uri[uri.rfind("/") + 1:].lstrip(".")
+    dot = segment.rfind(".")
+    return segment[dot + 1:].lower() if dot >= 0 else ""

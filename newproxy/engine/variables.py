@@ -113,7 +113,27 @@ KNOWN_VARIABLES: frozenset[str] = frozenset(_SIMPLE)
 KNOWN_PREFIXES: tuple[str, ...] = tuple(_PREFIXED)
 
 
-def variable_getter(name: str) -> Getter:
+def _capture_getter(key: int | str) -> Getter:
+    """$1..$9 and named captures: from the last regex that matched (location, else server name)."""
+
+    def get(ctx: RequestContext) -> str:
+        match = ctx.captures
+        if match is None:
+            return ""
+        try:
+            value = match.group(key)
+        except IndexError:
+            return ""
+        return value or ""
+
+    return get
+
+
+def variable_getter(name: str, capture_names: frozenset[str] = frozenset()) -> Getter:
+    if name.isdigit():
+        return _capture_getter(int(name))
+    if name in capture_names:
+        return _capture_getter(name)
     if name in _SIMPLE:
         return _SIMPLE[name]
     for prefix, factory in _PREFIXED.items():
@@ -135,14 +155,14 @@ class Template:
 
     __slots__ = ("text", "parts", "constant")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, capture_names: frozenset[str] = frozenset()) -> None:
         self.text = text
         parts: list[str | Getter] = []
         pos = 0
         for match in _VARIABLE.finditer(text):
             if match.start() > pos:
                 parts.append(text[pos:match.start()])
-            parts.append(variable_getter(match.group(1) or match.group(2)))
+            parts.append(variable_getter(match.group(1) or match.group(2), capture_names))
             pos = match.end()
         if pos < len(text):
             parts.append(text[pos:])

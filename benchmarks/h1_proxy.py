@@ -1,0 +1,253 @@
+"""HTTP/1.1 reverse-proxy throughput: newproxy against nginx, same config, same upstream, same run.
+
+    .venv/bin/python benchmarks/h1_proxy.py [-d 10s] [-c 50] [-t 1] [--warmup 2s] [--body-size 64]
+
+Starts, on free 127.0.0.1 ports:
+- an upstream nginx answering every request with a fixed 200 body (1 worker, access_log off);
+- nginx as the reverse proxy (1 worker, access_log off, ``keepalive 32`` to the upstream with
+  ``proxy_http_version 1.1`` and ``Connection ""``);
+- newproxy on the very same nginx config, translated on load by its nginx adapter;
+then loads each proxy with ``wrk --latency`` (a short warm-up first) and prints req/s, p50 and p99
+for each and the newproxy/nginx ratio. Everything it starts is stopped on exit, even on errors.
+
+Absolute numbers depend on the machine; the ratio measured in one run is what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+NGINX = os.environ.get("BENCH_NGINX", "nginx")
+WRK = os.environ.get("BENCH_WRK", "wrk")
+
+UPSTREAM_CONF = """\
+worker_processes 1;
+daemon off;
+pid {work}/upstream.pid;
+error_log {work}/upstream-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{status_port};
+        location / {{ stub_status; }}
+    }}
+}}
+"""
+
+PROXY_CONF = """\
+worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream backend {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    raw: str
+    requests: int = 0
+    upstream_connections: int = 0  # accepted by the upstream during the measured run
+
+
+def upstream_accepts(status_port: int) -> int:
+    """The upstream's accepted-connections counter (stub_status), to show keep-alive reuse."""
+    with socket.create_connection(("127.0.0.1", status_port), timeout=2) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    match = re.search(rb"server accepts handled requests\s+(\d+)", data)
+    return int(match.group(1)) if match else 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if sock.recv(12).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not answer 200 on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+@contextmanager
+def started(name: str, command: list[str], port: int, work: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = open(work / f"{name}.stderr", "wb")
+    # A session of its own, so stopping it also reaps nginx's worker if the master dies first.
+    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_ready(port, process, name)
+        yield process
+    except RuntimeError as exc:
+        log.flush()
+        tail = (work / f"{name}.stderr").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{exc}\n{tail}") from None
+    finally:
+        stop(process)
+        log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever is left in its session
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        process.wait(timeout=5)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unexpected latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(name: str, port: int, duration: str, connections: int, threads: int) -> Result:
+    command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(m.group(1)) for m in re.finditer(r"Non-2xx or 3xx responses:\s+(\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    total = re.search(r"(\d+) requests in", out)
+    return Result(name, rps, p50, p99, errors, out, requests=int(total.group(1)) if total else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-d", "--duration", default="10s", help="wrk duration per proxy (default 10s)")
+    parser.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("-t", "--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--warmup", default="2s", help="wrk warm-up run before measuring, 0 to skip (default 2s)")
+    parser.add_argument("--body-size", type=int, default=64, help="bytes in the upstream's response body")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs and logs)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's full output")
+    args = parser.parse_args(argv)
+
+    for tool in (NGINX, WRK):
+        if shutil.which(tool) is None:
+            print(f"h1_proxy: {tool} not found in PATH", file=sys.stderr)
+            return 1
+    work = Path(tempfile.mkdtemp(prefix="h1_proxy_"))
+    try:
+        upstream_port, status_port, nginx_port, newproxy_port = free_port(), free_port(), free_port(), free_port()
+        (work / "upstream.conf").write_text(
+            UPSTREAM_CONF.format(work=work, port=upstream_port, status_port=status_port, body="x" * args.body_size)
+        )
+        for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
+            (work / f"{name}.conf").write_text(
+                PROXY_CONF.format(work=work, name=name, port=port, upstream_port=upstream_port)
+            )
+        nginx_cmd = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
+        newproxy_cmd = [sys.executable, "-m", "newproxy", "-p", str(work), "-c", str(work / "newproxy.conf")]
+        results: list[Result] = []
+        upstream_cmd = [NGINX, "-p", str(work), "-c", str(work / "upstream.conf")]
+        with started("upstream", upstream_cmd, upstream_port, work):
+            for name, command, port in (("nginx", nginx_cmd, nginx_port), ("newproxy", newproxy_cmd, newproxy_port)):
+                with started(name, command, port, work):
+                    if args.warmup not in ("0", "0s"):
+                        run_wrk(name, port, args.warmup, args.connections, args.threads)
+                    accepts = upstream_accepts(status_port)
+                    result = run_wrk(name, port, args.duration, args.connections, args.threads)
+                    result.upstream_connections = upstream_accepts(status_port) - accepts
+                    results.append(result)
+                    if args.verbose:
+                        print(f"--- {name}\n{result.raw}")
+        report(results, args)
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, "
+        f"upstream body {args.body_size} B, keepalive 32 to the upstream"
+    )
+    print(f"{'proxy':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'upstream conns':>15}")
+    for r in results:
+        print(
+            f"{r.name:<10} {r.requests_per_sec:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
+            f"{r.upstream_connections:>15}"
+        )
+    by_name = {r.name: r for r in results}
+    if "nginx" in by_name and "newproxy" in by_name:
+        nginx, newproxy = by_name["nginx"], by_name["newproxy"]
+        print(
+            f"newproxy/nginx: throughput {newproxy.requests_per_sec / nginx.requests_per_sec:.2f}x, "
+            f"p50 {newproxy.p50_ms / nginx.p50_ms:.2f}x, p99 {newproxy.p99_ms / nginx.p99_ms:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

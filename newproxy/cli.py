@@ -1,0 +1,380 @@
+"""``newproxy``: nginx's command line for the new proxy.
+
+    newproxy [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
+
+``-c`` takes a newproxy config (``.yaml``/``.yml``/``.json``) or an nginx config, translated on load
+by the ``nginx`` adapter found through the ``newproxy.adapters`` entry point group (the translator
+registers it; newproxy does not import it). The proxy runs in the foreground; signals as nginx's
+master: QUIT graceful stop, TERM/INT fast stop, HUP reload, USR1 reopen the error log.
+
+Every error a user can cause is one ``newproxy: ...`` line (``file:line: message`` for config
+errors) and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Callable, NoReturn
+
+from newproxy import __version__
+from newproxy.config import NewproxyConfig
+from newproxy.configfile import ConfigError, load_newproxy_config
+
+if TYPE_CHECKING:
+    from newproxy.engine.engine import Engine
+    from newproxy.http.errorlog import ErrorLog
+    from newproxy.http.server import Server
+
+NAME = "newproxy"
+DEFAULT_CONFIG = "newproxy.yaml"
+USAGE = f"""\
+{NAME} version: {NAME}/{__version__}
+Usage: {NAME} [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
+
+Options:
+  -?,-h         : this help
+  -v            : show version and exit
+  -V            : show version and configure options then exit
+  -t            : test configuration and exit
+  -T            : test configuration, dump it (as newproxy YAML) and exit
+  -q            : suppress non-error messages during configuration testing
+  -s signal     : send signal to a master process: stop, quit, reopen, reload
+  -p prefix     : set prefix path (relative -c, pid and log paths are resolved against it)
+  -e filename   : set error log file ("stderr" for the standard error)
+  -c filename   : set configuration file: newproxy YAML/JSON (.yaml, .yml, .json) or nginx.conf
+  -g directives : set global directives out of configuration file (pid, daemon, error_log, ...)
+"""
+SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reopen": signal.SIGUSR1, "reload": signal.SIGHUP}
+NEWPROXY_SUFFIXES = (".yaml", ".yml", ".json")
+_LOCATED = re.compile(r"^\S+:\d+: ")  # "file:line: message"
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    config: str | None = None
+    prefix: str | None = None
+    error_log: str | None = None
+    directives: str | None = None
+    signal: str | None = None
+    test: bool = False
+    dump: bool = False
+    quiet: bool = False
+    version: bool = False
+    configure: bool = False
+    help: bool = False
+    rest: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str]) -> Options:
+    """nginx's option syntax: flags may be grouped (``-tq``), values attached (``-cfile``) or not."""
+    opts = Options()
+    valued = {"c": "config", "p": "prefix", "e": "error_log", "g": "directives", "s": "signal"}
+    names = {"c": "file name", "p": "prefix", "e": "file name", "g": "directives", "s": "signal"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            raise UsageError(f'invalid option: "{arg}"')
+        j = 1
+        while j < len(arg):
+            flag = arg[j]
+            j += 1
+            if flag in "?h":
+                opts.help = True
+            elif flag == "v":
+                opts.version = True
+            elif flag == "V":
+                opts.version = opts.configure = True
+            elif flag == "t":
+                opts.test = True
+            elif flag == "T":
+                opts.test = opts.dump = True
+            elif flag == "q":
+                opts.quiet = True
+            elif flag in valued:
+                if j < len(arg):
+                    value = arg[j:]
+                elif i + 1 < len(argv):
+                    i += 1
+                    value = argv[i]
+                else:
+                    raise UsageError(f'option "-{flag}" requires {names[flag]}')
+                if flag == "s" and value not in SIGNALS:
+                    raise UsageError(f'invalid option: "-s {value}"')
+                setattr(opts, valued[flag], value)
+                break
+            else:
+                raise UsageError(f'invalid option: "{flag}"')
+        i += 1
+    return opts
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"{NAME}: {message}\n")
+    sys.stderr.flush()
+
+
+def resolve(path: str, prefix: str | None) -> str:
+    """A relative path is relative to the prefix when one is given (nginx's -p), else to the cwd."""
+    if os.path.isabs(path) or not prefix:
+        return os.path.abspath(path)
+    return os.path.abspath(os.path.join(prefix, path))
+
+
+def _apply_global_directives(config: NewproxyConfig, directives: str) -> NewproxyConfig:
+    """-g for a newproxy config: the main-context directives that make sense on a command line."""
+    update: dict[str, object] = {}
+    for statement in directives.split(";"):
+        words = statement.split()
+        if not words:
+            continue
+        name, args = words[0], words[1:]
+        if name == "pid" and len(args) == 1:
+            update["pid"] = None if args[0] == "off" else args[0]
+        elif name == "error_log" and args:
+            update["error_log"] = " ".join(args)
+        elif name == "worker_processes" and len(args) == 1 and args[0].isdigit():
+            update["worker_processes"] = int(args[0])
+        elif name in ("daemon", "master_process") and args in (["on"], ["off"]):
+            pass  # newproxy always runs in the foreground, as one process
+        else:
+            raise ConfigError(f'invalid global directive "{statement.strip()}" in command line (newproxy configs accept pid, error_log, daemon, master_process, worker_processes)')
+    return config.model_copy(update=update) if update else config
+
+
+def load_config(opts: Options) -> tuple[str, NewproxyConfig]:
+    """Load the config named by -c (or the default). Raises ConfigError with ``file:line: message``."""
+    path = resolve(opts.config or DEFAULT_CONFIG, opts.prefix)
+    if path.endswith(NEWPROXY_SUFFIXES):
+        config = load_newproxy_config(path)
+        if opts.directives:
+            config = _apply_global_directives(config, opts.directives)
+        return path, config
+    adapter = _nginx_adapter()
+    if not os.path.exists(path):
+        raise ConfigError(f'open() "{path}" failed (2: No such file or directory)')
+    try:
+        config = adapter(path, opts.prefix, opts.directives)
+    except Exception as exc:  # the adapter's errors are "file:line: message" already
+        raise ConfigError(str(exc) or type(exc).__name__) from None
+    return path, config
+
+
+def _nginx_adapter() -> Callable[[str, str | None, str | None], NewproxyConfig]:
+    try:
+        entry = entry_points(group="newproxy.adapters")["nginx"]
+    except KeyError:
+        raise ConfigError(
+            'no "nginx" config adapter is installed (entry point group "newproxy.adapters"): '
+            "install the translator, or pass a newproxy config (.yaml, .yml, .json)"
+        ) from None
+    try:
+        return entry.load()  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ConfigError(f'the "nginx" config adapter failed to load: {exc}') from None
+
+
+def build_engine(config: NewproxyConfig, path: str) -> Engine:
+    from newproxy.engine.engine import Engine
+
+    try:
+        return Engine(config)
+    except Exception as exc:  # a config the engine cannot run, reported like a parse error
+        message = str(exc) or type(exc).__name__
+        if not _LOCATED.match(message):
+            message = f"{path}: {message}"
+        raise ConfigError(message) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        _err(str(exc))
+        return 1
+    if opts.help:
+        sys.stderr.write(USAGE)
+        return 0
+    if opts.version:
+        sys.stderr.write(f"{NAME} version: {NAME}/{__version__}\n")
+        if opts.configure:
+            import httptools
+            import uvloop
+
+            sys.stderr.write(
+                f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}, httptools {httptools.__version__}\n"
+            )
+        if not opts.test:
+            return 0
+    try:
+        path, config = load_config(opts)
+        engine = build_engine(config, path)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            _err(line)
+        if opts.test:
+            _err(f"configuration file {resolve(opts.config or DEFAULT_CONFIG, opts.prefix)} test failed")
+        return 1
+    if opts.test:
+        if not opts.quiet:
+            _err(f"the configuration file {path} syntax is ok")
+            _err(f"configuration file {path} test is successful")
+        if opts.dump:
+            sys.stdout.write(f"# configuration file {path}:\n{config.dump_yaml()}")
+        return 0
+    if opts.signal:
+        return send_signal(config, opts)
+    return run(config, engine, opts, path)
+
+
+def _pid_path(config: NewproxyConfig, opts: Options) -> str | None:
+    return resolve(config.pid, opts.prefix) if config.pid else None
+
+
+def send_signal(config: NewproxyConfig, opts: Options) -> int:
+    pid_path = _pid_path(config, opts)
+    if pid_path is None:
+        _err("no pid file is configured (set pid in the config or -g \"pid FILE;\")")
+        return 1
+    try:
+        with open(pid_path) as f:
+            text = f.read().strip()
+    except OSError as exc:
+        _err(f'open() "{pid_path}" failed ({exc.errno}: {exc.strerror})')
+        return 1
+    if not text.isdigit():
+        _err(f'invalid PID number "{text}" in "{pid_path}"')
+        return 1
+    try:
+        os.kill(int(text), SIGNALS[opts.signal or "quit"])
+    except OSError as exc:
+        _err(f'kill({text}, {int(SIGNALS[opts.signal or "quit"])}) failed ({exc.errno}: {exc.strerror})')
+        return 1
+    return 0
+
+
+def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int:
+    import uvloop
+
+    from newproxy.http.errorlog import ErrorLog
+    from newproxy.http.server import BindError, Server
+
+    log = ErrorLog(opts.error_log or config.error_log, opts.prefix)
+    try:
+        log.open()
+    except OSError as exc:
+        _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+        return 1
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = Server(engine, loop, log)
+    pid_path = _pid_path(config, opts)
+    try:
+        try:
+            server.bind()
+        except BindError as exc:
+            _err(str(exc))
+            log.log("emerg", str(exc))
+            return 1
+        if pid_path is not None:
+            try:
+                with open(pid_path, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as exc:
+                server.close_sockets()
+                _err(f'open() "{pid_path}" failed ({exc.errno}: {exc.strerror})')
+                return 1
+        # The config, the engine and the imported modules live as long as the process: move them
+        # out of the collector's sight so full collections do not rescan them under load.
+        gc.collect()
+        gc.freeze()
+        try:
+            loop.run_until_complete(_serve(server, config, opts, path, log))
+        finally:
+            if pid_path is not None:
+                try:
+                    os.unlink(pid_path)
+                except OSError:
+                    pass
+    finally:
+        _close_loop(loop)
+        log.close()
+    return 0
+
+
+async def _serve(server: Server, config: NewproxyConfig, opts: Options, path: str, log: ErrorLog) -> None:
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[str] = loop.create_future()
+
+    def request_stop(how: str) -> None:
+        if not stop.done():
+            stop.set_result(how)
+        elif how == "fast" and stop.result() == "graceful":
+            server.terminate()  # a TERM during a graceful stop: stop now (nginx does the same)
+
+    def reload() -> None:
+        try:
+            _, new_config = load_config(opts)
+            new_engine = build_engine(new_config, path)
+        except ConfigError as exc:
+            log.log("emerg", f"reload failed, keeping the old configuration: {exc}")
+            return
+        if sorted(new_engine.listen_addresses) != sorted(server.engine.listen_addresses):
+            log.log("emerg", "reload failed: the listening sockets changed; restart newproxy to change them")
+            return
+        server.reload(new_engine)
+        log.log("notice", "reconfiguring")
+
+    def reopen() -> None:
+        try:
+            log.open()
+        except OSError as exc:
+            _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+
+    loop.add_signal_handler(signal.SIGQUIT, request_stop, "graceful")
+    loop.add_signal_handler(signal.SIGTERM, request_stop, "fast")
+    loop.add_signal_handler(signal.SIGINT, request_stop, "fast")
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
+    await server.start()
+    how = await stop
+    if how == "graceful":
+        log.log("notice", "gracefully shutting down")
+        await server.shutdown_graceful()
+    else:
+        server.terminate()
+    for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        loop.remove_signal_handler(sig)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left (connect tasks of aborted exchanges) and close the loop quietly."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # let aborted transports report connection_lost
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def entry() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,585 @@
+"""HTTP/1.1 front end: a raw ``asyncio.Protocol`` driven by httptools' parser callbacks.
+
+No task per request: bytes in ``data_received`` go through the parser; a complete request is
+handed to the engine at once; its answer is written (``Response``) or forwarded by the upstream
+client (``ProxyPass``), which reports back through ``upstream_done``/``upstream_error``.
+
+Invariants:
+- requests on one connection are answered in order: while one is being proxied (``_busy``), later
+  pipelined requests wait in ``_queue``;
+- output produced while the parser runs is collected in ``_out`` and written once after
+  ``feed_data`` returns, so a pipelined batch costs one write;
+- once ``_closing`` is set no new request is started; the connection closes after the current one.
+
+This module also enforces what nginx checks before any location is known (ngx_http_request.c):
+Host presence and validity, Transfer-Encoding, TRACE/CONNECT, header sizes, invalid header names,
+client_max_body_size (through the engine), ``Expect: 100-continue``, and the connection timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from newproxy.engine.types import ProxyPass, Request, Response
+from newproxy.http.errorlog import ErrorLog
+from newproxy.http.upstream import Exchange
+
+if TYPE_CHECKING:
+    from newproxy.http.upstream import UpstreamClient
+
+# nginx's defaults for settings the config does not carry (yet).
+CLIENT_HEADER_TIMEOUT = 60.0
+CLIENT_BODY_TIMEOUT = 60.0
+KEEPALIVE_TIMEOUT = 75.0
+SEND_TIMEOUT = 60.0
+KEEPALIVE_REQUESTS = 1000
+LINGERING_TIMEOUT = 5.0
+LINGERING_TIME = 30.0
+LARGE_HEADER_BUFFER = 8192  # large_client_header_buffers 4 8k
+LARGE_HEADER_BUFFERS = 4
+PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a proxied one
+
+# nginx serves HTTP/1.2+ as HTTP/1.1 (only the major version must be 1).
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", **{f"1.{minor}": b"1.1" for minor in range(2, 10)}}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HOST_BAD = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
+# nginx (ignore_invalid_headers on, underscores_in_headers off) drops header lines whose name has
+# anything but letters, digits and '-'. Names repeat, so the verdict is cached per name.
+_NAME_OK_RE = re.compile(rb"[A-Za-z0-9-]+").fullmatch
+_NAME_OK: dict[bytes, bool] = {}
+
+
+_HOST_OK: dict[bytes, bool] = {}
+_CACHE_MAX = 4096  # bounded: names and hosts come from clients
+
+
+def _name_ok(name: bytes) -> bool:
+    ok = _NAME_OK_RE(name) is not None
+    if len(_NAME_OK) < _CACHE_MAX:
+        _NAME_OK[name] = ok
+    return ok
+
+
+def _host_ok(host: bytes) -> bool:
+    ok = host_valid(host)
+    if len(_HOST_OK) < _CACHE_MAX:
+        _HOST_OK[host] = ok
+    return ok
+
+
+def host_valid(host: bytes) -> bool:
+    """nginx's ngx_http_validate_host: no '/', controls, spaces or '..'; a non-empty host part."""
+    if _HOST_BAD(host):
+        return False
+    if host[:1] == b"[":
+        end = host.find(b"]")
+        host_len = end + 1 if end >= 0 else len(host)
+    else:
+        colon = host.find(b":")
+        host_len = colon if colon >= 0 else len(host)
+    if host.rfind(b".") == host_len - 1:
+        host_len -= 1
+    return host_len > 0
+
+
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing: the request was answered with an error."""
+
+
+class ConnContext:
+    """What every connection of one server shares; built once, so a connection costs no lookups."""
+
+    __slots__ = ("engine", "handle", "error_response", "max_body_size", "upstream", "loop", "log", "connections", "closing", "_ids")
+
+    def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
+        self.engine = engine
+        self.handle: Callable[[Request], Response | ProxyPass] = engine.handle  # type: ignore[attr-defined]
+        self.error_response: Callable[[int, Request | None, bool], Response] = engine.error_response  # type: ignore[attr-defined]
+        # Optional hook: the client_max_body_size (bytes, 0 = unlimited) that applies to a request.
+        self.max_body_size: Callable[[Request], int | None] | None = getattr(engine, "max_body_size", None)
+        self.upstream = upstream
+        self.loop = loop
+        self.log = log
+        self.connections: set[H1Protocol] = set()
+        self.closing = False
+        self._ids = 0
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+
+class _Error:
+    """A front-end error answer waiting its turn in the pipeline queue."""
+
+    __slots__ = ("status", "request")
+
+    def __init__(self, status: int, request: Request | None) -> None:
+        self.status = status
+        self.request = request
+
+
+class H1Protocol(asyncio.Protocol):
+    __slots__ = (
+        "ctx", "transport", "parser", "conn_id", "client_addr", "local_addr", "loop",
+        "_url", "_headers", "_body", "_body_len", "_req", "_limit", "_hosts", "_host", "_te", "_cl",
+        "_expect", "_hsize", "_queue", "_busy", "_exchange", "_current", "_closing", "_closed", "_in_feed",
+        "_out", "_write_paused", "_in_message", "_stopped", "_lingering", "_linger_until", "_last",
+        "_timer", "_requests", "_draining",
+    )
+
+    def __init__(self, ctx: ConnContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpRequestParser(self)
+        # nginx accepts a bare LF ending a header line, and any HTTP/1.x (served as 1.1); the
+        # version itself is checked in _check.
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_version=True)
+        self.conn_id = ctx.next_id()
+        self.client_addr: tuple[str, int] = ("", 0)
+        self.local_addr: tuple[str, int] = ("", 0)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] | None = None
+        self._body_len = 0
+        self._req: Request | None = None
+        self._limit = 0
+        self._hosts = 0
+        self._host = b""
+        self._te: bytes | None = None
+        self._cl = False
+        self._expect = False
+        self._hsize = 0
+        self._queue: deque[Request | _Error] = deque()
+        self._busy = False
+        self._exchange: Exchange | None = None
+        self._current: ProxyPass | None = None
+        self._closing = False
+        self._closed = False
+        self._in_feed = False
+        self._out: list[bytes] = []
+        self._write_paused = False
+        self._in_message = False
+        self._stopped = False
+        self._lingering = False
+        self._linger_until = 0.0
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._requests = 0
+        self._draining = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if peer:
+            self.client_addr = (peer[0], peer[1])
+        if sock:
+            self.local_addr = (sock[0], sock[1])
+        self.ctx.connections.add(self)
+        self._last = self.loop.time()
+        self._timer = self.loop.call_at(self._last + CLIENT_HEADER_TIMEOUT, self._on_timer)
+
+    def data_received(self, data: bytes) -> None:
+        self._last = self.loop.time()
+        if self._lingering or self._stopped:
+            return  # discarding what follows an answered error
+        self._in_feed = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            # llhttp stops after a request with "Connection: upgrade"; nginx ignores the upgrade
+            # (unless proxied with the Upgrade header set), so go on with what follows it.
+            self._feed_after_upgrade(data, exc)
+        except HttpParserCallbackError as exc:
+            if not self._stopped:
+                self.ctx.log.error(f"request processing failed: {exc.__context__!r}", self.conn_id)
+                self._bad_request(500 if self._req is not None else 400)
+        except HttpParserError:
+            self._bad_request(400)
+        finally:
+            self._in_feed = False
+        if self._out:
+            self._flush()
+
+    def _feed_after_upgrade(self, data: bytes, exc: HttpParserUpgrade) -> None:
+        offset = exc.args[0] if exc.args else len(data)
+        rest = data[offset:]
+        while rest and not self._stopped and not self._closed:
+            try:
+                self.parser.feed_data(rest)
+                return
+            except HttpParserUpgrade as again:
+                offset = again.args[0] if again.args else len(rest)
+                rest = rest[offset:]
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:
+            return False
+        # A half-closed client may still read: keep writing the response(s) it asked for.
+        if self._busy or self._queue:
+            self._closing = True
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ex = self._exchange
+        if ex is not None:
+            self._exchange = None
+            ex.abort()
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._exchange is not None:
+            self._exchange.pause()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._last = self.loop.time()
+        if self._exchange is not None:
+            self._exchange.resume()
+        if self.transport is not None and not self._closed and len(self._queue) < PIPELINE_QUEUE_MAX:
+            self.transport.resume_reading()
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        self._body = None
+        self._body_len = 0
+        self._hosts = 0
+        self._te = None
+        self._cl = False
+        self._expect = False
+        self._hsize = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > LARGE_HEADER_BUFFER:
+            self._reject(414, None)
+            raise _Stop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        n = len(name)
+        line = n + len(value) + 4
+        self._hsize += line
+        if line > LARGE_HEADER_BUFFER or self._hsize > LARGE_HEADER_BUFFER * LARGE_HEADER_BUFFERS:
+            self._reject(494, None)
+            raise _Stop
+        if n == 4 or n == 6 or n == 14 or n == 17:
+            lname = name.lower()
+            if lname == b"host":
+                self._hosts += 1
+                self._host = value
+            elif lname == b"content-length":
+                self._cl = True
+            elif lname == b"transfer-encoding":
+                self._te = value
+            elif lname == b"expect":
+                self._expect = value.lower() == b"100-continue"
+        ok = _NAME_OK.get(name)
+        if ok or (ok is None and _name_ok(name)):
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = _VERSIONS.get(parser.get_http_version())
+        self._requests += 1
+        keepalive = parser.should_keep_alive() and self._requests < KEEPALIVE_REQUESTS
+        req = Request(
+            parser.get_method(), self._url, version or b"1.1", self._headers, b"",
+            self.client_addr, self.local_addr, "http", keepalive,
+        )
+        self._req = req
+        status = self._check(req, version)
+        if status:
+            self._reject(status, req)
+            raise _Stop
+        # client_max_body_size: checked against Content-Length now, against a chunked body as
+        # it arrives (nginx does the same), through the engine since the location decides it.
+        limit = 0
+        if (self._cl or self._te is not None) and self.ctx.max_body_size is not None:
+            limit = self.ctx.max_body_size(req) or 0
+            if limit and self._cl:
+                length = self._content_length()
+                if length > limit:
+                    self._reject(413, req)
+                    raise _Stop
+        self._limit = limit
+        if self._expect and version == b"1.1" and not self._busy and not self._queue:
+            self._write(_CONTINUE)
+
+    def on_body(self, data: bytes) -> None:
+        body = self._body
+        if body is None:
+            self._body = [data]
+        else:
+            body.append(data)
+        self._body_len += len(data)
+        if self._limit and self._body_len > self._limit:
+            self._reject(413, self._req)
+            raise _Stop
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        req = self._req
+        self._req = None
+        if req is None or self._closed:
+            return
+        body = self._body
+        if body is not None:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = None
+        if self._busy or self._queue:
+            self._queue.append(req)
+            if len(self._queue) >= PIPELINE_QUEUE_MAX and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        self._dispatch(req)
+
+    # -- front-end checks (before any location is known) --------------------------------------
+    def _check(self, req: Request, version: bytes | None) -> int:
+        """The status nginx answers before finding a location, or 0. Order follows nginx."""
+        if version is None:
+            return 505 if self.parser.get_http_version() >= "2" else 400
+        if len(self._url) + len(req.method) + 12 > LARGE_HEADER_BUFFER:
+            return 414
+        if self._hosts:
+            if self._hosts > 1:
+                return 400
+            ok = _HOST_OK.get(self._host)
+            if not ok and (ok is not None or not _host_ok(self._host)):
+                return 400
+        elif version == b"1.1":
+            return 400
+        te = self._te
+        if te is not None:
+            if version != b"1.1":
+                return 400
+            if te.lower() != b"chunked":
+                return 501
+            if self._cl:
+                return 400
+        method = req.method
+        if method == b"TRACE":
+            return 405
+        if method == b"CONNECT":
+            return 400  # nginx 1.22 cannot parse an authority-form target
+        return 0
+
+    def _content_length(self) -> int:
+        for name, value in self._headers:
+            if len(name) == 14 and name.lower() == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return 0
+        return 0
+
+    def _reject(self, status: int, req: Request | None) -> None:
+        """Answer a request nginx refuses before reading its body, then close (lingering)."""
+        self._stopped = True
+        self._in_message = False
+        self._req = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self._busy or self._queue:
+            self._queue.append(_Error(status, req))
+        else:
+            self._send_error_and_close(status, req)
+
+    def _bad_request(self, status: int) -> None:
+        if self._closing or self._closed:
+            return
+        self._reject(status, self._req)
+
+    def _send_error_and_close(self, status: int, req: Request | None) -> None:
+        resp = self._error_response(status, req, False)
+        self._write(resp.head + resp.body)
+        self._linger()
+
+    def _error_response(self, status: int, req: Request | None, keepalive: bool) -> Response:
+        try:
+            return self.ctx.error_response(status, req, keepalive)
+        except Exception:
+            if status == 494:  # "Request Header Or Cookie Too Large" is an nginx-only page
+                return self.ctx.error_response(400, req, keepalive)
+            raise
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def _dispatch(self, req: Request) -> None:
+        try:
+            result = self.ctx.handle(req)
+        except Exception as exc:  # an engine bug must cost one request, not the process
+            self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
+            self._send_error_and_close(500, req)
+            return
+        if isinstance(result, Response):
+            if result.close_without_response:
+                self._close()
+                return
+            self._write(result.head + result.body if result.body else result.head)
+            if not result.keepalive or (self._closing and not self._queue):
+                self._close()
+            else:
+                self._last = self.loop.time()
+            return
+        self._busy = True
+        self._current = result
+        # Assigned before start(): the exchange may answer synchronously (no live peer).
+        exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+        exchange.start()
+
+    def _drain(self) -> None:
+        """Start the requests that waited behind a proxied one, in order."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            queue = self._queue
+            while queue and not self._busy and not self._closed:
+                item = queue.popleft()
+                if isinstance(item, _Error):
+                    queue.clear()
+                    self._send_error_and_close(item.status, item.request)
+                    return
+                self._dispatch(item)
+            if (
+                not self._closed
+                and not self._stopped
+                and not self._write_paused
+                and len(queue) < PIPELINE_QUEUE_MAX
+                and self.transport is not None
+            ):
+                self.transport.resume_reading()
+        finally:
+            self._draining = False
+
+    # -- called by the upstream exchange (ClientSink) -------------------------------------------
+    def upstream_done(self, keepalive: bool) -> None:
+        self._busy = False
+        self._exchange = None
+        self._current = None
+        if self._closed:
+            return
+        if not keepalive:
+            self._close()
+            return
+        self._last = self.loop.time()
+        if self._queue:
+            self._drain()
+        if self._closing and not self._busy and not self._queue:
+            self._close()
+
+    def upstream_error(self, status: int) -> None:
+        pp = self._current
+        req = pp.request if pp is not None else None
+        resp = self._error_response(status, req, pp is not None and pp.keepalive)
+        self._write(resp.head + resp.body)
+        self.upstream_done(resp.keepalive)
+
+    def upstream_abort(self) -> None:
+        self._busy = False
+        self._exchange = None
+        self._current = None
+        self._queue.clear()
+        self._close()
+
+    # -- output and closing -----------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self._in_feed:
+            self._out.append(data)
+        elif not self._closed and self.transport is not None:
+            self.transport.write(data)
+
+    write = _write  # the ClientSink entry point, without a second call
+
+    def _flush(self) -> None:
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if not self._closed and self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        """Close after the buffered output is written (asyncio flushes before closing)."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._out:
+            self._flush()
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """nginx's lingering close: send the answer, shut our side, read and drop what the client
+        still sends for a while, so that closing does not reset the connection under the answer."""
+        if self._closed:
+            return
+        self._closing = True
+        self._lingering = True
+        if self._out:
+            self._flush()
+        transport = self.transport
+        if transport is None:
+            return
+        now = self.loop.time()
+        self._linger_until = now + LINGERING_TIME
+        self._last = now
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(now + LINGERING_TIMEOUT, self._on_timer)
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self._close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, otherwise after the response in flight."""
+        self._closing = True
+        if not self._busy and not self._in_message and not self._queue and not self._lingering:
+            self._close()
+
+    # -- timeouts (one lazy timer per connection) ---------------------------------------------
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        now = self.loop.time()
+        if self._lingering:
+            due = min(self._last + LINGERING_TIMEOUT, self._linger_until)
+        elif self._busy:
+            # The upstream exchange has its own timers; only a client that stopped reading is ours.
+            due = self._last + SEND_TIMEOUT if self._write_paused else now + SEND_TIMEOUT
+        elif self._in_message:
+            due = self._last + CLIENT_BODY_TIMEOUT
+        elif self._requests == 0:
+            due = self._last + CLIENT_HEADER_TIMEOUT
+        else:
+            due = self._last + KEEPALIVE_TIMEOUT
+        if now >= due:
+            self._closed = True
+            if self.transport is not None:
+                self.transport.abort() if not self._lingering else self.transport.close()
+            return
+        self._timer = self.loop.call_at(due, self._on_timer)
+

@@ -1,0 +1,226 @@
+"""Normalise what each target produced, then diff field by field.
+
+Normalisation (the only differences the harness forgives; everything else counts):
+
+1. ``Date`` header values become ``<date>``: time passes between the two requests.
+2. ``Server`` header values become ``<server>``, and the server token in built-in error pages
+   (``<hr><center>nginx/1.22.1</center>`` vs ``<hr><center>newproxy/0.1.0</center>``) becomes
+   ``<hr><center><server></center>``: the products have different names.
+3. A ``Content-Length`` that was the length of the body becomes the length of the normalised body
+   (else rule 2 would show as a length difference). For bodiless answers (HEAD) of HTML pages with
+   a status >= 300, it is shifted by the length difference between the ``Server`` value and
+   ``<server>`` (the built-in page embeds that token). A custom HTML error page answering HEAD
+   would thus be off by that shift on both sides alike only if both servers name themselves with
+   tokens of the same length: such a diff is a harness artefact, not a behaviour difference.
+4. Each target's real listen ports are replaced by the logical listen names (``:{listen *:80}``)
+   wherever they follow a colon (Location headers, echoed Host headers); recording upstream
+   addresses (``127.0.0.1:PORT``) by ``{upstream NAME}`` as written in the original config.
+5. Bodies that parse as JSON (the recording upstreams' echoes) are compared as JSON values.
+
+Compared, per request: transport outcome, status, reason phrase, HTTP version, the header list as a
+multiset (an order-only difference is a *note*, reported but not counted), the body, what happened
+to the connection afterwards, and the list of requests each target sent upstream (which logical
+upstream, method, URI, version, headers as above, body). Whether an upstream request reused a
+kept-alive connection is a note too (keepalive pool behaviour, invisible to the upstream's answer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from shadow.client import TRANSPORT_FAILURES, Response
+from shadow.http1 import header_values
+from shadow.upstreams import RecordedRequest
+
+SERVER = "<server>"
+_ERROR_PAGE_TOKEN = re.compile(rb"<hr><center>[^<]*</center>")
+
+
+@dataclass
+class Normaliser:
+    """What must be rewritten in one target's output to compare it with another target's."""
+
+    listen_ports: dict[int, str]  # this target's real port -> logical listen name
+    upstreams: dict[str, str] = field(default_factory=dict)  # "127.0.0.1:port" -> logical upstream name
+
+    def __post_init__(self) -> None:
+        subs: list[tuple[re.Pattern[str], str]] = []
+        for addr, name in self.upstreams.items():
+            subs.append((re.compile(re.escape(addr) + r"(?![0-9])"), f"{{upstream {name}}}"))
+        for port, name in self.listen_ports.items():
+            subs.append((re.compile(rf"(?<=:){port}(?![0-9])"), f"{{listen {name}}}"))
+        self._subs = subs
+
+    def text(self, value: str) -> str:
+        for pattern, replacement in self._subs:
+            value = pattern.sub(replacement, value)
+        return value
+
+    def body(self, body: bytes) -> bytes:
+        body = _ERROR_PAGE_TOKEN.sub(b"<hr><center>" + SERVER.encode() + b"</center>", body)
+        return self.text(body.decode("latin-1")).encode("latin-1")
+
+    def headers(self, headers: list[tuple[str, str]]) -> list[list[str]]:
+        out: list[list[str]] = []
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "date":
+                value = "<date>"
+            elif lowered == "server":
+                value = SERVER
+            else:
+                value = self.text(value)
+            out.append([name, value])
+        return out
+
+    def response(self, resp: Response, method: str) -> dict[str, Any]:
+        body = self.body(resp.body)
+        headers = self.headers(resp.headers)
+        _fix_content_length(headers, resp, body)
+        return {
+            "outcome": resp.outcome,
+            "status": resp.status,
+            "reason": resp.reason,
+            "version": resp.version,
+            "headers": headers,
+            "body": _body_value(body),
+            "connection": resp.connection,
+        }
+
+    def record(self, rec: RecordedRequest) -> dict[str, Any]:
+        return {
+            "upstream": rec.upstream,
+            "connection_seq": rec.connection_seq,
+            "method": rec.method,
+            "uri": self.text(rec.uri),
+            "version": rec.version,
+            "headers": self.headers(rec.headers),
+            "body": _body_value(self.body(rec.body)),
+        }
+
+
+def _fix_content_length(headers: list[list[str]], resp: Response, body: bytes) -> None:
+    server = header_values(resp.headers, "Server")
+    content_type = " ".join(header_values(resp.headers, "Content-Type"))
+    for pair in headers:
+        if pair[0].lower() != "content-length" or not pair[1].isdigit():
+            continue
+        length = int(pair[1])
+        if resp.body and length == len(resp.body):
+            pair[1] = str(len(body))
+        elif not resp.body and server and "text/html" in content_type and (resp.status or 0) >= 300:
+            pair[1] = str(length - len(server[0]) + len(SERVER))
+
+
+def _body_value(body: bytes) -> Any:
+    if body[:1] in (b"{", b"["):
+        try:
+            return {"json": json.loads(body)}
+        except ValueError:
+            pass
+    return {"text": body.decode("latin-1")}
+
+
+@dataclass
+class Diff:
+    field: str
+    nginx: Any  # the reference target's value
+    other: Any  # the target under test's value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"field": self.field, "nginx": self.nginx, "other": self.other}
+
+
+def _diff_headers(prefix: str, a: list[list[str]], b: list[list[str]], diffs: list[Diff], notes: list[Diff]) -> None:
+    ca, cb = Counter(map(tuple, a)), Counter(map(tuple, b))
+    if ca != cb:
+        only_a = sorted((ca - cb).elements())
+        only_b = sorted((cb - ca).elements())
+        diffs.append(Diff(prefix, [list(h) for h in only_a], [list(h) for h in only_b]))
+    elif a != b:
+        notes.append(Diff(f"{prefix}.order", [h[0] for h in a], [h[0] for h in b]))
+
+
+def _diff_value(prefix: str, a: Any, b: Any, diffs: list[Diff]) -> None:
+    """Recursive for JSON objects, so an echo difference names the key (body.json.headers)."""
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(dict.fromkeys([*a, *b])):
+            _diff_value(f"{prefix}.{key}", a.get(key), b.get(key), diffs)
+        return
+    diffs.append(Diff(prefix, a, b))
+
+
+def diff_responses(a: dict[str, Any], b: dict[str, Any], diffs: list[Diff], notes: list[Diff]) -> None:
+    for key in ("outcome", "status", "reason", "version"):
+        if a[key] != b[key]:
+            diffs.append(Diff(key, a[key], b[key]))
+    _diff_headers("headers", a["headers"], b["headers"], diffs, notes)
+    if a["body"] != b["body"]:
+        if "json" in a["body"] and "json" in b["body"]:
+            _diff_value("body.json", a["body"]["json"], b["body"]["json"], diffs)
+        else:
+            diffs.append(Diff("body", _clip(a["body"]), _clip(b["body"])))
+    if a["connection"] != b["connection"]:
+        diffs.append(Diff("connection", a["connection"], b["connection"]))
+
+
+def diff_upstream(a: list[dict[str, Any]], b: list[dict[str, Any]], diffs: list[Diff], notes: list[Diff]) -> None:
+    if len(a) != len(b):
+        diffs.append(Diff("upstream.count", len(a), len(b)))
+    for i, (ra, rb) in enumerate(zip(a, b, strict=False)):
+        prefix = f"upstream[{i}]"
+        for key in ("upstream", "method", "uri", "version"):
+            if ra[key] != rb[key]:
+                diffs.append(Diff(f"{prefix}.{key}", ra[key], rb[key]))
+        _diff_headers(f"{prefix}.headers", ra["headers"], rb["headers"], diffs, notes)
+        if ra["body"] != rb["body"]:
+            _diff_value(f"{prefix}.body", ra["body"], rb["body"], diffs)
+        # Whether the request reused a kept-alive upstream connection: a performance behaviour
+        # (the keepalive pool), not what the upstream receives, so a note.
+        if (ra["connection_seq"] > 1) != (rb["connection_seq"] > 1):
+            notes.append(Diff(f"{prefix}.reused_connection", ra["connection_seq"] > 1, rb["connection_seq"] > 1))
+    # Requests one side sent and the other did not, shown whole.
+    for i in range(len(b), len(a)):
+        diffs.append(Diff(f"upstream[{i}]", a[i], None))
+    for i in range(len(a), len(b)):
+        diffs.append(Diff(f"upstream[{i}]", None, b[i]))
+
+
+def _clip(value: Any, limit: int = 2000) -> Any:
+    if isinstance(value, dict) and "text" in value and len(value["text"]) > limit:
+        return {"text": value["text"][:limit] + f"... ({len(value['text'])} chars)"}
+    return value
+
+
+@dataclass
+class Observation:
+    """One target's normalised answer to one request."""
+
+    response: dict[str, Any]
+    upstream: list[dict[str, Any]]
+
+
+@dataclass
+class Comparison:
+    verdict: str  # "equivalent", "different", "error"
+    diffs: list[Diff]
+    notes: list[Diff]
+
+
+def compare(a: Observation, b: Observation) -> Comparison:
+    """Diff the reference target's observation ``a`` against ``b``."""
+    diffs: list[Diff] = []
+    notes: list[Diff] = []
+    diff_responses(a.response, b.response, diffs, notes)
+    diff_upstream(a.upstream, b.upstream, diffs, notes)
+    if a.response["outcome"] in TRANSPORT_FAILURES or b.response["outcome"] in TRANSPORT_FAILURES:
+        verdict = "error"
+    else:
+        verdict = "different" if diffs else "equivalent"
+    return Comparison(verdict, diffs, notes)

@@ -126,7 +126,7 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], name: str, timeout: 
 
 @contextmanager
 def started(name: str, command: list[str], port: int, work: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(work / f"{name}.stderr", "wb")
+    log = open(work / f"{name}.stderr", "wb")  # noqa: SIM115 - closed in the finally below
     # A session of its own, so stopping it also reaps nginx's worker if the master dies first.
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     try:

@@ -19,9 +19,10 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Callable, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from newproxy import __version__
 from newproxy.config import NewproxyConfig
@@ -166,7 +167,7 @@ def load_config(opts: Options) -> tuple[str, NewproxyConfig]:
         raise ConfigError(f'open() "{path}" failed (2: No such file or directory)')
     try:
         config = adapter(path, opts.prefix, opts.directives)
-    except Exception as exc:  # the adapter's errors are "file:line: message" already
+    except Exception as exc:  # noqa: BLE001 - the adapter's errors are "file:line: message" already
         raise ConfigError(str(exc) or type(exc).__name__) from None
     return path, config
 
@@ -181,7 +182,7 @@ def _nginx_adapter() -> Callable[[str, str | None, str | None], NewproxyConfig]:
         ) from None
     try:
         return entry.load()  # type: ignore[no-any-return]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any import failure of the adapter is a config error
         raise ConfigError(f'the "nginx" config adapter failed to load: {exc}') from None
 
 
@@ -190,7 +191,7 @@ def build_engine(config: NewproxyConfig, path: str) -> Engine:
 
     try:
         return Engine(config)
-    except Exception as exc:  # a config the engine cannot run, reported like a parse error
+    except Exception as exc:  # noqa: BLE001 - a config the engine cannot run, reported like a parse error
         message = str(exc) or type(exc).__name__
         if not _LOCATED.match(message):
             message = f"{path}: {message}"
@@ -268,7 +269,7 @@ def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int
     import uvloop
 
     from newproxy.http.errorlog import ErrorLog
-    from newproxy.http.server import BindError, Server
+    from newproxy.http.server import Server
 
     log = ErrorLog(opts.error_log or config.error_log, opts.prefix)
     try:
@@ -279,42 +280,64 @@ def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     server = Server(engine, loop, log)
-    pid_path = _pid_path(config, opts)
     try:
-        try:
-            server.bind()
-        except BindError as exc:
-            _err(str(exc))
-            log.log("emerg", str(exc))
-            return 1
-        if pid_path is not None:
-            try:
-                with open(pid_path, "w") as f:
-                    f.write(f"{os.getpid()}\n")
-            except OSError as exc:
-                server.close_sockets()
-                _err(f'open() "{pid_path}" failed ({exc.errno}: {exc.strerror})')
-                return 1
-        # The config, the engine and the imported modules live as long as the process: move them
-        # out of the collector's sight so full collections do not rescan them under load.
-        gc.collect()
-        gc.freeze()
-        try:
-            loop.run_until_complete(_serve(server, config, opts, path, log))
-        finally:
-            if pid_path is not None:
-                try:
-                    os.unlink(pid_path)
-                except OSError:
-                    pass
+        return loop.run_until_complete(_main(server, _pid_path(config, opts), opts, path, log))
     finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
         _close_loop(loop)
         log.close()
+
+
+async def _main(server: Server, pid_path: str | None, opts: Options, path: str, log: ErrorLog) -> int:
+    from newproxy.http.server import BindError
+
+    # Signals are handled before the sockets listen and the pid file exists (as nginx does), so a
+    # QUIT sent as soon as the port answers is a graceful stop. Installed from inside the running
+    # loop: uvloop drops a signal that arrives between add_signal_handler and the loop's start.
+    stop = _install_signals(asyncio.get_running_loop(), server, opts, path, log)
+    try:
+        server.bind()
+    except BindError as exc:
+        _err(str(exc))
+        log.log("emerg", str(exc))
+        return 1
+    if pid_path is not None:
+        try:
+            with open(pid_path, "w") as f:  # noqa: ASYNC230 - before serving, nothing waits
+                f.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            server.close_sockets()
+            _err(f'open() "{pid_path}" failed ({exc.errno}: {exc.strerror})')
+            return 1
+    # The config, the engine and the imported modules live as long as the process: move them out
+    # of the collector's sight so that full collections do not rescan them under load.
+    gc.collect()
+    gc.freeze()
+    try:
+        await server.start()
+        how = await stop
+        if how == "graceful":
+            log.log("notice", "gracefully shutting down")
+            await server.shutdown_graceful()
+        else:
+            server.terminate()
+    finally:
+        if pid_path is not None:
+            try:
+                os.unlink(pid_path)
+            except OSError:
+                pass
     return 0
 
 
-async def _serve(server: Server, config: NewproxyConfig, opts: Options, path: str, log: ErrorLog) -> None:
-    loop = asyncio.get_running_loop()
+_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+def _install_signals(
+    loop: asyncio.AbstractEventLoop, server: Server, opts: Options, path: str, log: ErrorLog
+) -> asyncio.Future[str]:
+    """nginx's master signals: QUIT graceful, TERM/INT fast, HUP reload, USR1 reopen the log."""
     stop: asyncio.Future[str] = loop.create_future()
 
     def request_stop(how: str) -> None:
@@ -347,15 +370,7 @@ async def _serve(server: Server, config: NewproxyConfig, opts: Options, path: st
     loop.add_signal_handler(signal.SIGINT, request_stop, "fast")
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, reopen)
-    await server.start()
-    how = await stop
-    if how == "graceful":
-        log.log("notice", "gracefully shutting down")
-        await server.shutdown_graceful()
-    else:
-        server.terminate()
-    for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-        loop.remove_signal_handler(sig)
+    return stop
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

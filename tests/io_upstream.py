@@ -12,6 +12,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 
 BIG = 64 * 1024 * 1024
 Answer = Callable[[socket.socket, bytes], bool]  # write the answer; return False to close
@@ -92,7 +93,7 @@ class FakeUpstream:
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> FakeUpstream:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.io_upstream import BIG, FakeUpstream, free_port
 from newproxy.config import (
     HeaderSetting,
     ListenConfig,
@@ -30,6 +29,7 @@ from newproxy.config import (
     UpstreamConfig,
     UpstreamServerConfig,
 )
+from tests.io_upstream import BIG, FakeUpstream, free_port
 
 PAGE_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -142,7 +142,9 @@ def newproxy(config: NewproxyConfig, tmp: Path) -> Iterator[Proxy]:
 
 
 def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newproxy", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "newproxy", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 # -- a small HTTP/1.1 client reading responses off a raw socket --------------------------------
@@ -207,7 +209,7 @@ class Client:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self) -> None:
@@ -295,14 +297,13 @@ def test_next_upstream_after_refused_peer(upstream: FakeUpstream, tmp_path: Path
 
 
 def test_read_timeout_gives_504(tmp_path: Path) -> None:
-    with FakeUpstream(delay=3.0) as up:
-        with newproxy(make_config(free_port(), [up.port], tmp_path, read_timeout=0.5), tmp_path) as proxy:
-            started = time.monotonic()
-            reply = get(proxy.port, "/hang")
-            assert reply.status == 504
-            assert PAGE_504 in reply.body
-            assert time.monotonic() - started < 2.5
-            assert "upstream timed out" in proxy.errors()
+    with FakeUpstream(delay=3.0) as up, newproxy(make_config(free_port(), [up.port], tmp_path, read_timeout=0.5), tmp_path) as proxy:
+        started = time.monotonic()
+        reply = get(proxy.port, "/hang")
+        assert reply.status == 504
+        assert PAGE_504 in reply.body
+        assert time.monotonic() - started < 2.5
+        assert "upstream timed out" in proxy.errors()
 
 
 def test_invalid_upstream_header_gives_502(upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -425,41 +426,39 @@ def test_body_over_client_max_body_size_gets_413(upstream: FakeUpstream, tmp_pat
 
 
 def test_quit_is_graceful_with_a_slow_response_in_flight(tmp_path: Path) -> None:
-    with FakeUpstream(delay=1.5) as up:
-        with newproxy(make_config(free_port(), [up.port], tmp_path), tmp_path) as proxy:
-            assert proxy.pid_file.read_text().strip() == str(proxy.process.pid)
-            idle = Client(proxy.port)  # an idle keep-alive connection: closed at once on QUIT
-            idle.send(b"GET /ret HTTP/1.1\r\nHost: test\r\n\r\n")
-            assert idle.read().status == 200
-            result: dict[str, Reply] = {}
-            slow = threading.Thread(target=lambda: result.setdefault("reply", get(proxy.port, "/slow")))
-            slow.start()
-            time.sleep(0.5)  # the request is with the upstream now
-            proxy.process.send_signal(signal.SIGQUIT)
-            assert idle.at_eof(timeout=2)
-            idle.close()
-            time.sleep(0.2)
-            with pytest.raises(OSError):
-                socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
-            slow.join(timeout=10)
-            assert result["reply"].status == 200 and result["reply"].body == b"slow answer\n"
-            assert proxy.process.wait(timeout=10) == 0
-            assert not proxy.pid_file.exists()
+    with FakeUpstream(delay=1.5) as up, newproxy(make_config(free_port(), [up.port], tmp_path), tmp_path) as proxy:
+        assert proxy.pid_file.read_text().strip() == str(proxy.process.pid)
+        idle = Client(proxy.port)  # an idle keep-alive connection: closed at once on QUIT
+        idle.send(b"GET /ret HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert idle.read().status == 200
+        result: dict[str, Reply] = {}
+        slow = threading.Thread(target=lambda: result.setdefault("reply", get(proxy.port, "/slow")))
+        slow.start()
+        time.sleep(0.5)  # the request is with the upstream now
+        proxy.process.send_signal(signal.SIGQUIT)
+        assert idle.at_eof(timeout=2)
+        idle.close()
+        time.sleep(0.2)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+        slow.join(timeout=10)
+        assert result["reply"].status == 200 and result["reply"].body == b"slow answer\n"
+        assert proxy.process.wait(timeout=10) == 0
+        assert not proxy.pid_file.exists()
 
 
 def test_term_exits_at_once(tmp_path: Path) -> None:
-    with FakeUpstream(delay=5.0) as up:
-        with newproxy(make_config(free_port(), [up.port], tmp_path), tmp_path) as proxy:
-            client = Client(proxy.port)
-            client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
-            time.sleep(0.3)
-            started = time.monotonic()
-            proxy.process.send_signal(signal.SIGTERM)
-            assert proxy.process.wait(timeout=3) == 0
-            assert time.monotonic() - started < 1.5
-            assert client.at_eof(timeout=2)
-            client.close()
-            assert not proxy.pid_file.exists()
+    with FakeUpstream(delay=5.0) as up, newproxy(make_config(free_port(), [up.port], tmp_path), tmp_path) as proxy:
+        client = Client(proxy.port)
+        client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(0.3)
+        started = time.monotonic()
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(timeout=3) == 0
+        assert time.monotonic() - started < 1.5
+        assert client.at_eof(timeout=2)
+        client.close()
+        assert not proxy.pid_file.exists()
 
 
 def test_pid_file_written_and_removed(upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ LEVELS: dict[str, int] = {"debug": 8, "info": 7, "notice": 6, "warn": 5, "error"
 class ErrorLog:
     """Where runtime errors go. ``target`` is a path, ``stderr``, or ``path level`` as in nginx."""
 
-    __slots__ = ("path", "level", "_stream", "_pid")
+    __slots__ = ("_pid", "_stream", "level", "path")
 
     def __init__(self, target: str | None = None, prefix: str | None = None) -> None:
         path, level = "stderr", "error"
@@ -40,7 +40,7 @@ class ErrorLog:
             self._stream = sys.stderr
             return
         old = self._stream
-        self._stream = open(self.path, "a", buffering=1)
+        self._stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept open until close()
         if old is not None and old is not sys.stderr:
             old.close()
 

@@ -24,7 +24,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
 
 from newproxy.engine.types import ProxyPass, Request, Response
 from newproxy.http.errorlog import ErrorLog
@@ -95,7 +100,7 @@ class _Stop(Exception):
 class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
-    __slots__ = ("engine", "handle", "error_response", "max_body_size", "upstream", "loop", "log", "connections", "closing", "_ids")
+    __slots__ = ("_ids", "closing", "connections", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -118,7 +123,7 @@ class ConnContext:
 class _Error:
     """A front-end error answer waiting its turn in the pipeline queue."""
 
-    __slots__ = ("status", "request")
+    __slots__ = ("request", "status")
 
     def __init__(self, status: int, request: Request | None) -> None:
         self.status = status
@@ -127,11 +132,42 @@ class _Error:
 
 class H1Protocol(asyncio.Protocol):
     __slots__ = (
-        "ctx", "transport", "parser", "conn_id", "client_addr", "local_addr", "loop",
-        "_url", "_headers", "_body", "_body_len", "_req", "_limit", "_hosts", "_host", "_te", "_cl",
-        "_expect", "_hsize", "_queue", "_busy", "_exchange", "_current", "_closing", "_closed", "_in_feed",
-        "_out", "_write_paused", "_in_message", "_stopped", "_lingering", "_linger_until", "_last",
-        "_timer", "_requests", "_draining",
+        "_body",
+        "_body_len",
+        "_busy",
+        "_cl",
+        "_closed",
+        "_closing",
+        "_current",
+        "_draining",
+        "_exchange",
+        "_expect",
+        "_headers",
+        "_host",
+        "_hosts",
+        "_hsize",
+        "_in_feed",
+        "_in_message",
+        "_last",
+        "_limit",
+        "_linger_until",
+        "_lingering",
+        "_out",
+        "_queue",
+        "_req",
+        "_requests",
+        "_stopped",
+        "_te",
+        "_timer",
+        "_url",
+        "_write_paused",
+        "client_addr",
+        "conn_id",
+        "ctx",
+        "local_addr",
+        "loop",
+        "parser",
+        "transport",
     )
 
     def __init__(self, ctx: ConnContext) -> None:
@@ -187,6 +223,8 @@ class H1Protocol(asyncio.Protocol):
         self.ctx.connections.add(self)
         self._last = self.loop.time()
         self._timer = self.loop.call_at(self._last + CLIENT_HEADER_TIMEOUT, self._on_timer)
+        if self.ctx.closing:  # accepted as a graceful stop began: nothing to finish, close
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
@@ -427,7 +465,7 @@ class H1Protocol(asyncio.Protocol):
     def _dispatch(self, req: Request) -> None:
         try:
             result = self.ctx.handle(req)
-        except Exception as exc:  # an engine bug must cost one request, not the process
+        except Exception as exc:  # noqa: BLE001 - an engine bug must cost one request, not the process
             self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
             self._send_error_and_close(500, req)
             return

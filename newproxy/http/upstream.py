@@ -69,8 +69,22 @@ class UpstreamConn(asyncio.Protocol):
     """One TCP connection to a peer. Parses responses; lives in its group's pool between exchanges."""
 
     __slots__ = (
-        "transport", "peer_name", "pool", "parser", "exchange", "requests", "idle_since", "closed",
-        "reason", "headers", "chunked", "has_length", "reusable", "dirty", "head_stop", "_loop",
+        "_loop",
+        "chunked",
+        "closed",
+        "dirty",
+        "exchange",
+        "has_length",
+        "head_stop",
+        "headers",
+        "idle_since",
+        "parser",
+        "peer_name",
+        "pool",
+        "reason",
+        "requests",
+        "reusable",
+        "transport",
     )
 
     def __init__(self, pool: _Pool, peer_name: str, loop: asyncio.AbstractEventLoop) -> None:
@@ -224,7 +238,7 @@ class _Pool:
     to make room. One timer per pool closes connections idle longer than ``timeout``.
     """
 
-    __slots__ = ("idle", "size", "timeout", "requests", "_sweeper", "_loop")
+    __slots__ = ("_loop", "_sweeper", "idle", "requests", "size", "timeout")
 
     def __init__(self, group: UpstreamGroup, loop: asyncio.AbstractEventLoop) -> None:
         self.idle: list[UpstreamConn] = []
@@ -294,7 +308,7 @@ class _Deadlines:
     """
 
     TICK = 0.05
-    __slots__ = ("loop", "active", "handle")
+    __slots__ = ("active", "handle", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -358,10 +372,33 @@ class Exchange:
     """One proxied request: peer selection, retries, timeouts, relaying the response."""
 
     __slots__ = (
-        "client", "pp", "sink", "selection", "peer", "conn", "pool", "connect_task",
-        "timeout", "last", "sending", "reused", "stale_retried", "got_bytes", "sent", "header_done",
-        "complete", "done", "is_head", "chunked_out", "close_out", "bodiless", "framing", "out",
-        "fail_status", "paused", "interim",
+        "bodiless",
+        "chunked_out",
+        "client",
+        "close_out",
+        "complete",
+        "conn",
+        "connect_task",
+        "done",
+        "fail_status",
+        "framing",
+        "got_bytes",
+        "header_done",
+        "interim",
+        "is_head",
+        "last",
+        "out",
+        "paused",
+        "peer",
+        "pool",
+        "pp",
+        "reused",
+        "selection",
+        "sending",
+        "sent",
+        "sink",
+        "stale_retried",
+        "timeout",
     )
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:

@@ -39,6 +39,9 @@ def server_requests(plan: Plan) -> list[Request]:
         "first.test", "FIRST.TEST", "first.test.", "first.test:8080", "default.test", "nobody.test",
         "a.wild.test", "x.y.wild.test", "wild.test", "a.deep.wild.test", "www.trail.com", "www.trail.co.uk",
         "dot.test", "a.dot.test", "abc.re.test", "api12.test", "api.test", "other.test", "",
+        # ngx_http_validate_host's corners, checked against the binary:
+        ".first.test", "a\\b", "[::1", "[::1]:8080", "a b", "a\tb", "first..test", "first.test:80.", "a.:1.2",
+        "x/y", ":8080", ".",
     ]
     for listen in plan.listens:
         for host in hosts:

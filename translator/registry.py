@@ -39,6 +39,8 @@ RULES: dict[str, Rule] = {
     "client_max_body_size": Rule("exact"),
     "server_tokens": Rule("caveat", "on/off kept; newproxy announces itself as newproxy, not nginx"),
     "pid": Rule("exact"),
+    "error_log": Rule("caveat", "main-level file kept; the level and per-block error_log are not applied, "
+                                "and newproxy's messages are its own, not nginx's"),
     "worker_processes": Rule("caveat", "newproxy runs one process for now; the value is kept in the config"),
     "user": Rule("ignored", "newproxy does not change user; run it as the user you want"),
     "worker_connections": Rule("ignored", "no fixed connection table in newproxy"),

@@ -196,6 +196,9 @@ class Translator:
         pid = main.last("pid")
         if pid is not None:
             config.pid = pid.args[0]
+        error_log = main.last("error_log")
+        if error_log is not None:
+            config.error_log = error_log.args[0]
         workers = main.last("worker_processes")
         if workers is not None and workers.args[0].isdigit():
             config.worker_processes = int(workers.args[0])

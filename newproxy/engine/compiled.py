@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from newproxy.config import LocationConfig, NewproxyConfig, ProxyConfig, ReturnStep, ServerConfig
 from newproxy.engine.regex import compile_regex
 from newproxy.engine.locations import LocationLevel, LocationNode
+from newproxy.engine.proxy import ResponseRelay
+from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.upstreams import UpstreamGroup
 from newproxy.engine.uri import extension
 from newproxy.engine.variables import Template
@@ -23,11 +25,13 @@ class CompiledReturn:
 class CompiledProxy:
     config: ProxyConfig
     group: UpstreamGroup
-    headers: list[tuple[bytes, Template]]  # name, value; empty values are not sent
+    # (whole line when the value is constant, b"Name: ", value template); empty values are not sent
+    headers: list[tuple[bytes | None, bytes, Template]]
     suppressed: frozenset[bytes]  # lower-case names of client headers not passed on
     uri: str | None
     location_path: str  # the location prefix that the proxy_pass URI replaces
     version_suffix: bytes  # b" HTTP/1.0\r\n"
+    relay: ResponseRelay
 
 
 @dataclass(slots=True)
@@ -86,8 +90,9 @@ def capture_names(config: NewproxyConfig) -> frozenset[str]:
 class ConfigCompiler:
     """Compiles servers and locations once, sharing the upstream groups, MIME tables and capture names."""
 
-    def __init__(self, config: NewproxyConfig, groups: dict[str, UpstreamGroup]) -> None:
+    def __init__(self, config: NewproxyConfig, groups: dict[str, UpstreamGroup], maker: ResponseMaker) -> None:
         self.groups = groups
+        self.maker = maker
         self.mime = compile_mime_tables(config.mime_types)
         self.captures = capture_names(config)
 
@@ -100,14 +105,21 @@ class ConfigCompiler:
 
     def proxy(self, config: ProxyConfig, location_path: str) -> CompiledProxy:
         headers = [(h.name.encode("latin-1"), self.template(h.value)) for h in config.headers]
+        sent = []
+        for name, value in headers:
+            if value.text == "":
+                continue  # only hides the client's header of that name
+            line = None if value.constant is None else name + b": " + value.constant.encode("latin-1") + b"\r\n"
+            sent.append((line, name + b": ", value))
         return CompiledProxy(
             config=config,
             group=self.groups[config.upstream],
-            headers=[(name, value) for name, value in headers if value.text != ""],
+            headers=sent,
             suppressed=frozenset(name.lower() for name, _ in headers),
             uri=config.uri,
             location_path=location_path,
             version_suffix=f" HTTP/{config.http_version}\r\n".encode(),
+            relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers)),
         )
 
     def location(self, config: LocationConfig, named: dict[str, CompiledLocation]) -> LocationNode[CompiledLocation]:

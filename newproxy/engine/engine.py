@@ -21,10 +21,10 @@ class Engine:
     def __init__(self, config: NewproxyConfig) -> None:
         self.config = config
         self.upstream_groups: dict[str, UpstreamGroup] = {u.name: UpstreamGroup(u) for u in config.upstreams}
-        compiler = ConfigCompiler(config, self.upstream_groups)
+        self.maker = ResponseMaker(config.server_tokens)
+        compiler = ConfigCompiler(config, self.upstream_groups, self.maker)
         compiled = [(server, compiler.server(server)) for server in config.servers]
         self.router: ServerRouter[CompiledServer] = ServerRouter(compiled)
-        self.maker = ResponseMaker(config.server_tokens)
         ipv6only = {
             (listen.address, listen.port): listen.ipv6only for server in config.servers for listen in server.listen
         }
@@ -85,8 +85,7 @@ class Engine:
                 proxy=proxy.config,
                 request=request,
                 keepalive=request.keepalive,
-                server_tokens=self.config.server_tokens,
-                extra={"maker": self.maker, "hidden": frozenset(h.lower().encode() for h in proxy.config.hide_headers)},
+                relay=proxy.relay,
             )
         return self.maker.error(404, request, request.keepalive)
 

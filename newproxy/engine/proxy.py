@@ -13,10 +13,23 @@ Location and Last-Modified keep their place in the list).
 
 from __future__ import annotations
 
-from newproxy.engine.compiled import CompiledProxy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from newproxy.engine.context import RequestContext
 from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.types import ProxyPass
+
+if TYPE_CHECKING:
+    from newproxy.engine.compiled import CompiledProxy
+
+
+@dataclass(slots=True, frozen=True)
+class ResponseRelay:
+    """Per-location, built at load: what client_response_head needs besides the upstream's answer."""
+
+    maker: ResponseMaker
+    hidden: frozenset[bytes]  # lower-case proxy_hide_header names
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
 _ESCAPE = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
@@ -46,10 +59,13 @@ def upstream_uri(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
 
 def upstream_head(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
     parts = [ctx.request.method, b" ", upstream_uri(ctx, proxy), proxy.version_suffix]
-    for name, template in proxy.headers:
+    for line, prefix, template in proxy.headers:
+        if line is not None:
+            parts.append(line)
+            continue
         value = template.render(ctx)
         if value:
-            parts.append(name + b": " + value.encode("latin-1") + b"\r\n")
+            parts.append(prefix + value.encode("latin-1") + b"\r\n")
     if proxy.config.pass_request_headers:
         suppressed = proxy.suppressed
         for name, value in ctx.request.headers:
@@ -63,8 +79,8 @@ def client_response_head(
     pp: ProxyPass, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: str
 ) -> tuple[bytes, str]:
     """The head to send the client for an upstream response, and how to frame its body."""
-    maker: ResponseMaker = pp.extra["maker"]  # type: ignore[assignment]
-    hidden: frozenset[bytes] = pp.extra["hidden"]  # type: ignore[assignment]
+    maker = pp.relay.maker
+    hidden = pp.relay.hidden
     content_type: bytes | None = None
     content_length: bytes | None = None
     rest: list[bytes] = []

@@ -22,23 +22,42 @@ class InvalidHost(ValueError):
     pass
 
 
+_PLAIN_HOST = re.compile(rb"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+
+
+# nginx 1.22 refuses a Host with a space, a control byte, DEL, "/" or ".." anywhere, port included.
+_HOST_BAD = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
+
+
 def normalise_host(raw: bytes) -> str:
-    """Validate a Host header as ngx_http_validate_host does: lower-case it, drop the port and a trailing dot."""
-    host = raw.strip(b" \t")
-    if host.startswith(b"["):
-        end = host.find(b"]")
-        if end < 0:
-            raise InvalidHost("unterminated IPv6 literal")
-        rest = host[end + 1:]
-        if rest and not (rest.startswith(b":") and rest[1:].isdigit() or rest == b":"):
-            raise InvalidHost("junk after IPv6 literal")
-        name = host[: end + 1]
-    else:
-        name, _, _port = host.partition(b":")
-    if b"/" in name or b"\\" in name or b"\x00" in name or name.startswith(b".") or b".." in name:
+    """Validate a Host value as ngx_http_validate_host does; return it lower-cased, without port or final dot.
+
+    Checked against the binary: a leading dot, a backslash or an unterminated "[" literal pass.
+    """
+    if _PLAIN_HOST.fullmatch(raw):
+        return raw.decode("ascii")  # the common case: already lower-case, no port, nothing to check
+    if _HOST_BAD(raw):
         raise InvalidHost("invalid host")
-    text = name.decode("latin-1").lower()
-    return text[:-1] if text.endswith(".") else text
+    if raw[:1] == b"[":
+        end = raw.find(b"]")
+        host_len = end + 1 if end >= 0 else len(raw)
+    else:
+        colon = raw.find(b":")
+        host_len = colon if colon >= 0 else len(raw)
+    # nginx drops a final dot only when it is the last dot of the whole value (port included).
+    if raw.rfind(b".") == host_len - 1:
+        host_len -= 1
+    if host_len <= 0:
+        raise InvalidHost("empty host")
+    return raw[:host_len].decode("latin-1").lower()
+
+
+def host_valid(raw: bytes) -> bool:
+    try:
+        normalise_host(raw)
+    except InvalidHost:
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -107,6 +126,7 @@ class ServerRouter(Generic[S]):
 
     def __init__(self, servers: list[tuple[ServerConfig, S]]) -> None:
         self.tables: dict[tuple[str, int], NameTable[S]] = {}
+        self._by_socket: dict[tuple[str, int], NameTable[S]] = {}
         # First pass: the default server of each address:port.
         for config, server in servers:
             for listen in config.listen:
@@ -135,6 +155,14 @@ class ServerRouter(Generic[S]):
         return out
 
     def table_for(self, local_ip: str, local_port: int) -> NameTable[S]:
+        # A connection's local address repeats for every request on it: resolve it once.
+        key = (local_ip, local_port)
+        table = self._by_socket.get(key)
+        if table is None:
+            table = self._by_socket[key] = self._resolve_table(local_ip, local_port)
+        return table
+
+    def _resolve_table(self, local_ip: str, local_port: int) -> NameTable[S]:
         table = self.tables.get((canonical_address(local_ip), local_port))
         if table is not None:
             return table

@@ -7,11 +7,12 @@ or a ``ProxyPass`` (forward it upstream, then turn the upstream's answer into th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from newproxy.config import ProxyConfig
+    from newproxy.engine.proxy import ResponseRelay
     from newproxy.engine.upstreams import UpstreamGroup
 
 
@@ -50,5 +51,4 @@ class ProxyPass:
     proxy: ProxyConfig
     request: Request
     keepalive: bool  # whether the client connection may be kept after this response
-    server_tokens: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
+    relay: ResponseRelay  # how to turn the upstream's response head into the client's

@@ -89,8 +89,10 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
             raise BadRequest("empty host")
         host = host_part.decode("latin-1").lower().rstrip(".")
     path, _, query = path_and_query.partition(b"?")
-    decoded = _decode(path)
-    uri = normalise_path(decoded, merge_slashes)
+    if b"%" in path or b"/." in path or b"//" in path:
+        uri = normalise_path(_decode(path), merge_slashes)
+    else:
+        uri = path  # nothing to decode or resolve: the common case
     return ParsedTarget(
         uri=uri.decode("latin-1"),
         args=query.decode("latin-1"),

@@ -153,7 +153,7 @@ def variable_names(template: str) -> list[str]:
 class Template:
     """A compiled complex value."""
 
-    __slots__ = ("text", "parts", "constant")
+    __slots__ = ("text", "parts", "constant", "single")
 
     def __init__(self, text: str, capture_names: frozenset[str] = frozenset()) -> None:
         self.text = text
@@ -168,8 +168,13 @@ class Template:
             parts.append(text[pos:])
         self.parts = tuple(parts)
         self.constant = text if all(isinstance(p, str) for p in parts) else None
+        # "$remote_addr" alone, the most common form, renders with one call and no join.
+        only = parts[0] if len(parts) == 1 else None
+        self.single: Getter | None = None if only is None or isinstance(only, str) else only
 
     def render(self, ctx: RequestContext) -> str:
         if self.constant is not None:
             return self.constant
-        return "".join(p if isinstance(p, str) else p(ctx) for p in self.parts)
+        if self.single is not None:
+            return self.single(ctx)
+        return "".join([p if isinstance(p, str) else p(ctx) for p in self.parts])

@@ -31,6 +31,7 @@ from httptools import (
     HttpRequestParser,
 )
 
+from newproxy.engine.servers import host_valid
 from newproxy.engine.types import ProxyPass, Request, Response
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.upstream import Exchange
@@ -53,7 +54,6 @@ PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a pr
 # nginx serves HTTP/1.2+ as HTTP/1.1 (only the major version must be 1).
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", **{f"1.{minor}": b"1.1" for minor in range(2, 10)}}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_HOST_BAD = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
 # nginx (ignore_invalid_headers on, underscores_in_headers off) drops header lines whose name has
 # anything but letters, digits and '-'. Names repeat, so the verdict is cached per name.
 _NAME_OK_RE = re.compile(rb"[A-Za-z0-9-]+").fullmatch
@@ -76,21 +76,6 @@ def _host_ok(host: bytes) -> bool:
     if len(_HOST_OK) < _CACHE_MAX:
         _HOST_OK[host] = ok
     return ok
-
-
-def host_valid(host: bytes) -> bool:
-    """nginx's ngx_http_validate_host: no '/', controls, spaces or '..'; a non-empty host part."""
-    if _HOST_BAD(host):
-        return False
-    if host[:1] == b"[":
-        end = host.find(b"]")
-        host_len = end + 1 if end >= 0 else len(host)
-    else:
-        colon = host.find(b":")
-        host_len = colon if colon >= 0 else len(host)
-    if host.rfind(b".") == host_len - 1:
-        host_len -= 1
-    return host_len > 0
 
 
 class _Stop(Exception):

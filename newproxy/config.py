@@ -49,8 +49,103 @@ class ReturnStep(_Model):
     source: str | None = None
 
 
-# The rewrite phase is a list of steps; more kinds (rewrite, set, if) join this union.
-RewriteStep = Annotated[Union[ReturnStep], Field(discriminator="kind")]
+class RewriteRuleStep(_Model):
+    """nginx ``rewrite REGEX REPLACEMENT [FLAG]``, matched against $uri.
+
+    ``replacement`` is kept as written: a literal "?" in it starts new args (the original args are
+    appended after "&" unless the replacement ends with "?", which drops them). One starting with
+    ``http://``, ``https://`` or ``$scheme`` is a redirect (302, or 301 with ``permanent``).
+    ``flag``: ``none`` goes on with the next step (the location is searched again at the end of
+    the phase); ``last`` ends the phase and searches the location again; ``break`` ends the phase
+    and stays; ``redirect``/``permanent`` answer with 302/301.
+    """
+
+    kind: Literal["rewrite"] = "rewrite"
+    regex: str
+    replacement: str
+    flag: Literal["none", "last", "break", "redirect", "permanent"] = "none"
+    source: str | None = None
+
+
+class SetStep(_Model):
+    """nginx ``set $variable value``; ``variable`` without the "$"."""
+
+    kind: Literal["set"] = "set"
+    variable: str
+    value: str
+    source: str | None = None
+
+
+class BreakStep(_Model):
+    """nginx ``break``: end the rewrite phase here, keep the location."""
+
+    kind: Literal["break"] = "break"
+    source: str | None = None
+
+
+IfOperator = Literal["true", "=", "!=", "~", "~*", "!~", "!~*", "-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"]
+
+
+class IfCondition(_Model):
+    """An ``if`` condition. ``true``: ``value`` is neither empty nor "0". ``=``/``!=`` compare ``value``
+    with ``operand``; the regex operators match ``value`` against the regex ``operand`` (captures
+    become $1..$9 and named variables); the file operators test the path ``value`` on disk."""
+
+    operator: IfOperator
+    value: str
+    operand: str | None = None
+
+
+class IfStep(_Model):
+    """nginx ``if (condition) { ... }``: when the condition holds, ``steps`` run in place.
+
+    ``location``: the config of the if block itself (nginx makes each if inside a location an implicit
+    nested location, inheriting the enclosing one's settings and content handler); when the
+    condition holds it becomes the request's location config, so the last if that held decides the
+    content handler. Null for a server-level if (find-location replaces its config anyway).
+    """
+
+    kind: Literal["if"] = "if"
+    condition: IfCondition
+    steps: list[RewriteStep] = Field(default_factory=list)
+    location: LocationConfig | None = None
+    source: str | None = None
+
+
+# The rewrite phase is a list of steps, run in order (nginx compiles them into one script).
+RewriteStep = Annotated[Union[ReturnStep, RewriteRuleStep, SetStep, BreakStep, IfStep], Field(discriminator="kind")]
+
+
+class ErrorPageConfig(_Model):
+    """nginx ``error_page CODE... [=[RESPONSE]] TARGET`` for the errors newproxy makes itself.
+
+    ``target``: a URI (internal redirect: the server rewrite phase and the location search run again,
+    the method becomes GET unless HEAD), ``@name`` (a named location, method kept) or a URL
+    (``http://``, ``https://``, ``$scheme``: a redirect, 302 unless ``response`` is a redirect code).
+    ``response``: the status to answer with (``=CODE``); ``target_status``: answer with the target's
+    own status (a bare ``=``); neither: the original error code. Applied once per request
+    (``recursive_error_pages off``)."""
+
+    codes: list[int]
+    target: str
+    response: int | None = None
+    target_status: bool = False
+    source: str | None = None
+
+
+class TryFilesConfig(_Model):
+    """nginx ``try_files``: each of ``files`` (a value ending in "/" names a directory) is looked up
+    under ``root``; the first that exists becomes $uri. When none does, ``fallback``: ``=CODE``, a
+    named location ``@name``, or a URI (an internal redirect).
+
+    Serving a file that exists is nginx's static handler, which newproxy does not have: in a location
+    that proxies, the request is proxied with the new $uri as nginx does; otherwise newproxy answers 404
+    (the translator reports this)."""
+
+    files: list[str]
+    fallback: str
+    root: str
+    source: str | None = None
 
 
 class HeaderSetting(_Model):
@@ -103,6 +198,10 @@ class LocationConfig(_Model):
     default_type: str = "text/plain"
     types: str = Field(default="builtin", description="name of the `mime_types` table for this location")
     client_max_body_size: int = 1048576
+    error_pages: list[ErrorPageConfig] = Field(default_factory=list)
+    internal: bool = Field(default=False, description="nginx `internal`: a 404 for requests from outside")
+    root: str = Field(default="/usr/share/nginx/html", description="$document_root; newproxy serves no files")
+    try_files: TryFilesConfig | None = None
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
 
@@ -115,6 +214,13 @@ class ServerConfig(_Model):
     default_type: str = "text/plain"
     types: str = Field(default="builtin", description="name of the `mime_types` table for this server")
     client_max_body_size: int = 1048576
+    error_pages: list[ErrorPageConfig] = Field(
+        default_factory=list, description="for requests that match no location"
+    )
+    root: str = Field(default="/usr/share/nginx/html", description="$document_root outside any location")
+    merge_slashes: bool = Field(
+        default=True, description="nginx applies the setting of the default server of the address:port"
+    )
     source: str | None = None
 
 
@@ -144,6 +250,67 @@ class UpstreamConfig(_Model):
     source: str | None = None
 
 
+class MapEntryConfig(_Model):
+    """One entry of a ``map``: ``exact`` (compared with the case ignored), ``hostname`` (a wildcard
+    ``*.example.com``, ``.example.com`` or ``www.example.*``; only in a map with ``hostnames``), or a
+    regex (``regex`` / ``regex_caseless``, whose captures the ``value`` may use)."""
+
+    kind: Literal["exact", "hostname", "regex", "regex_caseless"]
+    key: str
+    value: str = Field(description="a complex value: text with variables")
+    source: str | None = None
+
+
+class MapConfig(_Model):
+    """nginx ``map SOURCE $variable { ... }``: ``variable`` is computed from ``source`` when first used
+    by a request, then kept for that request unless ``volatile``. Exact keys win, then the longest
+    wildcard (``*.`` / ``.`` prefix, then ``.*`` suffix), then the first regex in order, then ``default``."""
+
+    kind: Literal["map"] = "map"
+    variable: str
+    source_value: str = Field(description="the complex value that is looked up")
+    default: str = ""
+    hostnames: bool = False
+    volatile: bool = False
+    entries: list[MapEntryConfig] = Field(default_factory=list)
+    source: str | None = None
+
+
+class SplitBucketConfig(_Model):
+    percent: float | None = Field(default=None, description="share of the hash space; null for the \"*\" rest")
+    value: str
+
+
+class SplitClientsConfig(_Model):
+    """nginx ``split_clients``: MurmurHash2 of ``source_value`` picks the bucket, in order."""
+
+    kind: Literal["split_clients"] = "split_clients"
+    variable: str
+    source_value: str
+    buckets: list[SplitBucketConfig]
+    source: str | None = None
+
+
+class GeoEntryConfig(_Model):
+    network: str = Field(description="a CIDR block or an address (IPv4 or IPv6)")
+    value: str
+
+
+class GeoConfig(_Model):
+    """nginx ``geo [SOURCE] $variable``: the longest network containing the address wins, else
+    ``default``. A source value that is not an address is read as 255.255.255.255, as nginx does."""
+
+    kind: Literal["geo"] = "geo"
+    variable: str
+    source_value: str = "$remote_addr"
+    default: str = ""
+    entries: list[GeoEntryConfig] = Field(default_factory=list)
+    source: str | None = None
+
+
+VariableConfig = Annotated[Union[MapConfig, SplitClientsConfig, GeoConfig], Field(discriminator="kind")]
+
+
 class NewproxyConfig(_Model):
     version: int = CONFIG_VERSION
     pid: str | None = None
@@ -152,6 +319,9 @@ class NewproxyConfig(_Model):
     server_tokens: bool = True
     servers: list[ServerConfig] = Field(default_factory=list)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    variables: list[VariableConfig] = Field(
+        default_factory=list, description="variables computed per request: map, split_clients, geo"
+    )
     mime_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {"builtin": dict(BUILTIN_MIME_TYPES)},
         description="extension -> MIME type tables, named by the `types` blocks they come from",
@@ -173,6 +343,11 @@ class NewproxyConfig(_Model):
         text = Path(path).read_text()
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         return cls.model_validate(data)
+
+
+IfStep.model_rebuild()
+LocationConfig.model_rebuild()
+ServerConfig.model_rebuild()
 
 
 def json_schema() -> dict:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
 
+from nginx_parser import directives as table
+from nginx_parser.blocks import build_geo, build_map, build_split_clients
 from nginx_parser.errors import ConfigError
+from nginx_parser.expr import ExpressionError, parse_condition
 from nginx_parser.ir import (
     Directive,
     HttpBlock,
@@ -16,7 +23,8 @@ from nginx_parser.ir import (
     UpstreamServer,
     iter_spliced,
 )
-from nginx_parser.loader import load
+from nginx_parser.loader import PartialLoad, load
+from nginx_parser.regex import RegexError, compile_regex
 
 _LOCATION_MODIFIERS = {"=", "^~", "~", "~*"}
 _TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
@@ -28,13 +36,13 @@ def parse_time(value: str, directive: Directive) -> float:
     for number, unit in re.findall(r"(\d+)(ms|[smhdwMy]?)", value):
         total += int(number) * _TIME_UNITS.get(unit or "s", 1)
     if not re.fullmatch(r"(\d+(ms|[smhdwMy])?)+", value):
-        raise ConfigError(f'invalid value "{value}" in "{directive.name}" directive', directive.file, directive.line)
+        raise ConfigError(f'invalid value "{value}" in "{directive.name}" directive', directive.file, directive.error_line)
     return total
 
 
 def parse_listen(directive: Directive) -> Listen:
     if not directive.args:
-        raise ConfigError('invalid number of arguments in "listen" directive', directive.file, directive.line)
+        raise ConfigError('invalid number of arguments in "listen" directive', directive.file, directive.error_line)
     spec, *flags = directive.args
     listen: dict = {"directive": directive, "options": []}
     if spec.startswith("unix:"):
@@ -47,12 +55,12 @@ def parse_listen(directive: Directive) -> Listen:
     elif ":" in spec:
         host, _, port = spec.rpartition(":")
         if not port.isdigit():
-            raise ConfigError(f'invalid port in "{spec}" of the "listen" directive', directive.file, directive.line)
+            raise ConfigError(f'invalid port in "{spec}" of the "listen" directive', directive.file, directive.error_line)
         listen.update(address="*" if host == "*" else host, port=int(port))
     else:
         listen.update(address=spec, port=80)
     if not (0 < listen["port"] < 65536) and listen["address"] != "unix":
-        raise ConfigError(f'invalid port in "{spec}" of the "listen" directive', directive.file, directive.line)
+        raise ConfigError(f'invalid port in "{spec}" of the "listen" directive', directive.file, directive.error_line)
     for flag in flags:
         if flag in ("default_server", "default"):
             listen["default_server"] = True
@@ -67,27 +75,30 @@ def parse_listen(directive: Directive) -> Listen:
     return Listen(**listen)
 
 
-def _build_location(directive: Directive) -> Location:
+def location_modifier(directive: Directive) -> tuple[str, str]:
+    """``(modifier, path)`` of a ``location`` directive, as nginx splits them."""
     args = directive.args
     if len(args) == 2 and args[0] in _LOCATION_MODIFIERS:
-        modifier, path = args
-    elif len(args) == 1 and args[0].startswith("@"):
-        modifier, path = "@", args[0]
-    elif len(args) == 1:
+        return args[0], args[1]
+    if len(args) == 1 and args[0].startswith("@"):
+        return "@", args[0]
+    if len(args) == 1:
         # nginx also accepts the modifier glued to the path: "location =/x", "location ~\.php$".
         for prefix in ("^~", "~*", "=", "~"):
             if args[0].startswith(prefix) and len(args[0]) > len(prefix):
-                modifier, path = prefix, args[0][len(prefix):]
-                break
-        else:
-            modifier, path = "", args[0]
-    else:
-        raise ConfigError(f'invalid location modifier "{args[0] if args else ""}"', directive.file, directive.line)
-    nested = [_build_location(child) for child in directive.children() if child.name == "location"]
-    return Location(modifier=modifier, path=path, directive=directive, locations=nested)
+                return prefix, args[0][len(prefix):]
+        return "", args[0]
+    raise ConfigError(f'invalid location modifier "{args[0] if args else ""}"', directive.file, directive.error_line)
 
 
-def _build_server(directive: Directive) -> Server:
+def _build_location(directive: Directive, ancestors: list[Directive]) -> Location:
+    modifier, path = location_modifier(directive)
+    inner = [*ancestors, directive]
+    nested = [_build_location(child, inner) for child in directive.children() if child.name == "location"]
+    return Location(modifier=modifier, path=path, directive=directive, locations=nested, ancestors=ancestors)
+
+
+def _build_server(directive: Directive, http: Directive) -> Server:
     listens: list[Listen] = []
     names: list[str] = []
     for child in directive.children():
@@ -98,19 +109,19 @@ def _build_server(directive: Directive) -> Server:
     if not listens:
         # nginx's default when a server has no listen and runs as root.
         listens.append(Listen(address="*", port=80))
-    locations = [_build_location(child) for child in directive.children() if child.name == "location"]
+    locations = [_build_location(child, [http, directive]) for child in directive.children() if child.name == "location"]
     return Server(directive=directive, listens=listens, server_names=names or [""], locations=locations)
 
 
 def _int_param(value: str, site: Directive) -> int:
     if not value.isdigit():
-        raise ConfigError(f'invalid parameter "{value}"', site.file, site.line)
+        raise ConfigError(f'invalid parameter "{value}"', site.file, site.error_line)
     return int(value)
 
 
 def _build_upstream_server(directive: Directive) -> UpstreamServer:
     if not directive.args:
-        raise ConfigError('invalid number of arguments in "server" directive', directive.file, directive.line)
+        raise ConfigError('invalid number of arguments in "server" directive', directive.file, directive.error_line)
     fields: dict = {"address": directive.args[0], "directive": directive}
     for param in directive.args[1:]:
         key, _, value = param.partition("=")
@@ -123,42 +134,133 @@ def _build_upstream_server(directive: Directive) -> UpstreamServer:
         elif param in ("backup", "down"):
             fields[param] = True
         elif key not in ("max_conns", "resolve", "service", "route", "slow_start", "drain"):
-            raise ConfigError(f'invalid parameter "{param}"', directive.file, directive.line)
+            raise ConfigError(f'invalid parameter "{param}"', directive.file, directive.error_line)
     return UpstreamServer(**fields)
 
 
 def _build_upstream(directive: Directive) -> Upstream:
     if len(directive.args) != 1:
-        raise ConfigError('invalid number of arguments in "upstream" directive', directive.file, directive.line)
+        raise ConfigError('invalid number of arguments in "upstream" directive', directive.file, directive.error_line)
     servers = [_build_upstream_server(c) for c in directive.children() if c.name == "server"]
     if not servers:
-        raise ConfigError('no servers are inside upstream', directive.file, directive.line)
+        raise ConfigError('no servers are inside upstream', directive.file, directive.error_line)
     return Upstream(name=directive.args[0], servers=servers, directive=directive)
 
 
-def _check_contexts(tree: list[Directive]) -> None:
-    """The few placement rules nginx enforces that matter for the blocks we type."""
-    for top in iter_spliced(tree):
-        if top.name in ("server", "location", "upstream"):
-            raise ConfigError(f'"{top.name}" directive is not allowed here', top.file, top.line)
+@lru_cache(maxsize=4096)
+def _condition_problem(args: tuple[str, ...]) -> str | None:
+    # cached: large configs repeat the same few conditions and regexes thousands of times
+    try:
+        parse_condition(list(args))
+    except ExpressionError as exc:
+        return str(exc)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _regex_problem(pattern: str, caseless: bool) -> str | None:
+    try:
+        compile_regex(pattern, caseless)
+    except RegexError as exc:
+        return str(exc)
+    return None
+
+
+def _expression_problem(directive: Directive) -> str | None:
+    """Conditions and regexes nginx compiles at load time: ``if``, regex ``location``, ``rewrite``."""
+    if directive.name == "if":
+        return _condition_problem(tuple(directive.args))
+    if directive.name == "rewrite" and directive.args:
+        return _regex_problem(directive.args[0], False)
+    if directive.name == "location" and directive.args:
+        modifier, path = location_modifier(directive)
+        if modifier in ("~", "~*"):
+            return _regex_problem(path, modifier == "~*")
+    return None
+
+
+# Blocks nginx allows once in a config (their handlers refuse a second one).
+_MAIN_SINGLETONS = frozenset({"http", "events", "stream", "mail"})
+
+
+def check_contexts(block: list[Directive], context: table.Context | None = "main") -> None:
+    """nginx's placement, arity and block/";" checks for every known directive, from the directive table.
+
+    ``context`` None means a body that is not an nginx context (map/types entries, a third-party
+    block): nothing inside is checked. Unknown directives are kept, never rejected here.
+    """
+    seen_singletons: set[str] = set()
+    for directive in iter_spliced(block):
+        if context == "main" and directive.name in _MAIN_SINGLETONS:
+            if directive.name in seen_singletons:
+                raise ConfigError(f'"{directive.name}" directive is duplicate', directive.file, directive.error_line)
+            seen_singletons.add(directive.name)
+        if context is not None and not directive.synthetic:
+            problem = table.check(directive.name, directive.args, directive.block is not None, context)
+            if problem is None:
+                problem = _expression_problem(directive)
+            if problem is not None:
+                raise ConfigError(problem, directive.file, directive.error_line)
+        if directive.block is not None and directive.name not in table.DATA_BLOCKS:
+            check_contexts(directive.block, table.enter_block(directive.name, context))
 
 
 def build(tree: list[Directive], main_file: str, files: list[str]) -> NginxConfig:
-    _check_contexts(tree)
+    check_contexts(tree)
     http_blocks = [d for d in iter_spliced(tree) if d.name == "http"]
     if len(http_blocks) > 1:
         second = http_blocks[1]
-        raise ConfigError('"http" directive is duplicate', second.file, second.line)
+        raise ConfigError('"http" directive is duplicate', second.file, second.error_line)
     http = None
     if http_blocks:
         block = http_blocks[0]
-        servers = [_build_server(c) for c in block.children() if c.name == "server"]
-        upstreams = [_build_upstream(c) for c in block.children() if c.name == "upstream"]
-        http = HttpBlock(directive=block, servers=servers, upstreams=upstreams)
+        children = list(block.children())
+        http = HttpBlock(
+            directive=block,
+            servers=[_build_server(c, block) for c in children if c.name == "server"],
+            upstreams=[_build_upstream(c) for c in children if c.name == "upstream"],
+            maps=[build_map(c) for c in children if c.name == "map"],
+            geos=[build_geo(c) for c in children if c.name == "geo"],
+            split_clients=[build_split_clients(c) for c in children if c.name == "split_clients"],
+        )
     return NginxConfig(main_file=main_file, files=files, tree=tree, http=http)
 
 
-def parse_config(path: str, prefix: str | None = None) -> NginxConfig:
-    """Load and build an nginx config. Raises ``ConfigError`` with file:line on any problem."""
-    tree, files = load(path, prefix)
-    return build(tree, files[0] if files else path, files)
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while parsing.
+
+    Parsing allocates ~10^6 objects for a large config and none of them form cycles, yet each
+    allocation burst triggers a collection that traverses the whole growing tree: ~40% of the time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def parse_config(
+    path: str,
+    prefix: str | None = None,
+    context: str | None = "main",
+    env: Mapping[str, str] | None = None,
+    sysroot: str | None = None,
+) -> NginxConfig:
+    """Load and build an nginx config. Raises ``ConfigError`` with file:line on any problem.
+
+    ``context``: where the file's directives live (main, http, server, location; None detects it).
+    ``env``: envsubst placeholders to substitute before parsing (see templates.py for the rule).
+    ``sysroot``: read absolute include paths under this directory.
+    """
+    with _gc_paused():
+        try:
+            tree, files = load(path, prefix, context, env, sysroot)
+        except PartialLoad as partial:
+            # nginx stops at the first problem in reading order: one in what was read before the
+            # loading error comes first.
+            check_contexts(partial.tree)
+            raise partial from None  # a ConfigError that also carries what was read
+        return build(tree, files[0] if files else path, files)

@@ -7,6 +7,7 @@ no traceback), 2 the harness itself could not run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help=f"shadow the bundled example ({EXAMPLE.parent.name}/nginx.conf)")
     _shadow_options(demo)
+
+    # parse and fmt have their own options (nginx_parser.cli); listed here for --help.
+    sub.add_parser("parse", help="print the parsed IR of an nginx config (see `nginx-migrate parse -h`)", add_help=False)
+    sub.add_parser("fmt", help="print an nginx config back from its IR, includes spliced in", add_help=False)
 
     convert = sub.add_parser("convert", help="translate an nginx config into a newproxy config")
     convert.add_argument("config", metavar="NGINX_CONF")
@@ -108,6 +113,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("parse", "fmt"):
+        from nginx_parser.cli import fmt_command, parse_command
+
+        return (parse_command if argv[0] == "parse" else fmt_command)(argv[1:])
     args = _parser().parse_args(argv)
     console = Console()
     if args.command == "shadow":
@@ -117,5 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     return _convert(args)
 
 
+def entry() -> None:
+    """Console-script entry: a closed stdout (``| head``) ends the command quietly, as for other CLIs."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -285,8 +285,62 @@ def _server_requests(b: _Builder, server: Server, servers: list[Server], plan: P
     for name, location in _iter_locations(server.locations):
         group = f"{label} {GROUP_SEP} {name}"
         lout = b.group()
-        for i, (path_label, path) in enumerate(_location_paths(location, b.seed, b.notes)):
+        paths = _location_paths(location, b.seed, b.notes)
+        for i, (path_label, path) in enumerate(paths):
             _variants(lout, encode_path(path), h, main_listen, group, f"location.{path_label}", full=i == 0)
+        if paths:
+            _rewrite_requests(lout, list(location.directives()), paths[0][1], h, main_listen, group, b.seed, version)
+    _rewrite_requests(b.group(), list(server.directive.children()), "/", h, main_listen, label, b.seed, version)
+
+
+def _rewrite_requests(out: list[Request], directives: list[Any], base: str, host: str | None, listen: str,
+                      group: str, seed: int, version: str) -> None:
+    """Requests aimed at the rewrite module: paths sampled from each ``rewrite`` regex, and for each
+    ``if`` a request that makes its condition hold (an argument, a header, a method, a path)."""
+    for directive in directives:
+        if directive.name == "rewrite" and directive.args:
+            for i, path in enumerate(regex_sample.sample(directive.args[0], 2, seed, prefix="/")):
+                target = encode_path(path)
+                out.append(Request("GET", target, _headers(host), listen, group, f"rewrite.sample{i}", version))
+                out.append(Request("GET", target + "?a=1&id=7", _headers(host), listen, group,
+                                   f"rewrite.sample{i}?query", version))
+        elif directive.name == "if":
+            _if_requests(out, directive.args, base, host, listen, group, seed, version)
+            _rewrite_requests(out, list(directive.children()), base, host, listen, group, seed, version)
+
+
+def _if_requests(out: list[Request], args: list[str], base: str, host: str | None, listen: str, group: str,
+                 seed: int, version: str) -> None:
+    if len(args) not in (1, 3) or not args[0].startswith("$"):
+        return
+    variable = args[0][1:].strip("{}")
+    values = ["1"]
+    if len(args) == 3:
+        operator, operand = args[1], args[2]
+        if operator.lstrip("!") in ("~", "~*"):
+            values = regex_sample.sample(operand, 2, seed, caseless=operator.endswith("*")) or ["x"]
+        else:
+            values = [operand, operand + "x"]
+    target = encode_path(base)
+    for i, value in enumerate(values):
+        label = f"if.{variable}.{i}"
+        if variable.startswith("arg_"):
+            query = quote(variable[4:], safe="") + "=" + quote(value, safe="")
+            out.append(Request("GET", f"{target}?{query}", _headers(host), listen, group, label, version))
+        elif variable in ("args", "query_string"):
+            out.append(Request("GET", f"{target}?{quote(value, safe='=&')}", _headers(host), listen, group, label,
+                               version))
+        elif variable.startswith("http_") and variable != "http_host":
+            name = variable[5:].replace("_", "-")
+            headers: tuple[Header, ...] = (("Host", host),) if host is not None else ()
+            headers += tuple(kv for kv in UA if kv[0].lower() != name.lower()) + ((name, value),)
+            out.append(Request("GET", target, headers, listen, group, label, version))
+        elif variable in ("host", "http_host") and value and all(c.isalnum() or c in ".-" for c in value):
+            out.append(Request("GET", target, _headers(value), listen, group, label, "1.1"))
+        elif variable == "request_method" and value.isalpha() and value.isupper():
+            out.append(Request(value, target, _headers(host), listen, group, label, version))
+        elif variable in ("uri", "request_uri", "document_uri") and value.startswith("/"):
+            out.append(Request("GET", encode_path(value), _headers(host), listen, group, label, version))
 
 
 def _dedupe(groups: list[list[Request]]) -> list[list[Request]]:

@@ -60,6 +60,22 @@ RULES: dict[str, Rule] = {
     "master_process": Rule("ignored", "newproxy has no master process yet"),
     # Rewrite module.
     "return": Rule("exact"),
+    "rewrite": Rule("exact"),
+    "set": Rule("exact"),
+    "break": Rule("exact"),
+    "if": Rule("exact", "conditions run in the rewrite phase; the block is an implicit location, as in nginx"),
+    "rewrite_log": Rule("ignored", "only adds notices to the error log; newproxy does not log rewrites"),
+    "map": Rule("exact", "exact, wildcard (hostnames) and regex keys, default, volatile; evaluated lazily per request"),
+    "geo": Rule("exact", "CIDR and address entries, default, delete; ranges and proxy are reported"),
+    "split_clients": Rule("exact", "MurmurHash2 buckets, as nginx computes them"),
+    "error_page": Rule("caveat", "applied to the errors newproxy makes itself (return, no location, internal, "
+                                 "rewrite cycle); not yet to upstream failures (502/504) answered by the IO layer"),
+    "internal": Rule("exact"),
+    "merge_slashes": Rule("exact"),
+    "try_files": Rule("caveat", "file checks and every fallback; serving an existing file is not built"),
+    "root": Rule("caveat", "gives $document_root, $request_filename and the try_files paths (a relative root is "
+                           "read against Debian's prefix /usr/share/nginx); newproxy serves no files"),
+    "uninitialized_variable_warn": Rule("ignored", "only affects error-log warnings"),
     # Proxy module.
     "proxy_pass": Rule("exact"),
     "proxy_set_header": Rule("exact"),

@@ -17,15 +17,30 @@ from pydantic import BaseModel
 
 from newproxy.config import (
     BUILTIN_MIME_TYPES,
+    BreakStep,
+    ErrorPageConfig,
+    GeoConfig,
+    GeoEntryConfig,
     HeaderSetting,
+    IfCondition,
+    IfStep,
     ListenConfig,
     LocationConfig,
+    MapConfig,
+    MapEntryConfig,
     NewproxyConfig,
     ProxyConfig,
     ReturnStep,
+    RewriteRuleStep,
+    RewriteStep,
     ServerConfig,
+    SetStep,
+    SplitBucketConfig,
+    SplitClientsConfig,
+    TryFilesConfig,
     UpstreamConfig,
     UpstreamServerConfig,
+    VariableConfig,
 )
 from newproxy.engine.regex import compile_regex
 from newproxy.engine.variables import KNOWN_PREFIXES, KNOWN_VARIABLES, variable_names
@@ -146,6 +161,12 @@ class Translator:
                 for name in directive.args:
                     if name.startswith("~"):
                         names.update(_groups(name[1:], directive))
+            elif directive.name == "rewrite" and directive.args:
+                pattern = directive.args[0]
+            elif directive.name == "if" and len(directive.args) == 3 and directive.args[1] in _IF_REGEX:
+                pattern = directive.args[2]
+            elif directive.name == "set" and directive.args and directive.args[0].startswith("$"):
+                names.add(directive.args[0][1:])
             if pattern is not None:
                 names.update(_groups(pattern, directive))
         return names
@@ -210,10 +231,97 @@ class Translator:
                 translated = self._upstream(upstream)
                 if translated.servers:  # a group of unix peers only is dropped (each peer is a gap)
                     self.upstreams.append(translated)
+            config.variables = self._computed_variables()
             config.servers = [self._server(server, http) for server in self.nginx.http.servers]
         config.upstreams = self.upstreams
         config.mime_types = self.mime_types
         return Translation(config=config, occurrences=self.occurrences())
+
+    def _computed_variables(self) -> list[VariableConfig]:
+        """map and split_clients blocks. One that uses a variable newproxy lacks is a gap, and so is
+        every use of the variable it defines (it is left out of ``capture_names``)."""
+        assert self.nginx.http is not None
+        maps = list(getattr(self.nginx.http, "maps", []))
+        splits = list(getattr(self.nginx.http, "split_clients", []))
+        geos = []
+        for geo in getattr(self.nginx.http, "geos", []):
+            problem = None
+            if geo.ranges:
+                problem = "geo with ranges is not translated yet"
+            elif geo.proxy or geo.proxy_recursive:
+                problem = "geo with proxy (addresses from X-Forwarded-For) is not translated yet"
+            else:
+                for entry in geo.entries:
+                    try:
+                        ipaddress.ip_network(entry.network, strict=False)
+                    except ValueError:
+                        problem = f'geo entry "{entry.network}" is not an address or a CIDR block newproxy reads'
+            if problem is not None:
+                self.note(geo.directive, "unsupported", problem + ": its variable is unknown to newproxy")
+            else:
+                geos.append(geo)
+        for block in maps:
+            for entry in block.entries:
+                if entry.kind in ("regex", "regex_caseless"):
+                    self.capture_names.update(_groups(entry.key, entry.directive))
+        defined = {block.variable for block in maps + splits + geos}
+        builtin = {name for name in defined if name in KNOWN_VARIABLES or name.startswith(KNOWN_PREFIXES)}
+        for block in maps + splits + geos:
+            if block.variable in builtin:
+                self.note(block.directive, "unsupported", f'redefining the built-in variable "${block.variable}" '
+                                                          "is not supported")
+        defined -= builtin
+        while True:  # drop blocks that use unknown variables (or variables of dropped blocks)
+            self.capture_names |= defined
+            broken = set()
+            for block in maps + splits + geos:
+                if block.variable not in defined:
+                    continue
+                texts = [block.source] + ([e.value for e in block.entries] + [block.default] if block in maps else [])
+                if not all(self._variables_known(text) for text in texts):
+                    broken.add(block.variable)
+            if not broken:
+                break
+            self.capture_names -= broken
+            defined -= broken
+        out: list[VariableConfig] = []
+        for block in maps:
+            if block.variable not in defined:
+                self._variables_ok(block.directive, " ".join([block.source, block.default]
+                                                             + [e.value for e in block.entries]))
+                continue
+            out.append(MapConfig(
+                variable=block.variable, source_value=block.source, default=block.default,
+                hostnames=block.hostnames, volatile=block.volatile,
+                entries=[MapEntryConfig(kind=e.kind, key=e.key, value=e.value, source=e.directive.where)
+                         for e in block.entries],
+                source=block.directive.where))
+        for geo in geos:
+            if geo.variable not in defined:
+                self._variables_ok(geo.directive, geo.source)
+                continue
+            entries: dict[str, GeoEntryConfig] = {}
+            for entry in geo.entries:  # a later entry for the same network wins; delete removes it
+                key = str(ipaddress.ip_network(entry.network, strict=False))
+                if entry.delete:
+                    entries.pop(key, None)
+                else:
+                    entries[key] = GeoEntryConfig(network=key, value=entry.value)
+            out.append(GeoConfig(variable=geo.variable, source_value=geo.source, default=geo.default,
+                                 entries=list(entries.values()), source=geo.directive.where))
+        for block in splits:
+            if block.variable not in defined:
+                self._variables_ok(block.directive, block.source)
+                continue
+            out.append(SplitClientsConfig(
+                variable=block.variable, source_value=block.source,
+                buckets=[SplitBucketConfig(percent=b.percent, value=b.value) for b in block.buckets],
+                source=block.directive.where))
+        return out
+
+    def _variables_known(self, text: str) -> bool:
+        return all(name in KNOWN_VARIABLES or name.startswith(KNOWN_PREFIXES) or name.isdigit()
+                   or name in self.capture_names for name in variable_names(text))
 
     def _upstream(self, upstream: Upstream) -> UpstreamConfig:
         servers = []
@@ -257,6 +365,9 @@ class Translator:
             default_type=self._default_type(chain),
             types=self._types(chain),
             client_max_body_size=self._body_size(chain),
+            error_pages=self._error_pages(chain),
+            merge_slashes=self._scalar_arg(chain, "merge_slashes", "on") == "on",
+            root=self._root(chain),
             source=server.directive.where,
         )
         self._note_static_fallthrough(server, config)
@@ -270,39 +381,144 @@ class Translator:
         config = LocationConfig(
             match=match,  # type: ignore[arg-type]
             path=location.path,
-            rewrite=self._rewrite(chain.scopes[-1].directives),
+            rewrite=self._rewrite(chain.scopes[-1].directives, chain, location),
             default_type=self._default_type(chain),
             types=self._types(chain),
             client_max_body_size=self._body_size(chain),
+            error_pages=self._error_pages(chain),
+            internal=chain.scopes[-1].last("internal") is not None,
+            root=self._root(chain),
             source=location.directive.where,
         )
+        try_files = chain.scopes[-1].last("try_files")
+        if try_files is not None:
+            config.try_files = self._try_files(try_files, chain)
         proxy_pass = chain.scopes[-1].last("proxy_pass")
         if proxy_pass is not None:
             config.proxy = self._proxy(proxy_pass, chain, location)
-        elif not config.rewrite and not location.locations:
+        elif try_files is not None:
+            pass  # reported by _try_files
+        elif not _always_answers(config.rewrite, location.path if location.modifier in ("", "^~", "=") else None) \
+                and not location.locations:
             self.note(location.directive, "unsupported",
                       "nginx serves this location with its static file handler (root/alias/index/try_files), "
                       "which newproxy does not have yet: newproxy answers 404 here")
         config.locations = [self._location(nested, chain) for nested in location.locations]
         return config
 
+    def _if_location(self, directive: Directive, chain: _Chain, location: Location) -> LocationConfig:
+        """The implicit location nginx makes of an ``if`` block: the enclosing location's settings with
+        the block's own on top; its content handler is the block's proxy_pass, else the enclosing one."""
+        config = LocationConfig(
+            match=_MODIFIERS[location.modifier],  # type: ignore[arg-type]
+            path=location.path,
+            default_type=self._default_type(chain),
+            types=self._types(chain),
+            client_max_body_size=self._body_size(chain),
+            error_pages=self._error_pages(chain),
+            internal=chain.scopes[-2].last("internal") is not None,
+            root=self._root(chain),
+            source=directive.where,
+        )
+        own = chain.scopes[-1].last("proxy_pass")
+        proxy_pass = own if own is not None else chain.scopes[-2].last("proxy_pass")
+        if proxy_pass is not None:
+            if own is not None and "$" not in own.args[0] and "/" in own.args[0].partition("://")[2]:
+                raise ConfigError(
+                    '"proxy_pass" cannot have URI part in location given by regular expression, or inside named '
+                    'location, or inside "if" statement, or inside "limit_except" block', own.file, own.line)
+            config.proxy = self._proxy(proxy_pass, chain, location)
+        return config
+
     def _note_static_fallthrough(self, server: Server, config: ServerConfig) -> None:
         """Requests that match no location get nginx's static handler; say so when that can happen."""
         catch_all = any(loc.modifier in ("", "^~") and loc.path == "/" for loc in server.locations)
-        if not config.rewrite and not catch_all:
+        if not _always_answers(config.rewrite) and not catch_all:
             self.note(server.directive, "caveat",
                       "requests matching no location are served by nginx's static file handler (root html); "
                       "newproxy answers 404 for them")
 
-    def _rewrite(self, directives: list[Directive]) -> list[ReturnStep]:
-        steps: list[ReturnStep] = []
+    def _rewrite(self, directives: list[Directive], chain: _Chain | None = None,
+                 location: Location | None = None) -> list[RewriteStep]:
+        """The rewrite-module directives of a block, in order, as steps (``if`` blocks nested)."""
+        steps: list[RewriteStep] = []
         for directive in directives:
-            if directive.name != "return":
-                continue
-            step = self._return(directive)
+            step: RewriteStep | None = None
+            if directive.name == "return":
+                step = self._return(directive)
+            elif directive.name == "rewrite":
+                step = self._rewrite_rule(directive)
+            elif directive.name == "set":
+                step = self._set(directive)
+            elif directive.name == "break":
+                step = BreakStep(source=directive.where)
+            elif directive.name == "if":
+                step = self._if(directive, chain, location)
             if step is not None:
                 steps.append(step)
         return steps
+
+    def _rewrite_rule(self, directive: Directive) -> RewriteRuleStep | None:
+        args = directive.args
+        if len(args) not in (2, 3):
+            raise ConfigError('invalid number of arguments in "rewrite" directive', directive.file, directive.line)
+        flag = args[2] if len(args) == 3 else "none"
+        if flag not in ("none", "last", "break", "redirect", "permanent") or len(args) == 3 and flag == "none":
+            raise ConfigError(f'invalid parameter "{flag}"', directive.file, directive.line)
+        _groups(args[0], directive)
+        if not self._variables_ok(directive, args[1]):
+            return None
+        return RewriteRuleStep(regex=args[0], replacement=args[1], flag=flag, source=directive.where)  # type: ignore[arg-type]
+
+    def _set(self, directive: Directive) -> SetStep | None:
+        args = directive.args
+        if len(args) != 2:
+            raise ConfigError('invalid number of arguments in "set" directive', directive.file, directive.line)
+        if not args[0].startswith("$"):
+            raise ConfigError(f'invalid variable name "{args[0]}"', directive.file, directive.line)
+        name = args[0][1:]
+        if name in KNOWN_VARIABLES and name != "args" or name.startswith(KNOWN_PREFIXES):
+            self.note(directive, "unsupported", f'setting the built-in variable "${name}" is not supported')
+            return None
+        if not self._variables_ok(directive, args[1]):
+            return None
+        return SetStep(variable=name, value=args[1], source=directive.where)
+
+    def _if(self, directive: Directive, chain: _Chain | None, location: Location | None) -> IfStep | None:
+        args = directive.args
+        operand: str | None = None
+        if len(args) == 1:
+            operator, value = "true", args[0]
+        elif len(args) == 2 and args[0] in _IF_FILE:
+            operator, value = args[0], args[1]
+        elif len(args) == 3 and args[1] in ("=", "!=", *_IF_REGEX):
+            value, operator, operand = args
+        else:
+            raise ConfigError(f'invalid condition "{" ".join(args)}"', directive.file, directive.line)
+        if operator not in _IF_FILE and not value.startswith("$"):
+            raise ConfigError(f'invalid condition "{value}"', directive.file, directive.line)
+        if operand is not None and operator in _IF_REGEX:
+            _groups(operand, directive)
+        texts = [value] + ([operand] if operand is not None and operator in ("=", "!=") else [])
+        if not all(self._variables_ok(directive, text) for text in texts):
+            return None
+        block = list(directive.children())
+        scope = _Scope(block, f"if ({' '.join(args)})")
+        inner = chain.push(scope) if chain is not None else None
+        steps = self._rewrite(block, inner, location)
+        if_location = None
+        others = [d for d in block if d.name not in _REWRITE_MODULE]
+        if location is not None and inner is not None:
+            # Every if that holds puts its own config in place, even one with rewrite directives only
+            # (it then inherits the location's content handler: a later if wins over an earlier one).
+            if_location = self._if_location(directive, inner, location)
+        elif others:
+            for other in others:
+                if self.levels.get(id(other), ("exact",))[0] not in ("unsupported", "unknown"):
+                    self.note(other, "unsupported", "only rewrite-module directives are translated inside a "
+                                                    "server-level if")
+        return IfStep(condition=IfCondition(operator=operator, value=value, operand=operand),  # type: ignore[arg-type]
+                      steps=steps, location=if_location, source=directive.where)
 
     def _return(self, directive: Directive) -> ReturnStep | None:
         args = directive.args
@@ -329,6 +545,75 @@ class Translator:
             self.note(directive, "unsupported", f"uses variables newproxy does not provide yet: {', '.join(unknown)}")
             return False
         return True
+
+    def _root(self, chain: _Chain) -> str:
+        """The root in effect, absolute: a relative one is read against Debian's nginx prefix."""
+        directive = chain.scalar("root")
+        root = directive.args[0] if directive is not None else "html"
+        if directive is not None and "$" in root:
+            self.note(directive, "unsupported", "root with variables is not translated: $document_root, "
+                                                "$request_filename and try_files would not see it")
+        return root if root.startswith("/") else "/usr/share/nginx/" + root
+
+    def _try_files(self, directive: Directive, chain: _Chain) -> TryFilesConfig | None:
+        args = directive.args
+        if len(args) < 2:
+            raise ConfigError('invalid number of arguments in "try_files" directive', directive.file, directive.line)
+        if chain.scalar("alias") is not None:
+            self.note(directive, "unsupported", "try_files with alias is not translated yet")
+            return None
+        root_directive = chain.scalar("root")
+        root = root_directive.args[0] if root_directive is not None else "html"
+        if "$" in root:
+            self.note(directive, "unsupported", "try_files under a root with variables is not translated yet")
+            return None
+        if not all(self._variables_ok(directive, arg) for arg in args):
+            return None
+        reason = ("files are checked on disk as nginx does; when one exists nginx serves it with its static "
+                  "file handler, which newproxy does not have")
+        if chain.scopes[-1].last("proxy_pass") is None:
+            reason += " (newproxy answers 404 then)"
+        else:
+            reason += " (here the location proxies, and newproxy proxies with the file's name as $uri, as nginx does)"
+        if not root.startswith("/"):
+            root = "/usr/share/nginx/" + root
+            reason += f"; the relative root is read against Debian's nginx prefix: {root}"
+        self.note(directive, "caveat", reason)
+        return TryFilesConfig(files=args[:-1], fallback=args[-1], root=root, source=directive.where)
+
+    def _error_pages(self, chain: _Chain) -> list[ErrorPageConfig]:
+        """error_page, inherited whole from the innermost block that has any (an array directive)."""
+        pages = []
+        for directive in chain.array("error_page"):
+            args = directive.args
+            if len(args) < 2:
+                raise ConfigError('invalid number of arguments in "error_page" directive', directive.file,
+                                  directive.line)
+            target = args[-1]
+            codes_end = len(args) - 1
+            response: int | None = None
+            target_status = False
+            if args[-2].startswith("="):
+                codes_end -= 1
+                if args[-2] == "=":
+                    target_status = True
+                elif args[-2][1:].isdigit():
+                    response = int(args[-2][1:])
+                else:
+                    raise ConfigError(f'invalid value "{args[-2]}"', directive.file, directive.line)
+            codes = []
+            for code in args[:codes_end]:
+                if not code.isdigit() or not 300 <= int(code) <= 599 or int(code) == 499:
+                    raise ConfigError(f'value "{code}" must be between 300 and 599', directive.file, directive.line)
+                codes.append(int(code))
+            if not codes:
+                raise ConfigError('invalid number of arguments in "error_page" directive', directive.file,
+                                  directive.line)
+            if not self._variables_ok(directive, target):
+                continue
+            pages.append(ErrorPageConfig(codes=codes, target=target, response=response, target_status=target_status,
+                                         source=directive.where))
+        return pages
 
     def _types(self, chain: _Chain) -> str:
         """The name of the MIME table in effect: the innermost block with `types` wins whole."""
@@ -429,6 +714,61 @@ class Translator:
     def _time(chain: _Chain, name: str, default: float) -> float:
         directive = chain.scalar(name)
         return parse_time(directive.args[0], directive) if directive is not None else default
+
+
+_IF_REGEX = ("~", "~*", "!~", "!~*")
+_IF_FILE = ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x")
+_REWRITE_MODULE = frozenset({"return", "rewrite", "set", "break", "if", "rewrite_log", "uninitialized_variable_warn"})
+# Regexes that match every URI ($uri always starts with "/").
+_MATCH_ALL = frozenset({"^", "^/", "^(.*)$", "^/(.*)$", "^(.*)", "^/(.*)", ".*", "^.*$", "(.*)", "^.*", "/"})
+
+
+def _matches_all(regex: str, prefix: str | None) -> bool:
+    """Whether ``regex`` matches every URI, or every URI that starts with ``prefix``."""
+    if regex in _MATCH_ALL:
+        return True
+    if prefix is None or not regex.startswith("^"):
+        return False
+    body = regex[1:]
+    for tail in ("(.*)$", "(.*)", ".*$", ".*"):
+        if body.endswith(tail):
+            literal = body[: -len(tail)]
+            text = []
+            for token in re.findall(r"\\.|.", literal, re.S):
+                if token.startswith("\\"):
+                    if token[1] not in "./-_~":
+                        return False
+                    text.append(token[1])
+                elif token in ".[]()*+?{}|^$":
+                    return False
+                else:
+                    text.append(token)
+            return prefix.startswith("".join(text))
+    return False
+
+
+def _always_answers(steps: list[RewriteStep], prefix: str | None = None) -> bool:
+    """Whether the rewrite phase surely ends the request (return, redirect, or a restart with another
+    URI) before the content phase, so that nginx's static handler can never be reached from it.
+    ``prefix``: the URIs reaching this phase all start with it (a prefix location's path)."""
+    def has_break(steps: list[RewriteStep]) -> bool:
+        for step in steps:
+            if isinstance(step, BreakStep) or isinstance(step, RewriteRuleStep) and step.flag == "break":
+                return True
+            if isinstance(step, IfStep) and has_break(step.steps):
+                return True
+        return False
+
+    if has_break(steps):
+        return False
+    for step in steps:
+        if isinstance(step, ReturnStep):
+            return True
+        if isinstance(step, RewriteRuleStep) and _matches_all(step.regex, prefix) and (
+                step.flag in ("last", "redirect", "permanent")
+                or step.replacement.startswith(("http://", "https://", "$scheme"))):
+            return True
+    return False
 
 
 def _groups(pattern: str, directive: Directive) -> list[str]:

@@ -4,14 +4,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from newproxy.config import LocationConfig, NewproxyConfig, ProxyConfig, ReturnStep, ServerConfig
+from newproxy.config import (
+    BreakStep,
+    ErrorPageConfig,
+    GeoConfig,
+    IfStep,
+    LocationConfig,
+    MapConfig,
+    NewproxyConfig,
+    ProxyConfig,
+    ReturnStep,
+    RewriteRuleStep,
+    RewriteStep,
+    ServerConfig,
+    SetStep,
+    TryFilesConfig,
+)
 from newproxy.engine.regex import compile_regex
 from newproxy.engine.locations import LocationLevel, LocationNode
 from newproxy.engine.proxy import ResponseRelay
 from newproxy.engine.responses import ResponseMaker
+from newproxy.engine.rewrite import (
+    CompiledBreak,
+    CompiledIf,
+    CompiledRewrite,
+    CompiledSet,
+    Step,
+    compile_condition,
+    escape_args,
+)
 from newproxy.engine.upstreams import UpstreamGroup
 from newproxy.engine.uri import extension
-from newproxy.engine.variables import Template
+from newproxy.engine.computed import compile_geo, compile_map, compile_split_clients
+from newproxy.engine.context import RequestContext
+from newproxy.engine.variables import Getter, Template
 
 
 @dataclass(slots=True)
@@ -35,13 +61,34 @@ class CompiledProxy:
 
 
 @dataclass(slots=True)
+class CompiledErrorPage:
+    target: Template
+    kind: str  # "uri", "named" or "url"
+    response: int | None
+    target_status: bool
+
+
+ErrorPages = dict[int, CompiledErrorPage]
+
+
+@dataclass(slots=True)
+class CompiledTryFiles:
+    files: list[tuple[Template, bool]]  # (value, names a directory)
+    fallback: Template
+    root: str
+
+
+@dataclass(slots=True)
 class CompiledLocation:
     config: LocationConfig
-    rewrite: list[CompiledReturn]
+    rewrite: list[Step]
     proxy: CompiledProxy | None
     default_type: bytes
     types: dict[str, bytes]
     client_max_body_size: int
+    error_pages: ErrorPages | None = None
+    internal: bool = False
+    try_files: CompiledTryFiles | None = None
 
     def content_type(self, uri: str) -> bytes:
         return self.types.get(extension(uri), self.default_type)
@@ -51,12 +98,13 @@ class CompiledLocation:
 class CompiledServer:
     config: ServerConfig
     primary_name: str
-    rewrite: list[CompiledReturn]
+    rewrite: list[Step]
     locations: LocationLevel[CompiledLocation]
     named: dict[str, CompiledLocation] = field(default_factory=dict)
     default_type: bytes = b"text/plain"
     types: dict[str, bytes] = field(default_factory=dict)
     client_max_body_size: int = 1048576
+    error_pages: ErrorPages | None = None
 
     def content_type(self, uri: str) -> bytes:
         return self.types.get(extension(uri), self.default_type)
@@ -69,22 +117,72 @@ def compile_mime_tables(tables: dict[str, dict[str, str]]) -> MimeTables:
     return {name: {ext.lower(): mime.encode() for ext, mime in table.items()} for name, table in tables.items()}
 
 
+def _step_names(steps: list[RewriteStep], names: set[str]) -> None:
+    for step in steps:
+        if isinstance(step, RewriteRuleStep):
+            names.update(compile_regex(step.regex).groupindex)
+        elif isinstance(step, SetStep):
+            names.add(step.variable)
+        elif isinstance(step, IfStep):
+            if step.condition.operator in ("~", "~*", "!~", "!~*") and step.condition.operand is not None:
+                names.update(compile_regex(step.condition.operand).groupindex)
+            _step_names(step.steps, names)
+            if step.location is not None:
+                _step_names(step.location.rewrite, names)
+
+
 def capture_names(config: NewproxyConfig) -> frozenset[str]:
-    """Named groups of every location and server-name regex: nginx makes each one a variable."""
+    """The config's own variables: named groups of every regex (nginx makes each one a variable) and
+    the targets of ``set``."""
     names: set[str] = set()
 
     def visit(locations: list[LocationConfig]) -> None:
         for location in locations:
             if location.match in ("regex", "regex_caseless"):
                 names.update(compile_regex(location.path).groupindex)
+            _step_names(location.rewrite, names)
             visit(location.locations)
 
     for server in config.servers:
         for name in server.server_names:
             if name.startswith("~"):
                 names.update(compile_regex(name[1:]).groupindex)
+        _step_names(server.rewrite, names)
         visit(server.locations)
+    for variable in config.variables:
+        if isinstance(variable, MapConfig):
+            for entry in variable.entries:
+                if entry.kind in ("regex", "regex_caseless"):
+                    names.update(compile_regex(entry.key).groupindex)
     return frozenset(names)
+
+
+def _quoting(getter: Getter) -> Getter:
+    """A capture copied into args (or a redirect): escaped when the client's URI had "%" or "+"."""
+
+    def get(ctx: RequestContext) -> str:
+        value = getter(ctx)
+        if ctx.uri_needs_escape or "+" in ctx.request_uri.partition("?")[0]:
+            return escape_args(value)
+        return value
+
+    return get
+
+
+def _late(table: dict[str, Getter], name: str) -> Getter:
+    """A getter that looks ``name`` up when called: for maps that use maps defined after them."""
+    return lambda ctx: table[name](ctx)
+
+
+def _split_replacement(text: str) -> tuple[str, str | None, bool]:
+    """(uri part, args part or None, add_args) of a rewrite replacement, split at its first literal "?"."""
+    add_args = True
+    if text.endswith("?"):
+        text, add_args = text[:-1], False
+    question = text.find("?")
+    if question < 0:
+        return text, None, add_args
+    return text[:question], text[question + 1:], add_args
 
 
 class ConfigCompiler:
@@ -95,13 +193,66 @@ class ConfigCompiler:
         self.maker = maker
         self.mime = compile_mime_tables(config.mime_types)
         self.captures = capture_names(config)
+        # map and split_clients getters; filled before any template is compiled, and looked up by
+        # templates at compile time (a map's value may use another map, in any order: late binding).
+        self.computed: dict[str, Getter] = {}
+        late: dict[str, Getter] = {}
+        for variable in config.variables:
+            late[variable.variable] = _late(late, variable.variable)
+        self.computed = dict(late)
+        for variable in config.variables:
+            if isinstance(variable, MapConfig):
+                late[variable.variable] = compile_map(variable, self.template)
+            elif isinstance(variable, GeoConfig):
+                late[variable.variable] = compile_geo(variable, self.template)
+            else:
+                late[variable.variable] = compile_split_clients(variable, self.template)
+        self.computed = {name: late[name] for name in late}
 
     def template(self, text: str) -> Template:
-        return Template(text, self.captures)
+        return Template(text, self.captures, self.computed)
 
-    def rewrite(self, steps: list[ReturnStep]) -> list[CompiledReturn]:
-        return [CompiledReturn(step.status, self.template(step.text) if step.text is not None else None, step.source)
-                for step in steps]
+    def rewrite(self, steps: list[RewriteStep], location_path: str = "") -> list[Step]:
+        return [self.step(step, location_path) for step in steps]
+
+    def step(self, step: RewriteStep, location_path: str) -> Step:
+        if isinstance(step, ReturnStep):
+            return CompiledReturn(step.status, self.template(step.text) if step.text is not None else None, step.source)
+        if isinstance(step, RewriteRuleStep):
+            uri, args, add_args = _split_replacement(step.replacement)
+            redirect = 0
+            if step.flag == "permanent":
+                redirect = 301
+            elif step.flag == "redirect" or step.replacement.startswith(("http://", "https://", "$scheme")):
+                redirect = 302
+            uri_template = self.template(uri)
+            args_template = self.template(args) if args is not None else None
+            if args_template is not None:
+                self._quote_captures(args_template)
+            if redirect:
+                self._quote_captures(uri_template)
+            return CompiledRewrite(compile_regex(step.regex), uri_template, args_template, add_args, redirect,
+                                   step.flag, step.source)
+        if isinstance(step, SetStep):
+            return CompiledSet(step.variable, self.template(step.value), step.source)
+        if isinstance(step, BreakStep):
+            return CompiledBreak(step.source)
+        condition = step.condition
+        operand: Template | object | None = None
+        if condition.operator in ("~", "~*", "!~", "!~*"):
+            operand = compile_regex(condition.operand or "", caseless=condition.operator.endswith("*"))
+        elif condition.operand is not None:
+            operand = self.template(condition.operand)
+        test = compile_condition(condition.operator, self.template(condition.value), operand)  # type: ignore[arg-type]
+        location = self.compiled_location(step.location) if step.location is not None else None
+        return CompiledIf(test, self.rewrite(step.steps, location_path), location, step.source)
+
+    @staticmethod
+    def _quote_captures(template: Template) -> None:
+        parts = tuple(_quoting(p) if callable(p) and getattr(p, "is_capture", False) else p for p in template.parts)
+        template.parts = parts
+        if template.single is not None and getattr(template.single, "is_capture", False):
+            template.single = parts[0]  # type: ignore[assignment]
 
     def proxy(self, config: ProxyConfig, location_path: str) -> CompiledProxy:
         headers = [(h.name.encode("latin-1"), self.template(h.value)) for h in config.headers]
@@ -122,15 +273,37 @@ class ConfigCompiler:
             relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers)),
         )
 
-    def location(self, config: LocationConfig, named: dict[str, CompiledLocation]) -> LocationNode[CompiledLocation]:
-        compiled = CompiledLocation(
+    def compiled_location(self, config: LocationConfig) -> CompiledLocation:
+        return CompiledLocation(
             config=config,
-            rewrite=self.rewrite(config.rewrite),
+            rewrite=self.rewrite(config.rewrite, config.path),
             proxy=self.proxy(config.proxy, config.path) if config.proxy else None,
             default_type=config.default_type.encode(),
             types=self.mime[config.types],
             client_max_body_size=config.client_max_body_size,
+            error_pages=self.error_pages(config.error_pages),
+            internal=config.internal,
+            try_files=self.try_files(config.try_files) if config.try_files is not None else None,
         )
+
+    def try_files(self, config: TryFilesConfig) -> CompiledTryFiles:
+        files = [(self.template(f[:-1] if f.endswith("/") else f), f.endswith("/")) for f in config.files]
+        return CompiledTryFiles(files, self.template(config.fallback), config.root.rstrip("/"))
+
+    def error_pages(self, pages: list[ErrorPageConfig]) -> ErrorPages | None:
+        if not pages:
+            return None
+        table: ErrorPages = {}
+        for page in pages:
+            target = page.target
+            kind = "uri" if target.startswith("/") else "named" if target.startswith("@") else "url"
+            compiled = CompiledErrorPage(self.template(target), kind, page.response, page.target_status)
+            for code in page.codes:
+                table.setdefault(code, compiled)
+        return table
+
+    def location(self, config: LocationConfig, named: dict[str, CompiledLocation]) -> LocationNode[CompiledLocation]:
+        compiled = self.compiled_location(config)
         if config.match == "named":
             named[config.path] = compiled
         regex = None
@@ -158,4 +331,5 @@ class ConfigCompiler:
             default_type=config.default_type.encode(),
             types=self.mime[config.types],
             client_max_body_size=config.client_max_body_size,
+            error_pages=self.error_pages(config.error_pages),
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from newproxy.engine.context import RequestContext
 from newproxy.engine.responses import ResponseMaker
+from newproxy.engine.status import REASONS
 from newproxy.engine.types import ProxyPass
 
 if TYPE_CHECKING:
@@ -47,18 +48,30 @@ def escape_uri(uri: str) -> bytes:
 
 
 def upstream_uri(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
-    if proxy.uri is None:
+    """ngx_http_proxy_create_request's URI.
+
+    No URI part and $uri still the client's: the raw target. Otherwise the URI part (dropped after
+    ``rewrite ... break``, which clears r->valid_location) plus $uri after the location prefix (the
+    whole $uri when there is no URI part or after break), re-escaped when the client's URI had
+    %-escapes or a rewrite changed it (r->quoted_uri || r->internal), plus "?" $args.
+    """
+    if proxy.uri is None and ctx.valid_unparsed_uri:
         return ctx.request_uri.encode("latin-1")
-    tail = ctx.uri[len(proxy.location_path):] if ctx.uri.startswith(proxy.location_path) else ctx.uri
-    tail_bytes = escape_uri(tail) if ctx.uri_needs_escape else tail.encode("latin-1")
-    uri = proxy.uri.encode("latin-1") + tail_bytes
+    if proxy.uri is not None and ctx.valid_location:
+        prefix = proxy.uri.encode("latin-1")
+        tail = ctx.uri[len(proxy.location_path):] if ctx.uri.startswith(proxy.location_path) else ctx.uri
+    else:
+        prefix = b""
+        tail = ctx.uri
+    tail_bytes = escape_uri(tail) if ctx.uri_needs_escape or ctx.internal else tail.encode("latin-1")
+    uri = prefix + tail_bytes
     if ctx.args:
         uri += b"?" + ctx.args.encode("latin-1")
     return uri
 
 
 def upstream_head(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
-    parts = [ctx.request.method, b" ", upstream_uri(ctx, proxy), proxy.version_suffix]
+    parts = [ctx.method or ctx.request.method, b" ", upstream_uri(ctx, proxy), proxy.version_suffix]
     for line, prefix, template in proxy.headers:
         if line is not None:
             parts.append(line)
@@ -81,6 +94,8 @@ def client_response_head(
     """The head to send the client for an upstream response, and how to frame its body."""
     maker = pp.relay.maker
     hidden = pp.relay.hidden
+    if pp.status_override:  # error_page: nginx's own status line for the error code
+        status, reason = pp.status_override, REASONS.get(pp.status_override, "").encode()
     content_type: bytes | None = None
     content_length: bytes | None = None
     rest: list[bytes] = []

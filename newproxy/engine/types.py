@@ -52,3 +52,4 @@ class ProxyPass:
     request: Request
     keepalive: bool  # whether the client connection may be kept after this response
     relay: ResponseRelay  # how to turn the upstream's response head into the client's
+    status_override: int = 0  # an error_page's status, which replaces the upstream's (0: keep it)

@@ -6,17 +6,19 @@ nginx decodes %XX, then merges slashes and resolves "." and ".." segments on the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_SCHEME = re.compile(rb"[A-Za-z]+")
 
 
 class BadRequest(ValueError):
     pass
 
 
-@dataclass(slots=True, frozen=True)
-class ParsedTarget:
+@dataclass(slots=True)
+class ParsedTarget:  # not frozen: a frozen dataclass costs ~1 µs more to build, on every request
     uri: str  # decoded and normalised, for matching ($uri)
     args: str  # the raw query, without "?" ($args)
     request_uri: str  # the target as received, minus scheme://host for an absolute URI ($request_uri)
@@ -71,16 +73,21 @@ def normalise_path(decoded: bytes, merge_slashes: bool = True) -> bytes:
 
 
 def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
+    """Measured against nginx 1.22: any scheme of letters is accepted in an absolute-form target
+    (``ftp://h/x`` is served like ``/x``), userinfo is a 400; a "#" ends the URI and the args
+    ($request_uri keeps it)."""
     host: str | None = None
     if target.startswith(b"/"):
         path_and_query = target
     else:
         scheme, sep, rest = target.partition(b"://")
-        if not sep or scheme.lower() not in (b"http", b"https"):
+        if not sep or not _SCHEME.fullmatch(scheme):
             raise BadRequest("invalid request target")
         slash = rest.find(b"/")
         authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
-        host_part = authority.rsplit(b"@", 1)[-1]
+        if b"@" in authority:
+            raise BadRequest("userinfo in the request target")
+        host_part = authority
         if host_part.startswith(b"["):
             host_part = host_part[: host_part.find(b"]") + 1]
         else:
@@ -88,8 +95,9 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
         if not host_part:
             raise BadRequest("empty host")
         host = host_part.decode("latin-1").lower().rstrip(".")
-    path, _, query = path_and_query.partition(b"?")
-    if b"%" in path or b"/." in path or b"//" in path:
+    fragment = path_and_query.find(b"#")
+    path, _, query = (path_and_query if fragment < 0 else path_and_query[:fragment]).partition(b"?")
+    if b"%" in path or b"/." in path or b"//" in path and merge_slashes:
         uri = normalise_path(_decode(path), merge_slashes)
     else:
         uri = path  # nothing to decode or resolve: the common case

@@ -6,8 +6,11 @@ the parts; a template without variables evaluates to its literal with no work at
 
 from __future__ import annotations
 
+import os
 import re
-from typing import TYPE_CHECKING, Callable
+import socket
+import time
+from typing import TYPE_CHECKING, Callable, Mapping
 
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
@@ -49,12 +52,37 @@ def _arg_getter(name: str) -> Getter:
 
 
 def _cookie_getter(name: str) -> Getter:
+    """ngx_http_parse_multi_header_lines as nginx 1.22 runs it for $cookie_NAME: over every Cookie
+    header in order, a name compared with the case ignored at the start of an item (items are
+    separated by ";" or ","), optional spaces, "=", spaces skipped, then the value up to ";"."""
+    key = name.lower().encode("latin-1")
+    size = len(key)
+
     def get(ctx: RequestContext) -> str:
-        for value in [v for k, v in ctx.request.headers if k.lower() == b"cookie"]:
-            for part in value.decode("latin-1").split(";"):
-                key, _, val = part.strip().partition("=")
-                if key == name:
-                    return val
+        for header, raw in ctx.request.headers:
+            if header.lower() != b"cookie":
+                continue
+            end = len(raw)
+            start = 0
+            while start < end:
+                if raw[start:start + size].lower() == key:
+                    pos = start + size
+                    while pos < end and raw[pos] == 0x20:
+                        pos += 1
+                    if pos < end and raw[pos] == 0x3D:  # "="
+                        pos += 1
+                        while pos < end and raw[pos] == 0x20:
+                            pos += 1
+                        last = raw.find(b";", pos)
+                        return raw[pos:last if last >= 0 else end].decode("latin-1")
+                    start = pos
+                while start < end:  # skip to the next item
+                    ch = raw[start]
+                    start += 1
+                    if ch == 0x3B or ch == 0x2C:
+                        break
+                while start < end and raw[start] == 0x20:
+                    start += 1
         return ""
 
     return get
@@ -75,6 +103,60 @@ def _body_length(ctx: RequestContext) -> str:
     return ""
 
 
+def _content_length(ctx: RequestContext) -> str:
+    """The Content-Length header; for a chunked body, the length nginx has read by then."""
+    value = _header(ctx, b"content-length")
+    if value:
+        return value
+    if _header(ctx, b"transfer-encoding"):
+        # Measured against nginx 1.22: a `return` discards the body first and reads "0"; a proxied
+        # request has the whole body buffered.
+        return str(len(ctx.request.body)) if ctx.proxy_host else "0"
+    return ""
+
+
+def _request_id(ctx: RequestContext) -> str:
+    """16 random bytes in hex, the same for the whole request (nginx: RAND_bytes)."""
+    variables = ctx.vars
+    if variables is None:
+        variables = ctx.vars = {}
+    value = variables.get(" request_id")  # a key no config variable can have
+    if value is None:
+        value = variables[" request_id"] = os.urandom(16).hex()
+    return value
+
+
+def _msec(ctx: RequestContext) -> str:
+    now = time.time()
+    return f"{int(now)}.{int(now * 1000) % 1000:03d}"
+
+
+def _time_local(ctx: RequestContext) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
+
+
+def _time_iso8601(ctx: RequestContext) -> str:
+    local = time.localtime()
+    offset = time.strftime("%z", local)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + offset[:3] + ":" + offset[3:]
+
+
+def _document_root(ctx: RequestContext) -> str:
+    where = ctx.location if ctx.location is not None else ctx.server
+    return where.config.root
+
+
+def _request_filename(ctx: RequestContext) -> str:
+    return _document_root(ctx) + ctx.uri
+
+
+def _realpath_root(ctx: RequestContext) -> str:
+    return os.path.realpath(_document_root(ctx))
+
+
+_HOSTNAME = socket.gethostname()
+
+
 _SIMPLE: dict[str, Getter] = {
     "host": lambda ctx: ctx.host,
     "uri": lambda ctx: ctx.uri,
@@ -83,7 +165,7 @@ _SIMPLE: dict[str, Getter] = {
     "args": lambda ctx: ctx.args,
     "query_string": lambda ctx: ctx.args,
     "is_args": lambda ctx: "?" if ctx.args else "",
-    "request_method": lambda ctx: ctx.request.method.decode("latin-1"),
+    "request_method": lambda ctx: (ctx.method or ctx.request.method).decode("latin-1"),
     "scheme": lambda ctx: ctx.request.scheme,
     "https": lambda ctx: "on" if ctx.request.scheme == "https" else "",
     "server_name": lambda ctx: ctx.server.primary_name,
@@ -95,8 +177,17 @@ _SIMPLE: dict[str, Getter] = {
     "server_protocol": lambda ctx: "HTTP/" + ctx.request.version.decode(),
     "request": lambda ctx: b" ".join((ctx.request.method, ctx.request.target, b"HTTP/" + ctx.request.version)).decode("latin-1"),
     "content_type": lambda ctx: _header(ctx, b"content-type"),
-    "content_length": lambda ctx: _header(ctx, b"content-length"),
+    "content_length": _content_length,
     "proxy_host": lambda ctx: ctx.proxy_host,
+    "request_id": _request_id,
+    "document_root": _document_root,
+    "request_filename": _request_filename,
+    "realpath_root": _realpath_root,
+    "hostname": lambda ctx: _HOSTNAME,
+    "pid": lambda ctx: str(os.getpid()),
+    "msec": _msec,
+    "time_local": _time_local,
+    "time_iso8601": _time_iso8601,
     "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
     "proxy_internal_body_length": _body_length,
     # nginx sets this only when it streams a chunked body unbuffered, which newproxy does not do.
@@ -126,14 +217,32 @@ def _capture_getter(key: int | str) -> Getter:
             return ""
         return value or ""
 
+    get.is_capture = True  # type: ignore[attr-defined]
     return get
 
 
-def variable_getter(name: str, capture_names: frozenset[str] = frozenset()) -> Getter:
+def _named_getter(name: str) -> Getter:
+    """A variable made by ``set`` or by a named capture: "" until something sets it."""
+
+    def get(ctx: RequestContext) -> str:
+        variables = ctx.vars
+        return variables.get(name, "") if variables is not None else ""
+
+    return get
+
+
+def variable_getter(name: str, capture_names: frozenset[str] = frozenset(),
+                    computed: Mapping[str, Getter] | None = None) -> Getter:
+    """``capture_names``: the names of the config's own variables (named captures and ``set`` targets);
+    ``computed``: getters of the variables the config computes (map, split_clients)."""
     if name.isdigit():
         return _capture_getter(int(name))
-    if name in capture_names:
-        return _capture_getter(name)
+    if computed is not None:
+        getter = computed.get(name)
+        if getter is not None:
+            return getter
+    if name in capture_names and name not in _SIMPLE:
+        return _named_getter(name)
     if name in _SIMPLE:
         return _SIMPLE[name]
     for prefix, factory in _PREFIXED.items():
@@ -155,14 +264,15 @@ class Template:
 
     __slots__ = ("text", "parts", "constant", "single")
 
-    def __init__(self, text: str, capture_names: frozenset[str] = frozenset()) -> None:
+    def __init__(self, text: str, capture_names: frozenset[str] = frozenset(),
+                 computed: Mapping[str, Getter] | None = None) -> None:
         self.text = text
         parts: list[str | Getter] = []
         pos = 0
         for match in _VARIABLE.finditer(text):
             if match.start() > pos:
                 parts.append(text[pos:match.start()])
-            parts.append(variable_getter(match.group(1) or match.group(2), capture_names))
+            parts.append(variable_getter(match.group(1) or match.group(2), capture_names, computed))
             pos = match.end()
         if pos < len(text):
             parts.append(text[pos:])

@@ -84,7 +84,9 @@ def test_exact_rules_are_only_claimed_for_directives_the_translator_reads() -> N
         if rule.level == "exact":
             assert f'"{name}"' in source, f"registry claims {name} exact but nothing reads it"
     assert classify("gzip").level == "unsupported"
-    assert classify("more_set_headers").level == "unknown"
+    assert classify("more_set_headers").level == "unsupported"
+    assert "third-party" in classify("more_set_headers").reason
+    assert classify("no_such_directive_anywhere").level == "unknown"
 
 
 def test_example_translates_without_unsupported_directives() -> None:

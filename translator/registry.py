@@ -1,7 +1,8 @@
 """What the translator does with each nginx directive: the single place the gap report is derived from.
 
-A directive not listed in ``RULES`` is reported as ``unsupported`` when nginx knows it (crossplane's
-table of core and standard-module directives) and ``unknown`` otherwise. Adding a rule here without
+A directive not listed in ``RULES`` is reported as ``unsupported`` when it is in the parser's
+directive table (nginx_parser.directives: nginx 1.22–1.27 core and standard modules, and common
+third-party modules, said as such) and ``unknown`` otherwise. Adding a rule here without
 handling the directive in ``translate.py`` is caught by a test: every ``exact`` name must be read
 by the translator.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import crossplane.analyzer  # type: ignore[import-untyped]
+from nginx_parser.directives import classify as classify_origin
 
 Level = Literal["exact", "caveat", "ignored", "unsupported", "unknown"]
 
@@ -99,22 +100,14 @@ UPSTREAM_RULES: dict[str, Rule] = {
     "zone": Rule("ignored", "newproxy keeps peer state in its single process; nothing to share"),
 }
 
-# Directives newer than crossplane's table, or from common third-party modules, that are known to nginx users.
-_EXTRA_KNOWN = frozenset({
-    "http2", "http3", "quic", "keepalive_time", "ssl_reject_handshake", "ssl_conf_command",
-    "proxy_cookie_flags", "quic_retry", "http3_hq", "ssl_early_data",
-})
-
-
-def is_known(name: str) -> bool:
-    return name in crossplane.analyzer.DIRECTIVES or name in _EXTRA_KNOWN
-
-
 def classify(name: str, in_upstream: bool = False) -> Rule:
     table = UPSTREAM_RULES if in_upstream else RULES
     rule = table.get(name)
     if rule is not None:
         return rule
-    if is_known(name):
+    origin = classify_origin(name)
+    if origin == "third-party":
+        return Rule("unsupported", f'"{name}" comes from a third-party nginx module newproxy does not provide')
+    if origin == "core":
         return Rule("unsupported", f'"{name}" is not translated yet')
     return Rule("unknown", f'"{name}" is not an nginx directive newproxy knows (third-party module?)')

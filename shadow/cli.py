@@ -37,7 +37,21 @@ def _parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="translate an nginx config into a newproxy config")
     convert.add_argument("config", metavar="NGINX_CONF")
     convert.add_argument("-o", "--output", metavar="OUT.yaml", default=None)
+    _context_option(convert)
     return parser
+
+
+def _context_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--context",
+        choices=["detect", "main", "http", "server", "location"],
+        default="detect",
+        help="where the file's directives live; 'detect' (default) lets a conf.d snippet be read as it is",
+    )
+
+
+def _context(args: argparse.Namespace) -> str | None:
+    return None if args.context == "detect" else args.context
 
 
 def _shadow_options(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +75,7 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
         help="make this upstream (host:port as in the config) refuse connections; repeatable",
     )
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep the configs and logs")
+    _context_option(parser)
 
 
 def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
@@ -80,6 +95,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 keep_workdir=args.keep is not None,
                 refuse=set(args.refuse),
                 max_seconds=args.max_seconds,
+                context=_context(args),
             )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -106,7 +122,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"nginx-migrate: convert is not available: {exc}", file=sys.stderr)
         return 2
     try:
-        return int(run_convert(args.config, args.output))
+        return int(run_convert(args.config, args.output, context=_context(args)))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1

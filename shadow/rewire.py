@@ -290,6 +290,9 @@ class _Rewriter:
         if self.wiring.for_nginx and hasattr(os, "geteuid") and os.geteuid() == 0:
             # Workers would otherwise drop to "nobody" and could not read the work dir.
             added.insert(0, _synthetic(anchor, "user", ["root"]))
+        if not any(d.name == "events" for d in _spliced(tree)):
+            # A conf.d snippet (read with a detected context) has none; nginx will not start without one.
+            added.append(Directive(name="events", args=[], file=anchor.file, line=anchor.line, block=[]))
         return added
 
     def http_additions(self, inner: list[Directive]) -> list[Directive]:

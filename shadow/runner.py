@@ -267,6 +267,7 @@ def run_shadow(
     refuse: frozenset[str] | set[str] = frozenset(),
     max_seconds: float | None = None,
     extra_requests: Callable[[Plan], list[Request]] | None = None,
+    context: str | None = "main",
 ) -> ShadowReport:
     """Shadow ``nginx_conf_path``: real nginx vs ``against`` on generated traffic.
 
@@ -275,6 +276,8 @@ def run_shadow(
     ``max_seconds`` bounds the sending phase; a run cut short (by it, or by a target that keeps
     timing out) is noted and counted as an error.
     ``probe``: how long the client waits to tell a kept-alive connection from a closed one.
+    ``context``: where the file's directives live (main, http, server, location; None detects it:
+    a snippet is wrapped in the blocks nginx would include it in).
     ``extra_requests`` adds hand-picked requests (built from the plan's logical listen names) to
     the generated ones: how targeted differential tests send exactly the cases they name.
     ``tweak_other`` edits the rewired tree of the target under test before it starts: for testing
@@ -282,7 +285,7 @@ def run_shadow(
     Raises ``ConfigError`` for a config nginx_parser rejects and ``HarnessError`` when the
     comparison cannot run; differences are in the report, not exceptions.
     """
-    config = parse_config(nginx_conf_path)
+    config = parse_config(nginx_conf_path, context=context)
     the_plan = plan(config)
     unknown = set(refuse) - set(the_plan.upstreams)
     if unknown:

@@ -30,10 +30,12 @@ def gaps_table(translation: Translation) -> Table:
     return table
 
 
-def run_convert(path: str, out: str | None, console: Console | None = None) -> int:
+def run_convert(path: str, out: str | None, console: Console | None = None, context: str | None = None) -> int:
+    """``context`` is where the file's directives live (main, http, server, location); None detects it,
+    so a conf.d snippet converts as it is."""
     console = console or Console(stderr=out is None)
     try:
-        translation = translate(parse_config(path))
+        translation = translate(parse_config(path, context=context))
     except ConfigError as exc:
         print(f"nginx-migrate: {exc}", file=sys.stderr)
         return 1

@@ -166,8 +166,8 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(name: str, port: int, duration: str, connections: int, threads: int) -> Result:
-    command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", f"http://127.0.0.1:{port}/"]
+def run_wrk(name: str, port: int, duration: str, connections: int, threads: int, path: str = "/") -> Result:
+    command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]

@@ -138,13 +138,27 @@ class TryFilesConfig(_Model):
     under ``root``; the first that exists becomes $uri. When none does, ``fallback``: ``=CODE``, a
     named location ``@name``, or a URI (an internal redirect).
 
-    Serving a file that exists is nginx's static handler, which newproxy does not have: in a location
-    that proxies, the request is proxied with the new $uri as nginx does; otherwise newproxy answers 404
-    (the translator reports this)."""
+    A file that exists is then served by the location's content handler with the new $uri: proxied
+    when the location proxies, as nginx does, otherwise served from disk (``static``)."""
 
     files: list[str]
     fallback: str
     root: str
+    source: str | None = None
+
+
+class StaticConfig(_Model):
+    """nginx's static, index and autoindex modules for one location (or a server's no-location
+    requests): how a file is found and answered. ``alias`` replaces the location's prefix (or, in a
+    regex location, is the whole path after capture substitution) where ``root`` is prepended."""
+
+    alias: str | None = Field(default=None, description="nginx `alias` (root is ignored when set)")
+    index: list[str] = Field(default_factory=lambda: ["index.html"], description="nginx `index`, tried in order")
+    autoindex: bool = Field(default=False, description="nginx `autoindex` (html format)")
+    autoindex_exact_size: bool = True
+    autoindex_localtime: bool = False
+    etag: bool = True
+    if_modified_since: Literal["off", "exact", "before"] = "exact"
     source: str | None = None
 
 
@@ -178,6 +192,9 @@ class ProxyConfig(_Model):
         default_factory=lambda: ["error", "timeout"]
     )
     next_upstream_tries: int = 0
+    intercept_errors: bool = Field(
+        default=False, description="nginx `proxy_intercept_errors`: an upstream status >= 300 with an error_page gets the page"
+    )
     hide_headers: list[str] = Field(
         default_factory=lambda: ["Date", "Server", "X-Pad", "X-Accel-Expires", "X-Accel-Redirect", "X-Accel-Limit-Rate", "X-Accel-Buffering", "X-Accel-Charset"],
         description="upstream response headers not passed to the client",
@@ -200,8 +217,9 @@ class LocationConfig(_Model):
     client_max_body_size: int = 1048576
     error_pages: list[ErrorPageConfig] = Field(default_factory=list)
     internal: bool = Field(default=False, description="nginx `internal`: a 404 for requests from outside")
-    root: str = Field(default="/usr/share/nginx/html", description="$document_root; newproxy serves no files")
+    root: str = Field(default="/usr/share/nginx/html", description="$document_root: files are served from root + $uri")
     try_files: TryFilesConfig | None = None
+    static: StaticConfig = Field(default_factory=StaticConfig, description="how files under root/alias are served")
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
 
@@ -218,6 +236,7 @@ class ServerConfig(_Model):
         default_factory=list, description="for requests that match no location"
     )
     root: str = Field(default="/usr/share/nginx/html", description="$document_root outside any location")
+    static: StaticConfig = Field(default_factory=StaticConfig, description="files for requests matching no location")
     merge_slashes: bool = Field(
         default=True, description="nginx applies the setting of the default server of the address:port"
     )

@@ -75,6 +75,8 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
         help="make this upstream (host:port as in the config) refuse connections; repeatable",
     )
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep the configs and logs")
+    parser.add_argument("-p", "--prefix", metavar="DIR", default=None,
+                        help="nginx's prefix (as nginx -p): what relative root/alias paths are read against")
     _context_option(parser)
 
 
@@ -96,6 +98,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 refuse=set(args.refuse),
                 max_seconds=args.max_seconds,
                 context=_context(args),
+                **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),
             )
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)

@@ -333,7 +333,8 @@ def run_shadow(
                     raise HarnessError(str(exc)) from exc
                 except ImportError as exc:
                     raise HarnessError(f"{label}: cannot build its config: {exc}") from exc
-            requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests)
+            requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests,
+                                       nginx_prefix=nginx_prefix)
             if extra_requests is not None:
                 requests = [*requests, *extra_requests(the_plan)]
             results, stale, stopped = asyncio.run(

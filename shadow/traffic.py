@@ -14,6 +14,7 @@ server/location, ``label`` the variant), so the report can count per location an
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -128,6 +129,7 @@ class _Builder:
     seed: int
     requests: list[list[Request]] = field(default_factory=list)  # one list per group
     notes: list[str] = field(default_factory=list)
+    probes: list[tuple[str, str, str]] = field(default_factory=list)  # map/split_clients inputs, see _probes
 
     def group(self) -> list[Request]:
         self.requests.append([])
@@ -291,6 +293,9 @@ def _server_requests(b: _Builder, server: Server, servers: list[Server], plan: P
         if paths:
             _rewrite_requests(lout, list(location.directives()), paths[0][1], h, main_listen, group, b.seed, version)
     _rewrite_requests(b.group(), list(server.directive.children()), "/", h, main_listen, label, b.seed, version)
+    bases = ["/"] + [paths[0][1] for _, loc in _iter_locations(server.locations)
+                     if (paths := _location_paths(loc, b.seed, []))]
+    _probe_requests(b.group(), b.probes, list(dict.fromkeys(bases)), h, main_listen, label, version)
 
 
 def _rewrite_requests(out: list[Request], directives: list[Any], base: str, host: str | None, listen: str,
@@ -299,9 +304,10 @@ def _rewrite_requests(out: list[Request], directives: list[Any], base: str, host
     ``if`` a request that makes its condition hold (an argument, a header, a method, a path)."""
     for directive in directives:
         if directive.name == "rewrite" and directive.args:
-            for i, path in enumerate(regex_sample.sample(directive.args[0], 2, seed, prefix="/")):
+            for i, path in enumerate(regex_sample.sample(directive.args[0], 3, seed, prefix="/")):
                 target = encode_path(path)
                 out.append(Request("GET", target, _headers(host), listen, group, f"rewrite.sample{i}", version))
+                out.append(Request("HEAD", target, _headers(host), listen, group, f"rewrite.sample{i}/HEAD", version))
                 out.append(Request("GET", target + "?a=1&id=7", _headers(host), listen, group,
                                    f"rewrite.sample{i}?query", version))
         elif directive.name == "if":
@@ -343,6 +349,78 @@ def _if_requests(out: list[Request], args: list[str], base: str, host: str | Non
             out.append(Request("GET", encode_path(value), _headers(host), listen, group, label, version))
 
 
+def _probes(config: NginxConfig, seed: int) -> list[tuple[str, str, str]]:
+    """(kind, name, value) inputs that select each entry of each ``map`` (and vary each
+    ``split_clients`` key): kind "header", "path", "arg" or "method"."""
+    out: list[tuple[str, str, str]] = []
+    if config.http is None:
+        return out
+
+    def add(source: str, values: list[str]) -> None:
+        name = source.strip().lstrip("$").strip("{}")
+        for value in values:
+            if name in ("uri", "document_uri", "request_uri") and value.startswith("/"):
+                out.append(("path", "", value))
+            elif name.startswith("arg_"):
+                out.append(("arg", name[4:], value))
+            elif name in ("host", "http_host") and value and all(c.isalnum() or c in ".-" for c in value):
+                out.append(("header", "Host", value))
+            elif name.startswith("http_"):
+                out.append(("header", name[5:].replace("_", "-").title(), value))
+            elif name.startswith("cookie_"):
+                out.append(("header", "Cookie", f"{name[7:]}={value}"))
+            elif name == "request_method" and value.isalpha() and value.isupper():
+                out.append(("method", "", value))
+
+    for m in config.http.maps:
+        values: list[str] = []
+        for entry in m.entries:
+            if entry.kind in ("regex", "regex_caseless"):
+                values += regex_sample.sample(entry.key, 2, seed, caseless=entry.kind == "regex_caseless")
+            elif entry.kind == "hostname":
+                values += instantiate_name(entry.key, seed)[0]
+            else:
+                values += [entry.key, entry.key + "x"]
+        add(m.source, [v for v in values if v.isprintable()])
+    for split in config.http.split_clients:
+        for var in re.findall(r"\$\{?(\w+)", split.source):
+            add(var, [f"client-{i}" for i in range(8)])
+    return out
+
+
+def _probe_requests(out: list[Request], probes: list[tuple[str, str, str]], bases: list[str], host: str | None,
+                    listen: str, group: str, version: str) -> None:
+    """Every map entry (and split_clients key) reached from every location of the server: the value a
+    map yields is often what an ``if`` or a proxy header of that location looks at."""
+    for i, (kind, name, value) in enumerate(probes):
+        label = f"probe{i}.{kind}"
+        if kind == "path":
+            for method in ("GET", "HEAD"):
+                out.append(Request(method, encode_path(value), _headers(host), listen, group, label, version))
+            out.append(Request("GET", encode_path(value) + "?a=1", _headers(host), listen, group, label, version))
+            out.append(Request("POST", encode_path(value), _headers(host, *_with_body(POST_BODY)), listen, group,
+                               label, version, POST_BODY))
+            out.append(Request("GET", encode_path(value), _headers(None), listen, group, label, "1.0"))
+            continue
+        for base in bases:
+            target = encode_path(base)
+            if kind == "arg":
+                query = quote(name, safe="") + "=" + quote(value, safe="")
+                out.append(Request("GET", f"{target}?{query}", _headers(host), listen, group, label, version))
+                out.append(Request("HEAD", f"{target}?a=1&{query}", _headers(host), listen, group, label, version))
+            elif kind == "method":
+                out.append(Request(value, target, _headers(host), listen, group, label, version))
+            elif name == "Host":
+                out.append(Request("GET", target, _headers(value), listen, group, label, "1.1"))
+            else:
+                headers: tuple[Header, ...] = (("Host", host),) if host is not None else ()
+                headers += tuple(kv for kv in UA if kv[0].lower() != name.lower()) + ((name, value),)
+                out.append(Request("GET", target, headers, listen, group, label, version))
+                out.append(Request("HEAD", target + "?a=1", headers, listen, group, label, version))
+                out.append(Request("POST", target, headers + _with_body(POST_BODY), listen, group, label, version,
+                                   POST_BODY))
+
+
 def _dedupe(groups: list[list[Request]]) -> list[list[Request]]:
     seen: set[tuple[Any, ...]] = set()
     out: list[list[Request]] = []
@@ -375,11 +453,17 @@ def _cap(groups: list[list[Request]], limit: int | None) -> list[Request]:
 
 
 def generate(
-    config: NginxConfig, plan: Plan, *, seed: int = 0, max_requests: int | None = None
+    config: NginxConfig, plan: Plan, *, seed: int = 0, max_requests: int | None = None,
+    nginx_prefix: str | None = None,
 ) -> tuple[list[Request], list[str]]:
-    """The requests for ``config`` (at most ``max_requests``) and notes on what could not be generated."""
-    b = _Builder(seed=seed)
+    """The requests for ``config`` (at most ``max_requests``) and notes on what could not be generated.
+    With ``nginx_prefix``, the files under each root/alias are requested too (shadow/files_traffic.py)."""
+    b = _Builder(seed=seed, probes=_probes(config, seed))
     servers = config.http.servers if config.http else []
     for server in servers:
         _server_requests(b, server, servers, plan)
+    if nginx_prefix is not None:
+        from shadow.files_traffic import file_requests
+
+        b.requests += file_requests(config, plan, nginx_prefix, Request)  # type: ignore[arg-type]
     return _cap(_dedupe(b.requests), max_requests), b.notes

@@ -5,6 +5,9 @@ Each ``RecordingUpstream`` listens on 127.0.0.1 on a free port, records every re
 deterministically with a JSON echo of the request, so a difference upstream also shows in what the
 client gets back. HTTP/1.1 requests without ``Connection: close`` (and HTTP/1.0 ones asking for
 keep-alive) keep the connection open, so proxies' upstream keep-alive pools are exercised.
+A URI containing ``/__status/NNN`` (NNN from 400 to 599) is answered with that status, the same
+echo as body: how tests make a backend fail deterministically (proxy_intercept_errors, next_upstream);
+``/__delay/MS`` makes it wait MS milliseconds (up to 9999) before answering (proxy_read_timeout, 504).
 
 All upstreams of a run live in one ``UpstreamPool``: a background thread with its own event loop.
 The listening sockets are bound and listening before ``add`` returns, so the address is usable at
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -24,6 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadow.http1 import FramingError, Headers, has_token, parse_head, read_body, read_head
+
+
+_STATUS_MARKER = re.compile(r"/__status/([45]\d\d)(?!\d)")
+_DELAY_MARKER = re.compile(r"/__delay/(\d{1,4})(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -156,9 +164,14 @@ class RecordingUpstream:
             keep_alive = not has_token(headers, "Connection", "close")
         else:
             keep_alive = has_token(headers, "Connection", "keep-alive")
+        delay = _DELAY_MARKER.search(uri)
+        if delay:
+            await asyncio.sleep(int(delay.group(1)) / 1000)
         payload = echo_body(record)
+        marker = _STATUS_MARKER.search(uri)
+        status = int(marker.group(1)) if marker else self.status
         lines = [
-            f"HTTP/1.1 {self.status} {'OK' if self.status == 200 else 'Status'}",
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Status'}",
             "Content-Type: application/json",
             f"Content-Length: {len(payload)}",
         ]

@@ -86,3 +86,15 @@ def test_return_forms_match_nginx(tmp_path: Path) -> None:
 
     report = shadow(str(conf / "nginx.conf"), str(tmp_path / "run"), requests, max_requests=50)
     assert_equivalent(report, minimum=4 * len(CODES))
+
+
+def test_conflicting_server_names_match_nginx(tmp_path: Path) -> None:
+    def requests(plan: Plan) -> list[Request]:
+        listen = next(iter(plan.listens))
+        hosts = ["exact.test", "a.exact.test", "star.test", "a.star.test", ".star.test", ".exact.test", "fresh.test",
+                 "a.fresh.test", "upper.test", "UPPER.test", "www.trail.com", "ab.caseless.test", "AB.CASELESS.TEST",
+                 "12.digits.test", "x.nondigit.test", "x1.nondigit.test", "X.NONDIGIT.TEST", "other.test"]
+        return [get(listen, "/", host, f"host {host}") for host in hosts]
+
+    report = shadow(str(DATA / "server_conflicts.conf"), str(tmp_path), requests, max_requests=0)
+    assert_equivalent(report, minimum=18)

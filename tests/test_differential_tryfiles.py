@@ -1,6 +1,7 @@
 """try_files against real nginx, where newproxy can follow it: files checked on disk under root,
 then the fallback (=code, a named location, a URI with or without args). The files that exist sit in
-locations that proxy, where nginx proxies with the file's name as $uri (serving files is not built)."""
+locations that proxy, where nginx proxies with the file's name as $uri (serving files is in
+test_differential_static.py)."""
 
 from __future__ import annotations
 

@@ -157,3 +157,19 @@ def test_failed_peer_is_skipped_until_fail_timeout() -> None:
     # Back in rotation after fail_timeout, at a reduced effective weight that recovers step by step.
     chosen = {group.begin().next().host for _ in range(4)}  # type: ignore[union-attr]
     assert first.host in chosen
+
+
+def test_server_name_conflicts_keep_the_first_as_nginx_does() -> None:
+    from newproxy.engine.compiled import primary_name
+    from newproxy.engine.servers import NameTable
+
+    table: NameTable[str] = NameTable(default="default")
+    for name, server in [("exact.test", "first"), ("*.star.test", "first"), (".exact.test", "dots"),
+                         (".star.test", "dots"), ("star.test", "late"), ("~^\\D+\\.nd$", "regex")]:
+        table.add(name, server)
+    # ".exact.test" is refused whole (exact.test is taken); ".star.test" takes star.test, then its
+    # wildcard half is refused (*.star.test is taken), so star.test belongs to nobody.
+    assert [table.find(h)[0] for h in ("exact.test", "a.exact.test", "a.star.test", ".star.test", "star.test")] == \
+        ["first", "default", "first", "first", "default"]
+    assert table.find("x.nd")[0] == "regex" and table.find("x1.nd")[0] == "default"  # \D is not lower-cased
+    assert [primary_name(n) for n in (["A.Test"], [".Dot.test"], ["~^A\\d"], [])] == ["a.test", "dot.test", "~^A\\d", ""]

@@ -144,7 +144,7 @@ def test_set_break_and_conditions(tmp_path: Path) -> None:
         return IfStep(condition=IfCondition(operator=operator, value=value, operand=operand),  # type: ignore[arg-type]
                       steps=[ReturnStep(status=200, text=text or f"{operator} hit 1=$1 w=$w")])
 
-    e = engine([LocationConfig(match="prefix", path="/", rewrite=[
+    e = engine([LocationConfig(match="prefix", path="/", root=str(tmp_path / "missing"), rewrite=[
         SetStep(variable="v", value="<$arg_v>"),
         IfStep(condition=IfCondition(operator="=", value="$arg_stop", operand="1"), steps=[BreakStep()]),
         cond("true", "$http_x_flag"),
@@ -161,7 +161,7 @@ def test_set_break_and_conditions(tmp_path: Path) -> None:
     assert body(get(e, b"/")) == b"negated"
     assert body(get(e, b"/?neg=keep&f=file")) == b"file"
     assert body(get(e, b"/?neg=keep&f=nofile&d=/")) == b"dir"
-    result = get(e, b"/?stop=1")  # break, and the location has no content handler
+    result = get(e, b"/?stop=1")  # break: the static handler, under a root that does not exist
     assert isinstance(result, Response) and result.status == 404
 
 

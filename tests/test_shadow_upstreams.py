@@ -144,3 +144,30 @@ def test_add_after_start_and_by_address() -> None:
         with _connect(pool, "late:80") as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             _recv_response(s)
+
+
+def test_status_marker_in_the_uri_sets_the_status(pool: UpstreamPool) -> None:
+    pool.add("backend:8080")
+    statuses = []
+    for uri in (b"/a/__status/503/x", b"/__status/404", b"/__status/200", b"/__status/5030", b"/plain"):
+        with _connect(pool, "backend:8080") as s:
+            s.sendall(b"GET " + uri + b" HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            head, body = _recv_response(s)
+        statuses.append(head.split(b" ")[1])
+        assert json.loads(body)["uri"] == uri.decode()
+    assert statuses == [b"503", b"404", b"200", b"200", b"200"]
+
+
+def test_delay_marker_in_the_uri_delays_the_answer(pool: UpstreamPool) -> None:
+    import time
+
+    pool.add("backend:8080")
+    elapsed = []
+    for uri in (b"/a/__delay/150/x", b"/a/x"):
+        with _connect(pool, "backend:8080") as s:
+            start = time.monotonic()
+            s.sendall(b"GET " + uri + b" HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            head, _ = _recv_response(s)
+            elapsed.append(time.monotonic() - start)
+        assert head.split(b" ")[1] == b"200"
+    assert elapsed[0] >= 0.15 > elapsed[1], elapsed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from newproxy.config import NewproxyConfig
 from nginx_parser import ConfigError, parse_config
 from translator.translate import translate
@@ -20,7 +22,7 @@ def _apply_globals(config: NewproxyConfig, global_directives: str) -> None:
 def load_nginx_config(path: str, prefix: str | None = None, global_directives: str | None = None) -> NewproxyConfig:
     """Parse and translate an nginx config. Raises ConfigError (``file:line: message``)."""
     nginx = parse_config(path)
-    config = translate(nginx).config
+    config = translate(nginx, prefix=os.path.abspath(prefix) if prefix else None).config
     if global_directives:
         _apply_globals(config, global_directives)
     if prefix and config.pid and not config.pid.startswith("/"):

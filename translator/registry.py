@@ -69,13 +69,23 @@ RULES: dict[str, Rule] = {
     "map": Rule("exact", "exact, wildcard (hostnames) and regex keys, default, volatile; evaluated lazily per request"),
     "geo": Rule("exact", "CIDR and address entries, default, delete; ranges and proxy are reported"),
     "split_clients": Rule("exact", "MurmurHash2 buckets, as nginx computes them"),
-    "error_page": Rule("caveat", "applied to the errors newproxy makes itself (return, no location, internal, "
-                                 "rewrite cycle); not yet to upstream failures (502/504) answered by the IO layer"),
+    "error_page": Rule("exact", "for the errors newproxy makes itself (return, no location, internal, rewrite "
+                                "cycle), upstream failures (502/504) and, with proxy_intercept_errors, upstream errors"),
     "internal": Rule("exact"),
     "merge_slashes": Rule("exact"),
-    "try_files": Rule("caveat", "file checks and every fallback; serving an existing file is not built"),
-    "root": Rule("caveat", "gives $document_root, $request_filename and the try_files paths (a relative root is "
-                           "read against Debian's prefix /usr/share/nginx); newproxy serves no files"),
+    "try_files": Rule("exact", "file checks, every fallback, and the file found served by the static handler"),
+    "root": Rule("exact", "files are served from root + $uri (a relative root is read against Debian's prefix "
+                          "/usr/share/nginx)"),
+    # Static, index and autoindex modules.
+    "alias": Rule("exact", "including regex captures in a regex location"),
+    "index": Rule("exact", "internal redirect to the first index file that exists"),
+    "etag": Rule("exact"),
+    "if_modified_since": Rule("exact"),
+    "disable_symlinks": Rule("caveat", "only the default (off) is built"),
+    "autoindex": Rule("exact", "html listings"),
+    "autoindex_exact_size": Rule("exact"),
+    "autoindex_localtime": Rule("exact"),
+    "autoindex_format": Rule("exact", "html; json, xml and jsonp are reported"),
     "uninitialized_variable_warn": Rule("ignored", "only affects error-log warnings"),
     # Proxy module.
     "proxy_pass": Rule("exact"),
@@ -89,6 +99,8 @@ RULES: dict[str, Rule] = {
     "proxy_hide_header": Rule("exact"),
     "proxy_next_upstream": Rule("exact"),
     "proxy_next_upstream_tries": Rule("exact"),
+    "proxy_intercept_errors": Rule("caveat", "the error_page replaces the upstream's response; a 401's "
+                                             "WWW-Authenticate is not carried over to the page"),
 }
 
 # Directives inside upstream{} have their own meaning.

@@ -37,6 +37,7 @@ from newproxy.config import (
     SetStep,
     SplitBucketConfig,
     SplitClientsConfig,
+    StaticConfig,
     TryFilesConfig,
     UpstreamConfig,
     UpstreamServerConfig,
@@ -46,6 +47,7 @@ from newproxy.engine.regex import compile_regex
 from newproxy.engine.variables import KNOWN_PREFIXES, KNOWN_VARIABLES, variable_names
 from nginx_parser import ConfigError, Directive, Location, NginxConfig, Server, Upstream, parse_time
 from translator.registry import Level, classify
+from translator.static import static_config
 
 # ngx_http_proxy_headers: sent unless proxy_set_header names them; empty values only hide the client's.
 DEFAULT_PROXY_HEADERS: list[tuple[str, str]] = [
@@ -141,8 +143,10 @@ class _Chain:
 
 
 class Translator:
-    def __init__(self, nginx: NginxConfig) -> None:
+    def __init__(self, nginx: NginxConfig, prefix: str | None = None) -> None:
         self.nginx = nginx
+        # nginx's prefix (-p), against which relative root/alias are read; Debian's by default.
+        self.prefix = (prefix or "/usr/share/nginx").rstrip("/") + "/"
         self.levels: dict[int, tuple[Level, str]] = {}
         self.contexts: dict[int, str] = {}
         self.upstreams: list[UpstreamConfig] = []
@@ -368,9 +372,9 @@ class Translator:
             error_pages=self._error_pages(chain),
             merge_slashes=self._scalar_arg(chain, "merge_slashes", "on") == "on",
             root=self._root(chain),
+            static=self._static(chain),
             source=server.directive.where,
         )
-        self._note_static_fallthrough(server, config)
         config.locations = [self._location(location, chain) for location in server.locations]
         return config
 
@@ -388,6 +392,7 @@ class Translator:
             error_pages=self._error_pages(chain),
             internal=chain.scopes[-1].last("internal") is not None,
             root=self._root(chain),
+            static=self._static(chain),
             source=location.directive.where,
         )
         try_files = chain.scopes[-1].last("try_files")
@@ -396,13 +401,6 @@ class Translator:
         proxy_pass = chain.scopes[-1].last("proxy_pass")
         if proxy_pass is not None:
             config.proxy = self._proxy(proxy_pass, chain, location)
-        elif try_files is not None:
-            pass  # reported by _try_files
-        elif not _always_answers(config.rewrite, location.path if location.modifier in ("", "^~", "=") else None) \
-                and not location.locations:
-            self.note(location.directive, "unsupported",
-                      "nginx serves this location with its static file handler (root/alias/index/try_files), "
-                      "which newproxy does not have yet: newproxy answers 404 here")
         config.locations = [self._location(nested, chain) for nested in location.locations]
         return config
 
@@ -418,6 +416,7 @@ class Translator:
             error_pages=self._error_pages(chain),
             internal=chain.scopes[-2].last("internal") is not None,
             root=self._root(chain),
+            static=self._static(chain),
             source=directive.where,
         )
         own = chain.scopes[-1].last("proxy_pass")
@@ -429,14 +428,6 @@ class Translator:
                     'location, or inside "if" statement, or inside "limit_except" block', own.file, own.line)
             config.proxy = self._proxy(proxy_pass, chain, location)
         return config
-
-    def _note_static_fallthrough(self, server: Server, config: ServerConfig) -> None:
-        """Requests that match no location get nginx's static handler; say so when that can happen."""
-        catch_all = any(loc.modifier in ("", "^~") and loc.path == "/" for loc in server.locations)
-        if not _always_answers(config.rewrite) and not catch_all:
-            self.note(server.directive, "caveat",
-                      "requests matching no location are served by nginx's static file handler (root html); "
-                      "newproxy answers 404 for them")
 
     def _rewrite(self, directives: list[Directive], chain: _Chain | None = None,
                  location: Location | None = None) -> list[RewriteStep]:
@@ -553,7 +544,7 @@ class Translator:
         if directive is not None and "$" in root:
             self.note(directive, "unsupported", "root with variables is not translated: $document_root, "
                                                 "$request_filename and try_files would not see it")
-        return root if root.startswith("/") else "/usr/share/nginx/" + root
+        return root if root.startswith("/") else self.prefix + root
 
     def _try_files(self, directive: Directive, chain: _Chain) -> TryFilesConfig | None:
         args = directive.args
@@ -569,17 +560,15 @@ class Translator:
             return None
         if not all(self._variables_ok(directive, arg) for arg in args):
             return None
-        reason = ("files are checked on disk as nginx does; when one exists nginx serves it with its static "
-                  "file handler, which newproxy does not have")
-        if chain.scopes[-1].last("proxy_pass") is None:
-            reason += " (newproxy answers 404 then)"
-        else:
-            reason += " (here the location proxies, and newproxy proxies with the file's name as $uri, as nginx does)"
         if not root.startswith("/"):
-            root = "/usr/share/nginx/" + root
-            reason += f"; the relative root is read against Debian's nginx prefix: {root}"
-        self.note(directive, "caveat", reason)
+            root = self.prefix + root
+            self.note(directive, "caveat", f"the relative root is read against nginx's prefix: {root}")
         return TryFilesConfig(files=args[:-1], fallback=args[-1], root=root, source=directive.where)
+
+    def _static(self, chain: _Chain) -> StaticConfig:
+        """root/alias (inherited together: the innermost of either), index, autoindex, etag,
+        if_modified_since, as nginx's static, index and autoindex modules read them."""
+        return static_config(self, chain)
 
     def _error_pages(self, chain: _Chain) -> list[ErrorPageConfig]:
         """error_page, inherited whole from the innermost block that has any (an array directive)."""
@@ -683,6 +672,7 @@ class Translator:
             read_timeout=self._time(chain, "proxy_read_timeout", 60.0),
             next_upstream=self._next_upstream(chain),
             next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
+            intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
             hide_headers=DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")],
             source=directive.where,
         )
@@ -723,54 +713,6 @@ _REWRITE_MODULE = frozenset({"return", "rewrite", "set", "break", "if", "rewrite
 _MATCH_ALL = frozenset({"^", "^/", "^(.*)$", "^/(.*)$", "^(.*)", "^/(.*)", ".*", "^.*$", "(.*)", "^.*", "/"})
 
 
-def _matches_all(regex: str, prefix: str | None) -> bool:
-    """Whether ``regex`` matches every URI, or every URI that starts with ``prefix``."""
-    if regex in _MATCH_ALL:
-        return True
-    if prefix is None or not regex.startswith("^"):
-        return False
-    body = regex[1:]
-    for tail in ("(.*)$", "(.*)", ".*$", ".*"):
-        if body.endswith(tail):
-            literal = body[: -len(tail)]
-            text = []
-            for token in re.findall(r"\\.|.", literal, re.S):
-                if token.startswith("\\"):
-                    if token[1] not in "./-_~":
-                        return False
-                    text.append(token[1])
-                elif token in ".[]()*+?{}|^$":
-                    return False
-                else:
-                    text.append(token)
-            return prefix.startswith("".join(text))
-    return False
-
-
-def _always_answers(steps: list[RewriteStep], prefix: str | None = None) -> bool:
-    """Whether the rewrite phase surely ends the request (return, redirect, or a restart with another
-    URI) before the content phase, so that nginx's static handler can never be reached from it.
-    ``prefix``: the URIs reaching this phase all start with it (a prefix location's path)."""
-    def has_break(steps: list[RewriteStep]) -> bool:
-        for step in steps:
-            if isinstance(step, BreakStep) or isinstance(step, RewriteRuleStep) and step.flag == "break":
-                return True
-            if isinstance(step, IfStep) and has_break(step.steps):
-                return True
-        return False
-
-    if has_break(steps):
-        return False
-    for step in steps:
-        if isinstance(step, ReturnStep):
-            return True
-        if isinstance(step, RewriteRuleStep) and _matches_all(step.regex, prefix) and (
-                step.flag in ("last", "redirect", "permanent")
-                or step.replacement.startswith(("http://", "https://", "$scheme"))):
-            return True
-    return False
-
-
 def _groups(pattern: str, directive: Directive) -> list[str]:
     try:
         return list(compile_regex(pattern).groupindex)
@@ -800,6 +742,6 @@ def _split_host_port(address: str, directive: Directive) -> tuple[str, int]:
     return host, int(port)
 
 
-def translate(nginx: NginxConfig) -> Translation:
-    return Translator(nginx).translate()
+def translate(nginx: NginxConfig, prefix: str | None = None) -> Translation:
+    return Translator(nginx, prefix).translate()
 

@@ -89,6 +89,7 @@ class CompiledLocation:
     error_pages: ErrorPages | None = None
     internal: bool = False
     try_files: CompiledTryFiles | None = None
+    intercept: frozenset[int] = frozenset()  # proxy_intercept_errors: the statuses it has an error_page for
 
     def content_type(self, uri: str) -> bytes:
         return self.types.get(extension(uri), self.default_type)
@@ -274,6 +275,8 @@ class ConfigCompiler:
         )
 
     def compiled_location(self, config: LocationConfig) -> CompiledLocation:
+        error_pages = self.error_pages(config.error_pages)
+        intercepts = config.proxy is not None and config.proxy.intercept_errors and error_pages is not None
         return CompiledLocation(
             config=config,
             rewrite=self.rewrite(config.rewrite, config.path),
@@ -281,9 +284,10 @@ class ConfigCompiler:
             default_type=config.default_type.encode(),
             types=self.mime[config.types],
             client_max_body_size=config.client_max_body_size,
-            error_pages=self.error_pages(config.error_pages),
+            error_pages=error_pages,
             internal=config.internal,
             try_files=self.try_files(config.try_files) if config.try_files is not None else None,
+            intercept=frozenset(error_pages) if intercepts and error_pages is not None else frozenset(),
         )
 
     def try_files(self, config: TryFilesConfig) -> CompiledTryFiles:
@@ -324,7 +328,7 @@ class ConfigCompiler:
         nodes = [self.location(loc, named) for loc in config.locations]
         return CompiledServer(
             config=config,
-            primary_name=config.server_names[0] if config.server_names else "",
+            primary_name=primary_name(config.server_names),
             rewrite=self.rewrite(config.rewrite),
             locations=LocationLevel.build(nodes),
             named=named,
@@ -333,3 +337,13 @@ class ConfigCompiler:
             client_max_body_size=config.client_max_body_size,
             error_pages=self.error_pages(config.error_pages),
         )
+
+
+def primary_name(names: list[str]) -> str:
+    """$server_name, as ngx_http_core_merge_srv_conf sets it: the first name, lower-cased unless a
+    regex (which keeps its "~"), without the leading dot of the ".example.com" form."""
+    name = names[0] if names else ""
+    if name.startswith("~"):
+        return name
+    return name[1:].lower() if name.startswith(".") else name.lower()
+

@@ -11,7 +11,7 @@ import stat
 
 from newproxy.config import NewproxyConfig
 from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer, CompiledTryFiles, ConfigCompiler
-from newproxy.engine import rewrite
+from newproxy.engine import rewrite, static
 from newproxy.engine.context import RequestContext, set_captures
 from newproxy.engine.proxy import upstream_head
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
@@ -132,6 +132,8 @@ class Engine:
                 keepalive=request.keepalive,
                 relay=proxy.relay,
                 status_override=ctx.err_status,
+                context=ctx,
+                intercept=location.intercept,
             )
         return self._static(ctx)
 
@@ -171,13 +173,19 @@ class Engine:
         return self._serve(ctx, _SERVER_REWRITE)
 
     def _static(self, ctx: RequestContext) -> Response | ProxyPass:
-        """Where nginx's static file handler would run, which newproxy does not have (the translator
-        reports it): its method check (405 for other than GET, HEAD and POST), then a 404."""
-        if (ctx.method or ctx.request.method) not in (b"GET", b"HEAD", b"POST"):
-            return self._fail(ctx, 405)
-        return self._fail(ctx, 404)
+        """nginx's index and static handlers (newproxy/engine/static.py); a FileResponse for a file."""
+        return static.serve(self, ctx)  # type: ignore[return-value]
 
     # -- errors and error_page ---------------------------------------------------------------
+
+    def upstream_failed(self, pp: ProxyPass, status: int) -> Response | ProxyPass:
+        """The upstream client got no usable answer (502, 504): what nginx's special response handler
+        does with that status for the request's location: its error_page (an internal redirect whose
+        result may be another ProxyPass, a redirect, a =code answer) or the built-in page."""
+        ctx = pp.context
+        if not isinstance(ctx, RequestContext):
+            return self.maker.error(status, pp.request, pp.keepalive)
+        return self._fail(ctx, status)
 
     def _fail(self, ctx: RequestContext, status: int) -> Response | ProxyPass:
         """ngx_http_special_response_handler: the error_page for ``status`` if there is one, else the

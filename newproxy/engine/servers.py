@@ -70,33 +70,56 @@ class NameTable(Generic[S]):
     trailing: list[tuple[str, S]] = field(default_factory=list)  # "www.example." prefixes, longest first
     regexes: list[tuple[re.Pattern[str], S]] = field(default_factory=list)
 
+    # The names already taken, as ngx_hash_add_key tracks them to refuse a later duplicate ("conflicting
+    # server name ... ignored"): ".example.com" takes "example.com" in the exact keys even when its
+    # wildcard half then conflicts, and shares its key with "*.example.com".
+    exact_keys: set[str] = field(default_factory=set)
+    head_keys: set[str] = field(default_factory=set)
+    tail_keys: set[str] = field(default_factory=set)
+
     def add(self, name: str, server: S) -> None:
-        name = name.lower()
         if name.startswith("~"):
-            self.regexes.append((compile_regex(name[1:]), server))
+            # nginx matches a regex name caselessly when the pattern has an upper-case letter.
+            pattern = name[1:]
+            self.regexes.append((compile_regex(pattern, caseless=pattern != pattern.lower()), server))
+            return
+        name = name.lower()
+        if name.startswith(".") and len(name) > 1:
+            base = name[1:]
+            if not self._take(self.exact_keys, base) or not self._take(self.head_keys, base):
+                return
+            # ".example.com" matches "example.com" itself through the wildcard hash; no exact name
+            # can be "example.com" any more, so answering it from the exact table is the same.
+            self.exact[base] = server
+            self._insert(self.leading, name, server)
         elif name.startswith("*."):
-            self._first(self.leading, name[1:], server)
-        elif name.startswith("."):
-            self.exact.setdefault(name[1:], server)
-            self._first(self.leading, name, server)
+            if self._take(self.head_keys, name[2:]):
+                self._insert(self.leading, name[1:], server)
         elif name.endswith(".*"):
-            self._first(self.trailing, name[:-1], server)
-        else:
-            self.exact.setdefault(name, server)
+            if self._take(self.tail_keys, name[:-2]):
+                self._insert(self.trailing, name[:-1], server)
+        elif self._take(self.exact_keys, name):
+            self.exact[name] = server
 
     @staticmethod
-    def _first(table: list[tuple[str, S]], key: str, server: S) -> None:
-        # nginx keeps the first server that declares a name ("conflicting server name" warning).
-        if all(existing != key for existing, _ in table):
-            table.append((key, server))
-            table.sort(key=lambda item: -len(item[0]))
+    def _take(keys: set[str], key: str) -> bool:
+        if key in keys:
+            return False  # nginx keeps the first server that declares a name
+        keys.add(key)
+        return True
+
+    @staticmethod
+    def _insert(table: list[tuple[str, S]], key: str, server: S) -> None:
+        table.append((key, server))
+        table.sort(key=lambda item: -len(item[0]))
 
     def find(self, host: str) -> tuple[S, re.Match[str] | None]:
         server = self.exact.get(host)
         if server is not None:
             return server, None
         for suffix, candidate in self.leading:
-            if host.endswith(suffix) and len(host) > len(suffix):
+            # ngx_hash_find_wc_head: the label before the suffix may be empty (Host ".example.com").
+            if host.endswith(suffix):
                 return candidate, None
         for prefix, candidate in self.trailing:
             if host.startswith(prefix) and len(host) > len(prefix):

@@ -42,6 +42,23 @@ class Response:
 
 
 @dataclass(slots=True)
+class FileResponse:
+    """A file answer (nginx's static handler): ``head``, then ``parts`` in order, each either bytes
+    (a multipart boundary) or an (offset, length) range of the open file ``fd``, which the IO layer
+    sends without copying it through Python where it can. No parts: a HEAD, or an empty file.
+
+    Ownership: the engine opened ``fd`` (as nginx opens, then fstats); whoever receives this value
+    must close it, whatever happens."""
+
+    status: int
+    head: bytes
+    fd: int
+    parts: list[bytes | tuple[int, int]]
+    keepalive: bool
+    size: int  # the file's size when the engine looked at it
+
+
+@dataclass(slots=True)
 class ProxyPass:
     """Forward ``head`` + ``body`` to a peer of ``upstream`` and relay its answer."""
 
@@ -53,3 +70,7 @@ class ProxyPass:
     keepalive: bool  # whether the client connection may be kept after this response
     relay: ResponseRelay  # how to turn the upstream's response head into the client's
     status_override: int = 0  # an error_page's status, which replaces the upstream's (0: keep it)
+    # The engine's RequestContext, kept for Engine.upstream_failed (error_page after a 502/504).
+    context: object = None
+    # proxy_intercept_errors: the upstream statuses that get the location's error_page instead.
+    intercept: frozenset[int] = frozenset()

@@ -32,8 +32,10 @@ from httptools import (
 )
 
 from newproxy.engine.servers import host_valid
-from newproxy.engine.types import ProxyPass, Request, Response
+from newproxy.engine.types import FileResponse, ProxyPass, Request, Response
 from newproxy.http.errorlog import ErrorLog
+from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
+from newproxy.http.sendfile import close as close_file
 from newproxy.http.upstream import Exchange
 
 if TYPE_CHECKING:
@@ -464,11 +466,39 @@ class H1Protocol(asyncio.Protocol):
             else:
                 self._last = self.loop.time()
             return
+        if isinstance(result, FileResponse):
+            self._send_file(result)
+            return
         self._busy = True
         self._current = result
         # Assigned before start(): the exchange may answer synchronously (no live peer).
         exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
         exchange.start()
+
+    def _send_file(self, resp: FileResponse) -> None:
+        """A file answer (newproxy/http/sendfile.py): small ones inline, large ones by a FileSender
+        that stands in for an upstream exchange (busy, flow control, abort, upstream_done)."""
+        if self._closed:
+            close_file(resp)
+            return
+        if body_length(resp) <= INLINE_MAX:
+            data = read_inline(resp)
+            if data is None:  # the file shrank under us: the promised length cannot be kept
+                self._close()
+                return
+            self._write(data)
+            if not resp.keepalive or (self._closing and not self._queue):
+                self._close()
+            else:
+                self._last = self.loop.time()
+            return
+        sender = FileSender(self, resp)
+        self._write(resp.head)
+        if self._out:
+            self._flush()
+        self._busy = True
+        self._exchange = sender  # type: ignore[assignment]
+        sender.start()
 
     def _drain(self) -> None:
         """Start the requests that waited behind a proxied one, in order."""
@@ -514,7 +544,33 @@ class H1Protocol(asyncio.Protocol):
     def upstream_error(self, status: int) -> None:
         pp = self._current
         req = pp.request if pp is not None else None
-        resp = self._error_response(status, req, pp is not None and pp.keepalive)
+        failed = getattr(self.ctx.engine, "upstream_failed", None)
+        if pp is None or failed is None:
+            resp = self._error_response(status, req, pp is not None and pp.keepalive)
+        else:
+            try:
+                result = failed(pp, status)  # the location's error_page, or the built-in page
+            except Exception as exc:  # noqa: BLE001 - as in _dispatch: one request, not the process
+                self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
+                result = self._error_response(500, req, False)
+            if isinstance(result, ProxyPass):
+                # The error_page went upstream again: a new exchange, still this request's turn.
+                self._current = result
+                exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+                exchange.start()
+                return
+            if isinstance(result, FileResponse):
+                self._busy = False
+                self._exchange = None
+                self._current = None
+                self._send_file(result)
+                if not self._busy and not self._closed:
+                    self.upstream_done(True)  # sent inline (a non-keepalive one closed already)
+                return
+            resp = result
+            if resp.close_without_response:
+                self.upstream_abort()
+                return
         self._write(resp.head + resp.body)
         self.upstream_done(resp.keepalive)
 

@@ -65,6 +65,10 @@ class _HeadDone(Exception):
     """
 
 
+class _Intercepted(Exception):
+    """Raised from a parser callback when proxy_intercept_errors takes over the response."""
+
+
 class UpstreamConn(asyncio.Protocol):
     """One TCP connection to a peer. Parses responses; lives in its group's pool between exchanges."""
 
@@ -123,6 +127,9 @@ class UpstreamConn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError:
+            if ex.intercepted and self.exchange is ex and not ex.done:
+                ex.intercept()
+                return
             if self.head_stop:
                 self.head_stop = False
                 self.parser = HttpResponseParser(self)
@@ -384,6 +391,7 @@ class Exchange:
         "framing",
         "got_bytes",
         "header_done",
+        "intercepted",
         "interim",
         "is_head",
         "last",
@@ -429,6 +437,7 @@ class Exchange:
         self.fail_status = 502
         self.paused = False
         self.interim = False
+        self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
@@ -562,6 +571,9 @@ class Exchange:
                 raise HttpParserError("101 Switching Protocols is not supported")
             self.interim = True  # 100/102/103: skip it, the final response follows
             return
+        if status in self.pp.intercept:
+            self.intercepted = status
+            raise _Intercepted  # stops the parser; UpstreamConn.data_received calls intercept()
         if self.is_head or status == 204 or status == 304:
             framing = "none"
         elif conn.chunked:
@@ -682,6 +694,18 @@ class Exchange:
             self._next_peer()
         else:
             self._respond_error(status)
+
+    def intercept(self) -> None:
+        """proxy_intercept_errors with an error_page for the status: as nginx, drop the response
+        unread and its connection, and answer with the page (the sink asks Engine.upstream_failed)."""
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            conn.close()
+        assert self.selection is not None and self.peer is not None
+        self.selection.succeeded(self.peer)
+        self._respond_error(self.intercepted)
 
     def _respond_error(self, status: int) -> None:
         self.done = True

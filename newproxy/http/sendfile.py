@@ -1,0 +1,140 @@
+"""Sending a ``FileResponse``: the head, then the file's ranges.
+
+A small body (``INLINE_MAX`` bytes or less) is read with ``os.pread`` and written with the head in
+one write: for small files one read beats a sendfile per range plus the bookkeeping. A larger one
+goes through ``FileSender``, which the connection treats like an upstream exchange (it is ``_busy``
+meanwhile, so pipelined requests wait their turn; ``pause``/``resume`` follow the transport's flow
+control; ``abort`` on connection loss). While the transport's buffer is empty the file is sent with
+``os.sendfile`` straight to the socket (zero-copy; uvloop has no ``loop.sendfile``); whatever the
+kernel does not take at once is read and written through the transport, which buffers it and
+pauses us. The engine opened the file; the descriptor is closed here on every path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol
+
+from newproxy.engine.types import FileResponse
+
+if TYPE_CHECKING:
+    import asyncio
+
+INLINE_MAX = 262144
+CHUNK = 1 << 20  # bytes per sendfile call
+READ_CHUNK = 262144  # bytes per fallback read
+
+
+class Sink(Protocol):
+    transport: asyncio.Transport | None
+
+    def upstream_done(self, keepalive: bool) -> None: ...
+    def upstream_abort(self) -> None: ...
+
+
+def read_inline(resp: FileResponse) -> bytes | None:
+    """head + body for a small answer, closing the file; None when the file is now shorter."""
+    fd = resp.fd
+    try:
+        if not resp.parts:
+            return resp.head
+        body = [resp.head]
+        for part in resp.parts:
+            if isinstance(part, bytes):
+                body.append(part)
+                continue
+            offset, length = part
+            data = os.pread(fd, length, offset)
+            if len(data) != length:
+                return None
+            body.append(data)
+        return b"".join(body)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def close(resp: FileResponse) -> None:
+    try:
+        os.close(resp.fd)
+    except OSError:
+        pass
+
+
+def body_length(resp: FileResponse) -> int:
+    return sum(len(p) if isinstance(p, bytes) else p[1] for p in resp.parts)
+
+
+class FileSender:
+    __slots__ = ("_done", "_fd", "_parts", "_paused", "_sink", "_sock", "keepalive")
+
+    def __init__(self, sink: Sink, resp: FileResponse) -> None:
+        self._sink = sink
+        self._parts = list(reversed(resp.parts))
+        self._paused = False
+        self._done = False
+        self.keepalive = resp.keepalive
+        self._fd = resp.fd  # owned from here: closed by _finish
+        sock = sink.transport.get_extra_info("socket") if sink.transport is not None else None
+        self._sock = sock.fileno() if sock is not None and sink.transport.get_extra_info("sslcontext") is None else -1
+
+    def start(self) -> None:
+        self._pump()
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused and not self._done:
+            self._paused = False
+            self._pump()
+
+    def abort(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            os.close(self._fd)
+
+    def _pump(self) -> None:
+        transport = self._sink.transport
+        parts = self._parts
+        try:
+            while parts and not self._paused and not self._done:
+                if transport is None or transport.is_closing():
+                    self._finish()
+                    return
+                part = parts[-1]
+                if isinstance(part, bytes):
+                    parts.pop()
+                    transport.write(part)
+                    continue
+                offset, length = part
+                sent = 0
+                if self._sock >= 0 and transport.get_write_buffer_size() == 0:
+                    try:
+                        sent = os.sendfile(self._sock, self._fd, offset, min(length, CHUNK))
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    if sent == 0 and length and os.fstat(self._fd).st_size <= offset:
+                        raise EOFError
+                if sent == 0:
+                    data = os.pread(self._fd, min(length, READ_CHUNK), offset)
+                    if not data:
+                        raise EOFError
+                    sent = len(data)
+                    transport.write(data)  # may call pause() synchronously
+                if sent == length:
+                    parts.pop()
+                else:
+                    parts[-1] = (offset + sent, length - sent)
+        except (OSError, EOFError):
+            # The file shrank or the socket failed: the promised length cannot be kept; close.
+            self._finish()
+            self._sink.upstream_abort()
+            return
+        if not parts and not self._done:
+            self._finish()
+            self._sink.upstream_done(self.keepalive)

@@ -8,6 +8,7 @@ group after a timeout. Nothing is left running, whatever happens inside the ``wi
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 import signal
 import socket
 import subprocess
@@ -44,7 +45,7 @@ class Target(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-class _ProcessTarget:
+class _ProcessTarget(ABC):
     kind = "process"
     server_token = ""
 
@@ -64,12 +65,13 @@ class _ProcessTarget:
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
-    # Subclasses provide these two.
+    @abstractmethod
     def write_config(self) -> None:
-        raise NotImplementedError
+        """Write this target's rewired config into its work directory."""
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this target in the foreground."""
 
     def logs(self) -> list[Path]:
         return [self.workdir / "stderr.log", self.workdir / "error.log"]

@@ -41,7 +41,6 @@ from nginx_parser.loader import PartialLoad, load
 from tests.test_parser_corpus import CONTEXTS, CORPUS, EXPECTED_FAILURES, INCLUDES
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-pytestmark = pytest.mark.skipif(False, reason="")  # nginx is a hard requirement of this suite (see Makefile)
 
 _EMERG = re.compile(r"\[emerg\] (?P<message>.*?)(?: in (?P<file>/\S+):(?P<line>\d+))?$", re.MULTILINE)
 SYNTAX_OR_CONTEXT = re.compile(

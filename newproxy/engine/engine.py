@@ -51,15 +51,13 @@ class Engine:
 
         Only proxied requests read the body; nginx discards any other body unchecked. A declared
         Content-Length over the limit is answered with 413 by ``handle`` itself, as nginx does at
-        find-location time. The rewrite phase is not run here, so a proxying location whose
-        rewrite steps answer first (``if (...) { return 403; }``) still limits a chunked body:
-        the safe side for the upstream, and a documented difference from nginx.
+        find-location time.
         """
         ctx = self._context(request)
         if isinstance(ctx, Response):
             return 0
         location = self._find_location(ctx)
-        if location is None or location.proxy is None:
+        if ctx.server.rewrite or location is None or location.rewrite or location.proxy is None:
             return 0
         return location.client_max_body_size
 

@@ -180,15 +180,20 @@ def run_wrk(name: str, port: int, duration: str, connections: int, threads: int,
     return Result(name, rps, p50, p99, errors, out, requests=int(total.group(1)) if total else 0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-d", "--duration", default="10s", help="wrk duration per proxy (default 10s)")
+def add_wrk_options(parser: argparse.ArgumentParser, each: str) -> None:
+    """The load options every side-by-side benchmark shares (``each``: what one wrk run measures)."""
+    parser.add_argument("-d", "--duration", default="10s", help=f"wrk duration per {each} (default 10s)")
     parser.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("-t", "--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--warmup", default="2s", help="wrk warm-up run before measuring, 0 to skip (default 2s)")
-    parser.add_argument("--body-size", type=int, default=64, help="bytes in the upstream's response body")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs and logs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's full output")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_wrk_options(parser, "proxy")
+    parser.add_argument("--body-size", type=int, default=64, help="bytes in the upstream's response body")
     args = parser.parse_args(argv)
 
     for tool in (NGINX, WRK):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from h1_proxy import NGINX, WRK, Result, free_port, run_wrk, started
+from h1_proxy import NGINX, WRK, Result, add_wrk_options, free_port, run_wrk, started
 
 CONF = """\
 worker_processes 1;
@@ -42,13 +42,8 @@ http {{
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-d", "--duration", default="10s", help="wrk duration per server (default 10s)")
-    parser.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (default 50)")
-    parser.add_argument("-t", "--threads", type=int, default=1, help="wrk threads (default 1)")
-    parser.add_argument("--warmup", default="2s", help="wrk warm-up run before measuring, 0 to skip (default 2s)")
+    add_wrk_options(parser, "server")
     parser.add_argument("--size", type=int, default=1024, help="bytes in the served file (default 1024)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs and logs)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's full output")
     args = parser.parse_args(argv)
     for tool in (NGINX, WRK):
         if shutil.which(tool) is None:

@@ -605,14 +605,20 @@ class Exchange:
             out.clear()
             self.sink.write(data)
 
-    def finish(self) -> None:
-        """The response is complete: pool or close the connection, let the client go on."""
+    def _end(self) -> UpstreamConn | None:
+        """Mark the exchange over: stop its timer and detach its connection (returned, if any)."""
         self.done = True
         self._cancel_timer()
         conn = self.conn
         self.conn = None
         if conn is not None:
             conn.exchange = None
+        return conn
+
+    def finish(self) -> None:
+        """The response is complete: pool or close the connection, let the client go on."""
+        conn = self._end()
+        if conn is not None:
             conn.requests += 1
             pool = self.pool
             if (
@@ -713,12 +719,8 @@ class Exchange:
         self.sink.upstream_error(status)
 
     def _abort_client(self) -> None:
-        self.done = True
-        self._cancel_timer()
-        conn = self.conn
-        self.conn = None
+        conn = self._end()
         if conn is not None:
-            conn.exchange = None
             conn.abort()
         self.flush()
         self.sink.upstream_abort()
@@ -727,15 +729,11 @@ class Exchange:
         """The client went away: drop the upstream side (never pooled: its response is unread)."""
         if self.done:
             return
-        self.done = True
-        self._cancel_timer()
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None
-        conn = self.conn
-        self.conn = None
+        conn = self._end()
         if conn is not None:
-            conn.exchange = None
             conn.abort()
 
     # -- flow control from the client side --------------------------------------------------

@@ -18,7 +18,7 @@ import socket
 import tempfile
 import time
 from collections import Counter, defaultdict
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, Field
 
@@ -251,6 +251,62 @@ def build_report(config_path: str, against: str, results: list[RequestResult]) -
     return report
 
 
+@dataclasses.dataclass
+class StartedTargets:
+    """What ``started_targets`` runs: the recording upstreams, and nginx then the target under test."""
+
+    pool: UpstreamPool
+    targets: list[Target]
+    plan: Plan
+
+
+@contextlib.contextmanager
+def started_targets(
+    config: NginxConfig,
+    the_plan: Plan,
+    base: str,
+    *,
+    against: Against = "newproxy",
+    refuse: frozenset[str] | set[str] = frozenset(),
+    nginx_prefix: str = DEFAULT_NGINX_PREFIX,
+    tweak_other: Tweak | None = None,
+) -> Iterator[StartedTargets]:
+    """Start the recording upstreams and both targets (rewired into ``base``/nginx and
+    ``base``/newproxy or nginx-b), yield them, stop everything on the way out.
+
+    The one way the harness starts things: ``run_shadow`` sends generated traffic through it, and
+    tests that need their own schedule (raw bytes, timed sequences) use it directly.
+    Raises ``HarnessError`` when a target does not start."""
+    other_label = "nginx-b" if against == "nginx" else "newproxy"
+    names = list(the_plan.listens)
+    ports = free_ports(2 * len(names))
+    conf_dir = os.path.dirname(os.path.abspath(config.main_file))
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(UpstreamPool())
+        for info in the_plan.upstreams.values():
+            pool.add(info.name, refuse=info.refuse or info.name in refuse)
+        upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
+        targets: list[Target] = []
+        for i, (kind, label) in enumerate([("nginx", "nginx"), (against, other_label)]):
+            wiring = Wiring(
+                workdir=os.path.join(base, label),
+                listen_ports=dict(zip(names, ports[i * len(names) : (i + 1) * len(names)], strict=True)),
+                upstream_addrs=upstream_addrs,
+                for_nginx=kind == "nginx",
+                nginx_prefix=nginx_prefix,
+                conf_dir=conf_dir,
+            )
+            tweak = tweak_other if i == 1 else None
+            target = _make_target(kind, label, config, the_plan, wiring, tweak)  # type: ignore[arg-type]
+            try:
+                targets.append(stack.enter_context(target))
+            except TargetError as exc:
+                raise HarnessError(str(exc)) from exc
+            except ImportError as exc:
+                raise HarnessError(f"{label}: cannot build its config: {exc}") from exc
+        yield StartedTargets(pool, targets, the_plan)
+
+
 def run_shadow(
     nginx_conf_path: str,
     *,
@@ -306,33 +362,11 @@ def run_shadow(
     base = workdir or tempfile.mkdtemp(prefix="shadow-")
     os.makedirs(base, exist_ok=True)
     other_label = "nginx-b" if against == "nginx" else "newproxy"
-    names = list(the_plan.listens)
-    ports = free_ports(2 * len(names))
-    conf_dir = os.path.dirname(os.path.abspath(config.main_file))
     try:
-        with contextlib.ExitStack() as stack:
-            pool = stack.enter_context(UpstreamPool())
-            for info in the_plan.upstreams.values():
-                pool.add(info.name, refuse=info.refuse or info.name in refuse)
+        with started_targets(config, the_plan, base, against=against, refuse=refuse, nginx_prefix=nginx_prefix,
+                             tweak_other=tweak_other) as started:
+            pool, targets = started.pool, started.targets
             upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
-            targets: list[Target] = []
-            for i, (kind, label) in enumerate([("nginx", "nginx"), (against, other_label)]):
-                wiring = Wiring(
-                    workdir=os.path.join(base, label),
-                    listen_ports=dict(zip(names, ports[i * len(names) : (i + 1) * len(names)], strict=True)),
-                    upstream_addrs=upstream_addrs,
-                    for_nginx=kind == "nginx",
-                    nginx_prefix=nginx_prefix,
-                    conf_dir=conf_dir,
-                )
-                tweak = tweak_other if i == 1 else None
-                target = _make_target(kind, label, config, the_plan, wiring, tweak)  # type: ignore[arg-type]
-                try:
-                    targets.append(stack.enter_context(target))
-                except TargetError as exc:
-                    raise HarnessError(str(exc)) from exc
-                except ImportError as exc:
-                    raise HarnessError(f"{label}: cannot build its config: {exc}") from exc
             requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests,
                                        nginx_prefix=nginx_prefix)
             if extra_requests is not None:

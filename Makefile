@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# nginx is the oracle of every differential test; wrk drives the benchmarks.
+# nginx is the oracle of every differential test; wrk drives the benchmarks; openssl makes the TLS
+# tests' certificates and is their s_client; curl is their interop client.
 system-deps:
-	@if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
+	@if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx wrk; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx wrk openssl curl; \
+	fi
+	@# headless Chromium renders the HTML gap report in tests/test_report_formats.py
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
 	fi
 
 demo: setup

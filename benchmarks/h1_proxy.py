@@ -1,6 +1,6 @@
 """HTTP/1.1 reverse-proxy throughput: newproxy against nginx, same config, same upstream, same run.
 
-    .venv/bin/python benchmarks/h1_proxy.py [-d 10s] [-c 50] [-t 1] [--warmup 2s] [--body-size 64]
+    .venv/bin/python benchmarks/h1_proxy.py [-d 10s] [-c 50] [-t 1] [--warmup 2s] [--body-size 64] [--workers 1,2]
 
 Starts, on free 127.0.0.1 ports:
 - an upstream nginx answering every request with a fixed 200 body (1 worker, access_log off);
@@ -8,7 +8,10 @@ Starts, on free 127.0.0.1 ports:
   ``proxy_http_version 1.1`` and ``Connection ""``);
 - newproxy on the very same nginx config, translated on load by its nginx adapter;
 then loads each proxy with ``wrk --latency`` (a short warm-up first) and prints req/s, p50 and p99
-for each and the newproxy/nginx ratio. Everything it starts is stopped on exit, even on errors.
+for each and the newproxy/nginx ratio. ``--workers 1,2`` runs both proxies with each
+``worker_processes`` value in turn (default 1) and prints how each scales against the first value
+(issue 10's target: newproxy at 2 workers >= 1.8x its 1-worker throughput; it needs a free core per
+worker besides wrk's and the upstream's). Everything it starts is stopped on exit, even on errors.
 
 Absolute numbers depend on the machine; the ratio measured in one run is what to compare.
 """
@@ -57,7 +60,7 @@ http {{
 """
 
 PROXY_CONF = """\
-worker_processes 1;
+worker_processes {workers};
 pid {work}/{name}.pid;
 error_log {work}/{name}-error.log;
 events {{ worker_connections 4096; }}
@@ -89,6 +92,7 @@ class Result:
     raw: str
     requests: int = 0
     upstream_connections: int = 0  # accepted by the upstream during the measured run
+    workers: int = 1
 
 
 def upstream_accepts(status_port: int) -> int:
@@ -194,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_wrk_options(parser, "proxy")
     parser.add_argument("--body-size", type=int, default=64, help="bytes in the upstream's response body")
+    parser.add_argument("--workers", default="1", help="worker_processes of both proxies; a comma list (1,2) "
+                                                       "runs each value and compares (default 1)")
     args = parser.parse_args(argv)
+    try:
+        worker_counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        parser.error(f"--workers: a comma list of numbers, not {args.workers!r}")
 
     for tool in (NGINX, WRK):
         if shutil.which(tool) is None:
@@ -206,25 +216,27 @@ def main(argv: list[str] | None = None) -> int:
         (work / "upstream.conf").write_text(
             UPSTREAM_CONF.format(work=work, port=upstream_port, status_port=status_port, body="x" * args.body_size)
         )
-        for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
-            (work / f"{name}.conf").write_text(
-                PROXY_CONF.format(work=work, name=name, port=port, upstream_port=upstream_port)
-            )
         nginx_cmd = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
         newproxy_cmd = [sys.executable, "-m", "newproxy", "-p", str(work), "-c", str(work / "newproxy.conf")]
         results: list[Result] = []
         upstream_cmd = [NGINX, "-p", str(work), "-c", str(work / "upstream.conf")]
         with started("upstream", upstream_cmd, upstream_port, work):
-            for name, command, port in (("nginx", nginx_cmd, nginx_port), ("newproxy", newproxy_cmd, newproxy_port)):
-                with started(name, command, port, work):
-                    if args.warmup not in ("0", "0s"):
-                        run_wrk(name, port, args.warmup, args.connections, args.threads)
-                    accepts = upstream_accepts(status_port)
-                    result = run_wrk(name, port, args.duration, args.connections, args.threads)
-                    result.upstream_connections = upstream_accepts(status_port) - accepts
-                    results.append(result)
-                    if args.verbose:
-                        print(f"--- {name}\n{result.raw}")
+            for workers in worker_counts:
+                for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
+                    (work / f"{name}.conf").write_text(
+                        PROXY_CONF.format(work=work, name=name, port=port, upstream_port=upstream_port, workers=workers)
+                    )
+                for name, command, port in (("nginx", nginx_cmd, nginx_port), ("newproxy", newproxy_cmd, newproxy_port)):
+                    with started(name, command, port, work):
+                        if args.warmup not in ("0", "0s"):
+                            run_wrk(name, port, args.warmup, args.connections, args.threads)
+                        accepts = upstream_accepts(status_port)
+                        result = run_wrk(name, port, args.duration, args.connections, args.threads)
+                        result.upstream_connections = upstream_accepts(status_port) - accepts
+                        result.workers = workers
+                        results.append(result)
+                        if args.verbose:
+                            print(f"--- {name} ({workers} workers)\n{result.raw}")
         report(results, args)
     finally:
         if args.keep:
@@ -239,19 +251,26 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, "
         f"upstream body {args.body_size} B, keepalive 32 to the upstream"
     )
-    print(f"{'proxy':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'upstream conns':>15}")
+    print(f"{'proxy':<10} {'workers':>7} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'upstream conns':>15}")
     for r in results:
         print(
-            f"{r.name:<10} {r.requests_per_sec:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
+            f"{r.name:<10} {r.workers:>7} {r.requests_per_sec:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
             f"{r.upstream_connections:>15}"
         )
-    by_name = {r.name: r for r in results}
-    if "nginx" in by_name and "newproxy" in by_name:
-        nginx, newproxy = by_name["nginx"], by_name["newproxy"]
-        print(
-            f"newproxy/nginx: throughput {newproxy.requests_per_sec / nginx.requests_per_sec:.2f}x, "
-            f"p50 {newproxy.p50_ms / nginx.p50_ms:.2f}x, p99 {newproxy.p99_ms / nginx.p99_ms:.2f}x"
-        )
+    by_key = {(r.name, r.workers): r for r in results}
+    counts = sorted({r.workers for r in results})
+    for workers in counts:
+        nginx, newproxy = by_key.get(("nginx", workers)), by_key.get(("newproxy", workers))
+        if nginx is not None and newproxy is not None:
+            print(
+                f"newproxy/nginx ({workers} workers): throughput {newproxy.requests_per_sec / nginx.requests_per_sec:.2f}x, "
+                f"p50 {newproxy.p50_ms / nginx.p50_ms:.2f}x, p99 {newproxy.p99_ms / nginx.p99_ms:.2f}x"
+            )
+    for workers in counts[1:]:
+        for name in ("nginx", "newproxy"):
+            base, more = by_key.get((name, counts[0])), by_key.get((name, workers))
+            if base is not None and more is not None:
+                print(f"{name}: {workers} workers / {counts[0]}: {more.requests_per_sec / base.requests_per_sec:.2f}x throughput")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 
 ``-c`` takes a newproxy config (``.yaml``/``.yml``/``.json``) or an nginx config, translated on load
 by the ``nginx`` adapter found through the ``newproxy.adapters`` entry point group (the translator
-registers it; newproxy does not import it). The proxy runs in the foreground; signals as nginx's
-master: QUIT graceful stop, TERM/INT fast stop, HUP reload, USR1 reopen the error log.
+registers it; newproxy does not import it). The proxy runs in the foreground as nginx does: a master
+and ``worker_processes`` workers (newproxy/process.py, newproxy/worker.py), or one process with
+``master_process off``; signals as nginx's master: QUIT graceful stop, TERM/INT fast stop, HUP reload,
+USR1 reopen the logs.
 
 Every error a user can cause is one ``newproxy: ...`` line (``file:line: message`` for config
 errors) and exit code 1, never a traceback.
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 from newproxy import __version__
 from newproxy.config import NewproxyConfig
 from newproxy.configfile import ConfigError, load_newproxy_config
+from newproxy.worker import close_loop
 
 if TYPE_CHECKING:
     from newproxy.engine.engine import Engine
@@ -38,6 +41,7 @@ DEFAULT_CONFIG = "newproxy.yaml"
 USAGE = f"""\
 {NAME} version: {NAME}/{__version__}
 Usage: {NAME} [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
+       {NAME} schema   (print the JSON Schema of the newproxy config)
 
 Options:
   -?,-h         : this help
@@ -145,10 +149,12 @@ def _apply_global_directives(config: NewproxyConfig, directives: str) -> Newprox
             update["pid"] = None if args[0] == "off" else args[0]
         elif name == "error_log" and args:
             update["error_log"] = " ".join(args)
-        elif name == "worker_processes" and len(args) == 1 and args[0].isdigit():
-            update["worker_processes"] = int(args[0])
-        elif name in ("daemon", "master_process") and args in (["on"], ["off"]):
-            pass  # newproxy always runs in the foreground, as one process
+        elif name == "worker_processes" and len(args) == 1 and (args[0].isdigit() or args[0] == "auto"):
+            update["worker_processes"] = int(args[0]) if args[0].isdigit() else "auto"
+        elif name == "master_process" and args in (["on"], ["off"]):
+            update["master_process"] = args == ["on"]
+        elif name == "daemon" and args in (["on"], ["off"]):
+            pass  # newproxy always runs in the foreground
         else:
             raise ConfigError(f'invalid global directive "{statement.strip()}" in command line (newproxy configs accept pid, error_log, daemon, master_process, worker_processes)')
     return config.model_copy(update=update) if update else config
@@ -198,9 +204,37 @@ def build_engine(config: NewproxyConfig, path: str) -> Engine:
         raise ConfigError(message) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_tls(engine: Engine) -> None:
+    """-t loads the certificates, keys and TLS settings, as nginx -t does (a run loads them on bind)."""
+    if not any(listen.ssl for server in engine.config.servers for listen in server.listen):
+        return
+    from newproxy.http.tls import TlsConfigError, listen_tls
+
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        listen_tls(engine)
+    except TlsConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def print_schema() -> int:
+    """``newproxy schema``: the JSON Schema of newproxy's config (pydantic's, from newproxy.config)."""
+    import json
+
+    from newproxy.config import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["schema"]:  # the one subcommand; everything else is nginx's option syntax
+        if len(argv) > 1:
+            _err(f'invalid option: "{argv[1]}"')
+            return 1
+        return print_schema()
+    try:
+        opts = parse_args(argv)
     except UsageError as exc:
         _err(str(exc))
         return 1
@@ -221,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path, config = load_config(opts)
         engine = build_engine(config, path)
+        if opts.test:
+            check_tls(engine)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             _err(line)
@@ -266,6 +302,29 @@ def send_signal(config: NewproxyConfig, opts: Options) -> int:
 
 
 def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int:
+    if not config.master_process:  # nginx's "master_process off": one process serves, for debugging
+        return run_single(config, engine, opts, path)
+    from newproxy.http.errorlog import ErrorLog
+    from newproxy.process import run_master
+
+    log = ErrorLog(opts.error_log or config.error_log, opts.prefix)
+    try:
+        log.open()
+    except OSError as exc:
+        _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+        return 1
+
+    def reload_config() -> tuple[NewproxyConfig, Engine]:
+        _, new_config = load_config(opts)  # ConfigError: logged by the master with its file:line
+        return new_config, build_engine(new_config, path)
+
+    try:
+        return run_master(config, engine, log, opts.prefix, opts.error_log, _pid_path(config, opts), reload_config)
+    finally:
+        log.close()
+
+
+def run_single(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int:
     import uvloop
 
     from newproxy.http.errorlog import ErrorLog
@@ -285,7 +344,7 @@ def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-        _close_loop(loop)
+        close_loop(loop)
         log.close()
 
 
@@ -371,20 +430,6 @@ def _install_signals(
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, reopen)
     return stop
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left (connect tasks of aborted exchanges) and close the loop quietly."""
-    try:
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(asyncio.sleep(0))  # let aborted transports report connection_lost
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def entry() -> NoReturn:

@@ -32,6 +32,41 @@ class ListenConfig(_Model):
     port: int
     default_server: bool = False
     ipv6only: bool = True
+    ssl: bool = Field(default=False, description="TLS on this socket (nginx `listen ... ssl`); the server's `tls` "
+                                                 "block gives the certificates")
+    source: str | None = None
+
+
+TlsProtocol = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+class TlsCertificateConfig(_Model):
+    """One ``ssl_certificate``/``ssl_certificate_key`` pair (PEM files)."""
+
+    certificate: str
+    key: str
+    source: str | None = None
+
+
+class TlsConfig(_Model):
+    """A server's TLS settings (nginx's ssl module), inheritance resolved, nginx's defaults written out.
+
+    OpenSSL picks among ``certificates`` (an RSA and an ECDSA one, say) by the client's signature
+    algorithms. On one address:port the handshake starts with the default server's settings; the
+    server whose name matches the client's SNI then lends only its certificates (and
+    ``reject_handshake``), as OpenSSL's SSL_set_SSL_CTX does for nginx: protocols and ciphers stay
+    the default server's."""
+
+    certificates: list[TlsCertificateConfig] = Field(default_factory=list)
+    protocols: list[TlsProtocol] = Field(default_factory=lambda: ["TLSv1", "TLSv1.1", "TLSv1.2"],
+                                         description="nginx 1.22's default has no TLSv1.3")
+    ciphers: str = Field(default="HIGH:!aNULL:!MD5", description="OpenSSL cipher string (TLSv1.2 and below)")
+    prefer_server_ciphers: bool = False
+    session_tickets: bool = True
+    session_timeout: float = Field(default=300.0, description="seconds (not applied: Python's ssl has no setter)")
+    dhparam: str | None = Field(default=None, description="PEM DH parameters for DHE ciphers")
+    ecdh_curve: str = Field(default="auto", description="auto: OpenSSL's default groups; else one curve name")
+    reject_handshake: bool = Field(default=False, description="refuse handshakes whose SNI picks this server")
     source: str | None = None
 
 
@@ -162,11 +197,84 @@ class StaticConfig(_Model):
     source: str | None = None
 
 
+class GzipConfig(_Model):
+    """nginx's gzip filter for one location (``gzip on``), every setting written out, inheritance
+    resolved. Null where gzip is off. The ``gzip_vary``/``gzip_proxied``/``gzip_disable``/
+    ``gzip_http_version`` settings (nginx's core module) only matter while the filter is on.
+
+    A response is compressed when its status is 200, 403 or 404, it has no Content-Encoding, its
+    Content-Length (if known) is at least ``min_length``, its type is in ``types`` (``["*"]``: any,
+    even none), and the request passes nginx's ngx_http_gzip_ok: an Accept-Encoding naming gzip
+    (not ``q=0``), HTTP version >= ``http_version``, not MSIE 4-6 under ``disable_msie6``, a
+    User-Agent matching none of ``disable`` (caseless), and for requests with a Via header the
+    ``proxied`` rules. ``vary``: add ``Vary: Accept-Encoding`` to every response the filter looked
+    at (compressed or not)."""
+
+    types: list[str] = Field(default_factory=lambda: ["text/html"],
+                             description="MIME types to compress, lower-case; text/html is always among them")
+    min_length: int = 20
+    comp_level: int = Field(default=1, ge=1, le=9)
+    vary: bool = False
+    proxied: list[Literal["off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth",
+                          "any"]] = Field(default_factory=lambda: ["off"])
+    disable: list[str] = Field(default_factory=list, description="gzip_disable regexes on User-Agent (caseless)")
+    disable_msie6: bool = False
+    http_version: Literal["1.0", "1.1"] = "1.1"
+    source: str | None = None
+
+
 class HeaderSetting(_Model):
     """A header to send upstream. An empty ``value`` (after variable expansion) sends nothing."""
 
     name: str
     value: str
+    source: str | None = None
+
+
+class AddHeaderConfig(_Model):
+    """nginx ``add_header``/``add_trailer NAME VALUE [always]``. ``value`` may have variables; an empty
+    one adds nothing. Without ``always`` only for 200, 201, 204, 206, 301, 302, 303, 304, 307, 308."""
+
+    name: str
+    value: str
+    always: bool = False
+    source: str | None = None
+
+
+class ExpiresConfig(_Model):
+    """nginx ``expires``: ``epoch``, ``max``, ``access`` (``seconds`` from now), ``modified``
+    (``seconds`` from the response's Last-Modified) or ``daily`` (the next ``seconds`` after local
+    midnight). ``value``: a value with variables, parsed per request as nginx parses the directive
+    (then ``mode`` is ``access`` or ``modified``); one that does not parse, or ``off``, sets nothing."""
+
+    mode: Literal["epoch", "max", "access", "modified", "daily"]
+    seconds: int = 0
+    value: str | None = None
+    source: str | None = None
+
+
+class ResponseHeadersConfig(_Model):
+    """nginx's headers filter for one location, inheritance resolved: the innermost level with any
+    ``add_header`` gives the whole list (likewise ``add_trailer``); ``expires`` the innermost one set
+    (``expires off`` is written as no ``expires``)."""
+
+    expires: ExpiresConfig | None = None
+    add: list[AddHeaderConfig] = Field(default_factory=list, description="add_header, in order")
+    trailers: list[AddHeaderConfig] = Field(default_factory=list, description="add_trailer, in order")
+
+
+class RewriteRuleConfig(_Model):
+    """One ``proxy_redirect``, ``proxy_cookie_domain`` or ``proxy_cookie_path`` rule.
+
+    ``prefix``: ``pattern`` (a complex value) matched case-sensitively at the start of the value,
+    that part replaced. ``domain`` (cookie domains): the whole value, after one leading ".", equal to
+    ``pattern`` with the case ignored, replaced after that dot. ``regex`` / ``regex_caseless``: the
+    value searched; on a match the whole value becomes ``replacement`` (captures as $1..$9).
+    ``replacement`` is a complex value."""
+
+    kind: Literal["prefix", "domain", "regex", "regex_caseless"]
+    pattern: str
+    replacement: str
     source: str | None = None
 
 
@@ -195,10 +303,151 @@ class ProxyConfig(_Model):
     intercept_errors: bool = Field(
         default=False, description="nginx `proxy_intercept_errors`: an upstream status >= 300 with an error_page gets the page"
     )
+    redirects: list[RewriteRuleConfig] = Field(
+        default_factory=list,
+        description="nginx `proxy_redirect` (with `default` written out), tried in order on Location and on "
+                    "Refresh after url=; the first that matches applies. Empty: off")
+    cookie_domains: list[RewriteRuleConfig] = Field(
+        default_factory=list, description="nginx `proxy_cookie_domain`: the Domain attributes of Set-Cookie")
+    cookie_paths: list[RewriteRuleConfig] = Field(
+        default_factory=list, description="nginx `proxy_cookie_path`: the Path attributes of Set-Cookie")
     hide_headers: list[str] = Field(
         default_factory=lambda: ["Date", "Server", "X-Pad", "X-Accel-Expires", "X-Accel-Redirect", "X-Accel-Limit-Rate", "X-Accel-Buffering", "X-Accel-Charset"],
         description="upstream response headers not passed to the client",
     )
+    pass_through: bool = Field(
+        default=False,
+        description="the strangler fallback: send the client's request as received (method, raw URI, "
+                    "version, headers, body) and relay the answer as it is (only hop-by-hop headers are "
+                    "replaced; a Location the legacy nginx made absolute with its own port gets the client's "
+                    "port). `uri`, `headers`, `hide_headers` and `http_version` are not used",
+    )
+    legacy_auto_redirect: bool = Field(
+        default=False,
+        description="with pass_through: the nginx location had a *_pass directive, so nginx answers its "
+                    "path without the final \"/\" with a redirect; such requests are handed to legacy too",
+    )
+    source: str | None = None
+
+
+class LimitReqZoneConfig(_Model):
+    """nginx ``limit_req_zone KEY zone=NAME:SIZE rate=RATE``: one leaky bucket per distinct ``key``
+    value (an empty value is not limited). ``rate`` is in milli-requests per second, as nginx keeps it
+    (``10r/s`` -> 10000, ``30r/m`` -> 500). State lives in each worker process (newproxy/process.py):
+    with ``worker_processes: 1`` that is nginx's shared zone; with more, each worker has its own zone, so
+    the rate applies per worker (nginx shares the zone between workers; newproxy does not, yet)."""
+
+    name: str
+    key: str = Field(description="a complex value, e.g. $binary_remote_addr")
+    size: int = Field(description="zone size in bytes; bounds how many keys are tracked")
+    rate: int = Field(description="milli-requests per second (requests per second x 1000)")
+    source: str | None = None
+
+
+class LimitConnZoneConfig(_Model):
+    """nginx ``limit_conn_zone KEY zone=NAME:SIZE``: requests in flight per distinct ``key`` value.
+    Counted in each worker process: with ``worker_processes`` over 1 the limit applies per worker."""
+
+    name: str
+    key: str
+    size: int
+    source: str | None = None
+
+
+class LimitReqConfig(_Model):
+    """nginx ``limit_req zone=NAME [burst=N] [nodelay | delay=N]``."""
+
+    zone: str
+    burst: int = Field(default=0, description="requests allowed over the rate, delayed or not")
+    delay: int = Field(default=0, description="excess requests served without delay (nginx `delay=`)")
+    nodelay: bool = Field(default=False, description="nginx `nodelay`: never delay, only reject")
+    source: str | None = None
+
+
+class LimitConnConfig(_Model):
+    """nginx ``limit_conn ZONE N``."""
+
+    zone: str
+    conn: int
+    source: str | None = None
+
+
+class LimitsConfig(_Model):
+    """The limit_req, limit_conn and limit_rate settings in effect in one location (inheritance
+    resolved). limit_req and limit_conn run in nginx's preaccess phase (after the rewrite phase,
+    before access), once per request even across internal redirects; limit_rate paces the body."""
+
+    req: list[LimitReqConfig] = Field(default_factory=list)
+    req_status: int = 503
+    req_dry_run: bool = False
+    conn: list[LimitConnConfig] = Field(default_factory=list)
+    conn_status: int = 503
+    conn_dry_run: bool = False
+    rate: str = Field(default="0", description="nginx `limit_rate`: bytes per second, a complex value (0: none)")
+    rate_after: str = Field(default="0", description="nginx `limit_rate_after`: bytes sent before pacing starts")
+
+
+class AccessLogConfig(_Model):
+    """nginx ``access_log PATH [FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION]]``: one log a request
+    is written to when it completes. ``path`` is absolute (the translator resolves a relative one
+    against nginx's prefix); ``format`` names an entry of ``log_formats`` (or ``combined``).
+    ``buffer``: bytes kept in memory before a write (0: write each line at once); ``flush``: seconds
+    after which buffered lines are written anyway. ``condition``: a complex value; the line is
+    skipped when it is empty or "0"."""
+
+    path: str
+    format: str = "combined"
+    buffer: int = 0
+    flush: float = 0.0
+    condition: str | None = None
+    source: str | None = None
+
+
+class AccessRuleConfig(_Model):
+    """nginx ``allow``/``deny``: ``address`` is ``all``, ``unix:``, an IPv4 or IPv6 address, or a CIDR
+    block (its low bits already cleared, as nginx does with a warning). IPv4, IPv6 and unix clients
+    are each matched against the rules of their own family (``all`` is in each), in order, and the
+    first match decides; an IPv4-mapped IPv6 client is matched as IPv4."""
+
+    action: Literal["allow", "deny"]
+    address: str
+    source: str | None = None
+
+
+class AuthRequestSetConfig(_Model):
+    """nginx ``auth_request_set $variable value``: ``value`` is evaluated in the subrequest once it is
+    answered (``$upstream_status``, ``$upstream_http_NAME`` are its upstream's)."""
+
+    variable: str
+    value: str
+    source: str | None = None
+
+
+class AccessConfig(_Model):
+    """nginx's access phase for one location (or a server's requests that match no location),
+    inheritance resolved: allow/deny rules (whole, from the innermost level with any), then
+    auth_basic, then auth_request, combined by ``satisfy``: ``all`` stops at the first refusal,
+    ``any`` lets the first handler that allows win (else 401 if any handler asked for credentials,
+    else 403). Not applied to auth_request subrequests."""
+
+    satisfy: Literal["all", "any"] = "all"
+    rules: list[AccessRuleConfig] = Field(default_factory=list)
+    auth_basic: str | None = Field(default=None, description="the realm, a complex value (evaluating to \"off\": off)")
+    auth_basic_user_file: str | None = Field(default=None, description="absolute path, a complex value")
+    auth_request: str | None = Field(default=None, description="the URI of the subrequest")
+    auth_request_set: list[AuthRequestSetConfig] = Field(default_factory=list)
+    auth_delay: float = Field(default=0.0, description="nginx `auth_delay`: seconds a 401 from this phase waits")
+    source: str | None = None
+
+
+class RealIpConfig(_Model):
+    """nginx's realip module: when the client connects from ``set_real_ip_from`` (addresses, CIDR
+    blocks, ``unix:``), its address becomes the one ``header`` gives (X-Real-IP, X-Forwarded-For or
+    any header name): the last one, or with ``recursive`` the last one not itself trusted."""
+
+    set_real_ip_from: list[str]
+    header: str = "X-Real-IP"
+    recursive: bool = False
     source: str | None = None
 
 
@@ -220,6 +469,14 @@ class LocationConfig(_Model):
     root: str = Field(default="/usr/share/nginx/html", description="$document_root: files are served from root + $uri")
     try_files: TryFilesConfig | None = None
     static: StaticConfig = Field(default_factory=StaticConfig, description="how files under root/alias are served")
+    access_logs: list[AccessLogConfig] = Field(
+        default_factory=list, description="where a request handled here is logged (inheritance resolved); empty: off")
+    gzip: GzipConfig | None = Field(default=None, description="nginx's gzip filter; null: gzip off")
+    limits: LimitsConfig | None = Field(default=None, description="limit_req/limit_conn/limit_rate; null: none")
+    headers: ResponseHeadersConfig | None = Field(default=None, description="expires, add_header, add_trailer")
+    access: AccessConfig | None = Field(default=None, description="allow/deny, auth_basic, auth_request; null: none")
+    real_ip: RealIpConfig | None = Field(
+        default=None, description="realip in the preaccess phase, when it differs from the server's (post-read)")
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
 
@@ -237,9 +494,19 @@ class ServerConfig(_Model):
     )
     root: str = Field(default="/usr/share/nginx/html", description="$document_root outside any location")
     static: StaticConfig = Field(default_factory=StaticConfig, description="files for requests matching no location")
+    access_logs: list[AccessLogConfig] = Field(
+        default_factory=list, description="logs for requests that end outside any location (server-level return, "
+                                          "front-end errors); empty: off")
+    gzip: GzipConfig | None = Field(default=None, description="gzip for requests matching no location")
+    limits: LimitsConfig | None = Field(default=None, description="limits for requests matching no location")
+    headers: ResponseHeadersConfig | None = Field(
+        default=None, description="expires, add_header, add_trailer for requests matching no location")
+    access: AccessConfig | None = Field(default=None, description="the access phase for requests matching no location")
+    real_ip: RealIpConfig | None = Field(default=None, description="realip in the post-read phase (server level)")
     merge_slashes: bool = Field(
         default=True, description="nginx applies the setting of the default server of the address:port"
     )
+    tls: TlsConfig | None = Field(default=None, description="certificates and TLS settings for `ssl` listens")
     source: str | None = None
 
 
@@ -250,17 +517,29 @@ BUILTIN_MIME_TYPES: dict[str, str] = {"html": "text/html", "gif": "image/gif", "
 class UpstreamServerConfig(_Model):
     host: str
     port: int
+    name: str | None = Field(
+        default=None, description="the address as written in the server line (hash consistent places its points by "
+                                  "it); null: host:port")
     weight: int = 1
     max_fails: int = 1
     fail_timeout: float = 10.0
+    max_conns: int = Field(default=0, description="nginx `max_conns`: 0 is no limit")
     backup: bool = False
     down: bool = False
     source: str | None = None
 
 
 class UpstreamConfig(_Model):
+    """nginx ``upstream``. Peer state (failures, least_conn counts, round-robin position) lives in each
+    worker process: with ``worker_processes`` over 1 it is per worker, as in nginx without ``zone``."""
+
     name: str
-    balancer: Literal["round_robin"] = "round_robin"
+    balancer: Literal["round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random", "random_two"] = Field(
+        default="round_robin",
+        description="nginx's method: round_robin (smooth weighted), least_conn, ip_hash (first 3 octets of IPv4, the "
+                    "whole IPv6 address), hash / hash_consistent (crc32 of `hash_key`; ketama points), random, "
+                    "random_two (random two least_conn)")
+    hash_key: str | None = Field(default=None, description="the complex value `hash` hashes, e.g. $request_uri")
     servers: list[UpstreamServerConfig]
     keepalive: int = Field(default=0, description="idle connections cached per worker; 0 closes after each request")
     keepalive_requests: int = 1000
@@ -330,17 +609,38 @@ class GeoConfig(_Model):
 VariableConfig = Annotated[Union[MapConfig, SplitClientsConfig, GeoConfig], Field(discriminator="kind")]
 
 
+class LogFormatConfig(_Model):
+    """nginx ``log_format NAME [escape=default|json|none] STRING...``: ``format`` is the strings joined.
+    ``combined`` is predefined (nginx's own) and need not be listed."""
+
+    name: str
+    escape: Literal["default", "json", "none"] = "default"
+    format: str
+    source: str | None = None
+
+
 class NewproxyConfig(_Model):
     version: int = CONFIG_VERSION
     pid: str | None = None
     error_log: str | None = None
-    worker_processes: int = 1
+    worker_processes: int | Literal["auto"] = Field(
+        default=1, description="worker processes under the master (newproxy/process.py); auto: one per CPU")
+    master_process: bool = Field(
+        default=True, description="nginx's master_process: off runs one process with no workers (debugging)")
+    worker_connections: int = Field(
+        default=512, ge=1, description="client connections one worker holds at once; more are closed at accept")
+    worker_rlimit_nofile: int | None = Field(default=None, ge=1, description="RLIMIT_NOFILE set in each worker")
+    worker_shutdown_timeout: float | None = Field(
+        default=None, gt=0, description="seconds a stopping worker waits for its connections before closing them")
     server_tokens: bool = True
     servers: list[ServerConfig] = Field(default_factory=list)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     variables: list[VariableConfig] = Field(
         default_factory=list, description="variables computed per request: map, split_clients, geo"
     )
+    log_formats: list[LogFormatConfig] = Field(default_factory=list, description="nginx log_format, by name")
+    limit_req_zones: list[LimitReqZoneConfig] = Field(default_factory=list)
+    limit_conn_zones: list[LimitConnZoneConfig] = Field(default_factory=list)
     mime_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {"builtin": dict(BUILTIN_MIME_TYPES)},
         description="extension -> MIME type tables, named by the `types` blocks they come from",

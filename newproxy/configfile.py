@@ -48,10 +48,10 @@ def load_newproxy_config(path: str) -> NewproxyConfig:
     try:
         return NewproxyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(path, text, exc))) from None
+        raise ConfigError("\n".join(_describe(path, text, exc, data))) from None
 
 
-def _describe(path: str, text: str, exc: ValidationError) -> list[str]:
+def _describe(path: str, text: str, exc: ValidationError, data: Any) -> list[str]:
     try:
         root: yaml.Node | None = yaml.compose(text)
     except yaml.YAMLError:
@@ -59,13 +59,32 @@ def _describe(path: str, text: str, exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors():
         loc = error.get("loc", ())
-        where = ".".join(str(part) for part in loc) or "(top level)"
+        where = field_path(loc, data)
         line = _line_of(root, loc)
         message = error.get("msg", "invalid value")
         if error.get("type") == "extra_forbidden":
             message = "unknown setting"
         lines.append(f"{path}:{line}: {where}: {message}")
     return lines
+
+
+def field_path(loc: tuple[Any, ...], data: Any) -> str:
+    """pydantic's error location as a user reads it: ``servers[0].locations[2].proxy.connect_timeout``.
+
+    Read against the data: a part that is the ``kind`` of the node it is about (the tag of a rewrite
+    step or a variable) is not a field of the file, and is left out."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif isinstance(node, dict) and part not in node and node.get("kind") == part:
+            continue  # a union tag: same node, nothing printed
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:

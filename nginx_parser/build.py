@@ -113,37 +113,63 @@ def _build_server(directive: Directive, http: Directive) -> Server:
     return Server(directive=directive, listens=listens, server_names=names or [""], locations=locations)
 
 
-def _int_param(value: str, site: Directive) -> int:
-    if not value.isdigit():
-        raise ConfigError(f'invalid parameter "{value}"', site.file, site.error_line)
+def _int_param(value: str, site: Directive, param: str = "") -> int:
+    if not value.isdigit():  # nginx names the whole parameter ("weight=x")
+        raise ConfigError(f'invalid parameter "{param or value}"', site.file, site.error_line)
     return int(value)
 
 
-def _build_upstream_server(directive: Directive) -> UpstreamServer:
+def _build_upstream_server(directive: Directive, backup_ok: bool = True) -> UpstreamServer:
+    """``backup_ok``: False once hash, ip_hash or random came before this line (nginx checks the
+    balancing method's flags as it reads each server line, so the order of the lines matters)."""
     if not directive.args:
         raise ConfigError('invalid number of arguments in "server" directive', directive.file, directive.error_line)
     fields: dict = {"address": directive.args[0], "directive": directive}
     for param in directive.args[1:]:
         key, _, value = param.partition("=")
         if key == "weight":
-            fields["weight"] = _int_param(value, directive)
+            fields["weight"] = _int_param(value, directive, param)
+            if fields["weight"] == 0:
+                raise ConfigError(f'invalid parameter "{param}"', directive.file, directive.error_line)
         elif key == "max_fails":
-            fields["max_fails"] = _int_param(value, directive)
+            fields["max_fails"] = _int_param(value, directive, param)
+        elif key == "max_conns":
+            fields["max_conns"] = _int_param(value, directive, param)
         elif key == "fail_timeout":
             fields["fail_timeout"] = parse_time(value, directive)
+        elif param == "backup" and not backup_ok:
+            raise ConfigError(f'balancing method does not support parameter "{param}"', directive.file,
+                              directive.error_line)
         elif param in ("backup", "down"):
             fields[param] = True
-        elif key not in ("max_conns", "resolve", "service", "route", "slow_start", "drain"):
+        elif key not in ("resolve", "service", "route", "slow_start", "drain"):
             raise ConfigError(f'invalid parameter "{param}"', directive.file, directive.error_line)
     return UpstreamServer(**fields)
+
+
+# Balancing methods whose servers cannot be backup (ngx_http_upstream_{hash,ip_hash,random}).
+_NO_BACKUP_METHODS = frozenset({"hash", "ip_hash", "random"})
 
 
 def _build_upstream(directive: Directive) -> Upstream:
     if len(directive.args) != 1:
         raise ConfigError('invalid number of arguments in "upstream" directive', directive.file, directive.error_line)
-    servers = [_build_upstream_server(c) for c in directive.children() if c.name == "server"]
+    servers = []
+    backup_ok = True
+    for child in directive.children():
+        if child.name == "server":
+            servers.append(_build_upstream_server(child, backup_ok))
+        elif child.name in _NO_BACKUP_METHODS or child.name == "least_conn":
+            backup_ok = child.name not in _NO_BACKUP_METHODS
+            extra = child.args[1:] if child.name == "hash" else child.args
+            allowed = {"hash": ["consistent"], "random": ["two", "least_conn"]}.get(child.name, [])
+            for expected, arg in zip(allowed, extra):
+                if arg != expected:
+                    raise ConfigError(f'invalid parameter "{arg}"', child.file, child.error_line)
     if not servers:
         raise ConfigError('no servers are inside upstream', directive.file, directive.error_line)
+    if all(server.backup for server in servers):
+        raise ConfigError(f'no servers in upstream "{directive.args[0]}"', directive.file, directive.error_line)
     return Upstream(name=directive.args[0], servers=servers, directive=directive)
 
 

@@ -152,6 +152,7 @@ class UpstreamServer(BaseModel):
     weight: int = 1
     max_fails: int = 1
     fail_timeout: float = 10.0
+    max_conns: int = 0
     backup: bool = False
     down: bool = False
     directive: Directive

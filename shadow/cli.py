@@ -10,8 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from shadow.rewire import Plan
+    from shadow.traffic import Request
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic" / "nginx.conf"
 
@@ -30,6 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help=f"shadow the bundled example ({EXAMPLE.parent.name}/nginx.conf)")
     _shadow_options(demo)
 
+    mirror = sub.add_parser("mirror", help="receive requests mirrored by production nginx (its `mirror` "
+                                           "directive), then shadow them")
+    mirror.add_argument("config", metavar="NGINX_CONF")
+    mirror.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:0",
+                        help="where the receiver listens (default: a free loopback port)")
+    mirror.add_argument("--seconds", type=float, default=60.0, help="how long to receive before shadowing")
+    _shadow_options(mirror)
+    mirror.set_defaults(max_requests=0)
+
+    raw = sub.add_parser("raw", help="send the malformed-request corpus byte for byte to nginx and newproxy")
+    raw.add_argument("config", metavar="NGINX_CONF", nargs="?", default=None,
+                     help="the config to run (default: shadow/data/h1_raw.conf, the corpus's own)")
+    raw.add_argument("--host", default="raw.test", help="the Host the corpus's requests name")
+    raw.add_argument("--family", action="append", default=[], help="only cases of this family; repeatable")
+    raw.add_argument("--json", metavar="FILE", help="also write every case's observations as JSON")
+
     # parse and fmt have their own options (nginx_parser.cli); listed here for --help.
     sub.add_parser("parse", help="print the parsed IR of an nginx config (see `nginx-migrate parse -h`)", add_help=False)
     sub.add_parser("fmt", help="print an nginx config back from its IR, includes spliced in", add_help=False)
@@ -37,7 +58,30 @@ def _parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="translate an nginx config into a newproxy config")
     convert.add_argument("config", metavar="NGINX_CONF")
     convert.add_argument("-o", "--output", metavar="OUT.yaml", default=None)
+    convert.add_argument("--plan", metavar="FILE", default=None,
+                         help="write the migration plan here (default with -o: OUT.plan.md beside OUT.yaml)")
+    convert.add_argument("--fallback", metavar="http://HOST:PORT", default=None,
+                         help="proxy every location that cannot be translated faithfully to the legacy nginx "
+                              "at this address (the strangler fallback)")
     _context_option(convert)
+
+    report = sub.add_parser("report", help="every directive occurrence with its support level, per server/location")
+    report.add_argument("config", metavar="NGINX_CONF")
+    report.add_argument("--format", choices=["terminal", "markdown", "json", "html", "sarif"], default="terminal")
+    report.add_argument("-o", "--output", metavar="OUT", default=None, help="write here (Lua stubs go beside it)")
+    report.add_argument("--shadow-report", metavar="FILE", default=None,
+                        help="a `nginx-migrate shadow --json` report: sets shadow_verified per server/location")
+    _context_option(report)
+
+    corpus = sub.add_parser("corpus", help="summary table over a directory of nginx configs (INDEX.tsv if present)")
+    corpus.add_argument("directory", metavar="DIR")
+    corpus.add_argument("--format", choices=["terminal", "markdown"], default="terminal")
+    corpus.add_argument("-p", "--prefix", metavar="DIR", default=None,
+                        help="what relative includes are read against (default: each file's directory)")
+    corpus.add_argument("--sysroot", metavar="DIR", default=None, help="read absolute include paths under DIR")
+    corpus.add_argument("--prefix-for", metavar="GLOB=DIR", action="append", default=[],
+                        help="files whose name matches GLOB read relative includes from DIR (relative to the "
+                             "corpus directory); repeatable, first match wins")
     return parser
 
 
@@ -56,6 +100,7 @@ def _context(args: argparse.Namespace) -> str | None:
 
 def _shadow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     parser.add_argument("--max-requests", type=int, default=1000, metavar="N")
     parser.add_argument(
         "--against",
@@ -75,17 +120,75 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
         help="make this upstream (host:port as in the config) refuse connections; repeatable",
     )
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep the configs and logs")
+    parser.add_argument("--fallback", action="store_true",
+                        help="translate with the strangler fallback: a third target, legacy nginx on the "
+                             "original config, serves the locations newproxy hands over")
     parser.add_argument("-p", "--prefix", metavar="DIR", default=None,
                         help="nginx's prefix (as nginx -p): what relative root/alias paths are read against")
+    parser.add_argument("--access-log", metavar="FILE", action="append", default=[],
+                        help="also replay the requests of this access log (read by --log-format); repeatable. "
+                             "With --max-requests 0, only replayed traffic is sent")
+    parser.add_argument("--log-format", metavar="NAME", default="combined",
+                        help="the config's log_format the access logs were written with (default: combined)")
+    parser.add_argument("--har", metavar="FILE", action="append", default=[],
+                        help="also replay the requests of this HAR file; repeatable")
+    parser.add_argument("--accept", metavar="FILE", default=None,
+                        help="accepted differences (YAML, the format of shadow/data/accepted_builtin.yaml): "
+                             "headers to mask, diff fields to forgive")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="first run nginx against a second nginx on the same traffic: differences seen "
+                             "there are noise, reported apart and not counted")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="request pairs in flight at once (default 1: sequential, the most exact; over 1 "
+                             "each request carries an X-Shadow-Id header to attribute upstream requests)")
+    parser.add_argument("--rate", type=float, default=None, metavar="PAIRS_PER_S",
+                        help="start at most this many request pairs per second")
+    parser.add_argument("--no-guided", action="store_true",
+                        help="do not add coverage-guided requests for config parts the generated ones miss")
     _context_option(parser)
+
+
+def _replay_sources(config_path: str, args: argparse.Namespace, console: Console) -> Callable[[Plan], list[Request]]:
+    """The requests of --access-log and --har files (and of the mirror receiver), as run_shadow's
+    ``extra_requests``; notes on what could not be replayed are printed."""
+    from nginx_parser import parse_config
+    from shadow.replay import from_access_log, from_har
+
+    config = parse_config(config_path, context=_context(args))
+    mirrored: list[Request] = list(getattr(args, "mirrored", []))
+
+    def extra(plan: Plan) -> list[Request]:
+        requests = list(mirrored)
+        for path in args.access_log:
+            replayed = from_access_log(path, config, plan, args.log_format)
+            requests += replayed.requests
+            for note in replayed.notes:
+                console.print(f"[dim]note: {note}[/dim]")
+        for path in args.har:
+            replayed = from_har(path, config, plan)
+            requests += replayed.requests
+            for note in replayed.notes:
+                console.print(f"[dim]note: {note}[/dim]")
+        return requests
+
+    return extra
 
 
 def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
     from nginx_parser import ConfigError
+    from shadow.accepted import AcceptedError
+    from shadow.accepted import load as load_accepted
     from shadow.report import render, write_json
     from shadow.runner import HarnessError, run_shadow
 
     try:
+        for path in [*args.access_log, *args.har]:
+            if not os.path.isfile(path):
+                print(f"{path}: no such file", file=sys.stderr)
+                return 1
+        extra = _replay_sources(config, args, console) if args.access_log or args.har or \
+            getattr(args, "mirrored", None) else None
+        accept = load_accepted(args.accept) if args.accept else None
         with console.status(f"shadowing {config} against {args.against}…"):
             report = run_shadow(
                 config,
@@ -98,9 +201,19 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 refuse=set(args.refuse),
                 max_seconds=args.max_seconds,
                 context=_context(args),
+                extra_requests=extra,
+                guided=not args.no_guided,
+                accept=accept,
+                calibrate=args.calibrate,
+                concurrency=max(1, args.concurrency),
+                rate=args.rate,
+                **({"fallback": True} if getattr(args, "fallback", False) else {}),
                 **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),
             )
     except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except AcceptedError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except HarnessError as exc:
@@ -113,7 +226,88 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
     render(report, console, max_diffs=args.max_diffs)
     if args.json:
         write_json(report, args.json)
+    if args.html:
+        from shadow.html import render as render_html
+
+        Path(args.html).write_text(render_html(report), encoding="utf-8")
     return 0 if report.all_equivalent else 1
+
+
+def _mirror(args: argparse.Namespace, console: Console) -> int:
+    """Receive mirrored requests for --seconds (Ctrl-C ends early), then shadow them."""
+    import time
+
+    from nginx_parser import ConfigError, parse_config
+    from shadow.mirror import MirrorReceiver, to_request
+    from shadow.rewire import plan
+
+    host, _, port = args.listen.rpartition(":")
+    if not port.isdigit():
+        print(f"--listen {args.listen}: expected HOST:PORT", file=sys.stderr)
+        return 1
+    try:
+        config = parse_config(args.config, context=_context(args))
+        receiver = MirrorReceiver(host.strip("[]") or "127.0.0.1", int(port))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"--listen {args.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    records = []
+    with receiver:
+        console.print(f"receiving mirrored requests on {receiver.address} for {args.seconds:g}s; add to the "
+                      "production server (or locations):")
+        console.print(receiver.snippet(), markup=False, highlight=False)
+        try:
+            deadline = time.monotonic() + args.seconds
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                records += receiver.take()
+        except KeyboardInterrupt:
+            pass
+        records += receiver.take()
+    the_plan = plan(config)
+    args.mirrored = [r for i, record in enumerate(records) if (r := to_request(record, config, the_plan, i))]
+    console.print(f"{len(records)} mirrored request(s) received; shadowing them")
+    if not args.mirrored:
+        return 0
+    return _shadow(args.config, args, console)
+
+
+def _raw(args: argparse.Namespace, console: Console) -> int:
+    """The raw corpus against nginx and newproxy: a line per differing case, a count per family."""
+    import json
+    from collections import Counter
+
+    from nginx_parser import ConfigError
+    from shadow.h1_corpus import corpus
+    from shadow.raw import RAW_CONFIG, run_raw
+    from shadow.runner import HarnessError
+
+    cases = [c for c in corpus(args.host) if not args.family or c.family in args.family
+             or c.family.removeprefix("mutated-") in args.family]
+    try:
+        with console.status(f"sending {len(cases)} raw cases to nginx and newproxy…"):
+            results = run_raw(args.config or str(RAW_CONFIG), cases)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except HarnessError as exc:
+        print(f"nginx-migrate: harness error: {exc}", file=sys.stderr)
+        return 2
+    differing = [r for r in results if r.diffs]
+    for result in differing:
+        console.print(f"[bold]{result.case.name}[/bold]: " + "; ".join(result.diffs)[:300], markup=True,
+                      highlight=False)
+    families = Counter(r.case.family for r in differing)
+    console.print(f"{len(results) - len(differing)}/{len(results)} cases identical to nginx"
+                  + (f"; differing by family: {dict(families)}" if families else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"case": r.case.name, "family": r.case.family, "nginx": r.nginx,
+                                                "newproxy": r.other, "diffs": r.diffs} for r in results],
+                                              indent=1, default=str))
+    return 1 if differing else 0
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -125,7 +319,8 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"nginx-migrate: convert is not available: {exc}", file=sys.stderr)
         return 2
     try:
-        return int(run_convert(args.config, args.output, context=_context(args)))
+        return int(run_convert(args.config, args.output, context=_context(args), plan=args.plan,
+                               fallback=args.fallback))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -143,6 +338,18 @@ def main(argv: list[str] | None = None) -> int:
         return _shadow(args.config, args, console)
     if args.command == "demo":
         return _shadow(str(EXAMPLE), args, console)
+    if args.command == "mirror":
+        return _mirror(args, console)
+    if args.command == "raw":
+        return _raw(args, console)
+    if args.command == "report":
+        from translator.report.cli import run_report
+
+        return run_report(args.config, args.format, args.output, args.shadow_report, _context(args))
+    if args.command == "corpus":
+        from translator.report.cli import run_corpus
+
+        return run_corpus(args.directory, args.format, args.prefix, args.sysroot, args.prefix_for)
     return _convert(args)
 
 

@@ -3,7 +3,8 @@
 Normalisation (the only differences the harness forgives; everything else counts):
 
 1. ``Date`` header values become ``<date>``: time passes between the two requests.
-2. ``Server`` header values become ``<server>``, and the server token in built-in error pages
+2. ``Server`` header values become ``<server>`` (rules 1 and 2 are data: shadow/data/
+   accepted_builtin.yaml, extended by a user's ``--accept`` file), and the server token in built-in error pages
    (``<hr><center>nginx/1.22.1</center>`` vs ``<hr><center>newproxy/0.1.0</center>``) becomes
    ``<hr><center><server></center>``: the products have different names.
 3. A ``Content-Length`` that was the length of the body becomes the length of the normalised body
@@ -16,24 +17,38 @@ Normalisation (the only differences the harness forgives; everything else counts
    wherever they follow a colon (Location headers, echoed Host headers); recording upstream
    addresses (``127.0.0.1:PORT``) by ``{upstream NAME}`` as written in the original config.
 5. Bodies that parse as JSON (the recording upstreams' echoes) are compared as JSON values.
+6. A body sent with ``Content-Encoding: gzip`` is decompressed before it is compared (the compressed
+   bytes depend on zlib settings and flush points); the Content-Encoding header itself, and
+   Content-Length/Transfer-Encoding, are compared as sent, so whether each side compressed must
+   agree exactly. Data that does not decompress is compared as it is.
+7. Times relative to ``Date`` (``expires``): two ``Expires`` values that differ as written are equal
+   when they lie at the same offset from their own response's ``Date`` (``expires 1h`` answered a
+   second apart); two ``max-age=N`` in ``Cache-Control`` that differ are equal when ``Date + N`` is
+   the same moment (``expires modified 1h``: the expiry is fixed by the file, the age by the clock).
+   Everything else in those headers must match exactly, and an ``Expires`` that is fixed on one side
+   and relative on the other (``modified`` against ``access``) still differs.
 
 Compared, per request: transport outcome, status, reason phrase, HTTP version, the header list as a
-multiset (an order-only difference is a *note*, reported but not counted), the body, what happened
-to the connection afterwards, and the list of requests each target sent upstream (which logical
-upstream, method, URI, version, headers as above, body). Whether an upstream request reused a
+multiset (an order-only difference is a *note*, reported but not counted), the trailers of a chunked
+body (likewise), the body, what happened to the connection afterwards, and the list of requests
+each target sent upstream (which logical upstream, method, URI, version, headers as above, body). Whether an upstream request reused a
 kept-alive connection is a note too (keepalive pool behaviour, invisible to the upstream's answer).
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from email.utils import parsedate
 from typing import Any
 
+from shadow.accepted import builtin
 from shadow.client import TRANSPORT_FAILURES, Response
-from shadow.http1 import header_values
+from shadow.http1 import has_token, header_values
 from shadow.upstreams import RecordedRequest
 
 SERVER = "<server>"
@@ -46,6 +61,9 @@ class Normaliser:
 
     listen_ports: dict[int, str]  # this target's real port -> logical listen name
     upstreams: dict[str, str] = field(default_factory=dict)  # "127.0.0.1:port" -> logical upstream name
+    # Lower-case header name -> the value it gets on both sides (shadow/accepted.py: Date, Server, and
+    # the user's --accept rules).
+    masks: dict[str, str] = field(default_factory=lambda: builtin().masks())
 
     def __post_init__(self) -> None:
         subs: list[tuple[re.Pattern[str], str]] = []
@@ -66,30 +84,39 @@ class Normaliser:
 
     def headers(self, headers: list[tuple[str, str]]) -> list[list[str]]:
         out: list[list[str]] = []
+        masks = self.masks
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == "date":
-                value = "<date>"
-            elif lowered == "server":
-                value = SERVER
-            else:
-                value = self.text(value)
-            out.append([name, value])
+            mask = masks.get(name.lower())
+            out.append([name, mask if mask is not None else self.text(value)])
         return out
 
     def response(self, resp: Response, method: str) -> dict[str, Any]:
-        body = self.body(resp.body)
+        body = self.body(_gunzip(resp))
         headers = self.headers(resp.headers)
         _fix_content_length(headers, resp, body)
+        dates = header_values(resp.headers, "Date")
         return {
             "outcome": resp.outcome,
             "status": resp.status,
             "reason": resp.reason,
             "version": resp.version,
             "headers": headers,
-            "body": _body_value(body),
+            "trailers": self.headers(_trailers(resp)),
+            "body": self._echo_masked(_body_value(body)),
             "connection": resp.connection,
+            "tls": resp.tls,  # the handshake: certificate, protocol, cipher, resumption (or its failure)
+            "date": _http_time(dates[0]) if dates else None,  # for rule 7, not compared itself
         }
+
+    def _echo_masked(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A recording upstream's JSON echo repeats the headers it got: mask them there too, so a
+        masked header does not come back through the body."""
+        echo = body.get("json")
+        if isinstance(echo, dict) and isinstance(echo.get("headers"), list) and "upstream" in echo:
+            masks = self.masks
+            echo["headers"] = [[h[0], masks[h[0].lower()]] if isinstance(h, list) and len(h) == 2
+                               and isinstance(h[0], str) and h[0].lower() in masks else h for h in echo["headers"]]
+        return body
 
     def record(self, rec: RecordedRequest) -> dict[str, Any]:
         return {
@@ -103,6 +130,23 @@ class Normaliser:
         }
 
 
+def _gunzip(resp: Response) -> bytes:
+    """The body, decompressed when the response says ``Content-Encoding: gzip`` and it is gzip data
+    (rule 6): two servers' zlib settings and flush points give different bytes for the same content.
+    Data that does not decompress (an upstream's mislabelled body) is compared as it is."""
+    if not resp.body or not any(value.strip().lower() == "gzip" for value in header_values(resp.headers,
+                                                                                          "Content-Encoding")):
+        return resp.body
+    try:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = inflater.decompress(resp.body) + inflater.flush()
+    except zlib.error:
+        return resp.body
+    if not inflater.eof or inflater.unused_data:
+        return resp.body  # truncated or trailing bytes: a difference to show, not to hide
+    return data
+
+
 def _fix_content_length(headers: list[list[str]], resp: Response, body: bytes) -> None:
     server = header_values(resp.headers, "Server")
     content_type = " ".join(header_values(resp.headers, "Content-Type"))
@@ -114,6 +158,66 @@ def _fix_content_length(headers: list[list[str]], resp: Response, body: bytes) -
             pair[1] = str(len(body))
         elif not resp.body and server and "text/html" in content_type and (resp.status or 0) >= 300:
             pair[1] = str(length - len(server[0]) + len(SERVER))
+
+
+def _trailers(resp: Response) -> list[tuple[str, str]]:
+    """The trailer fields after the last chunk of a chunked body (shadow.http1 keeps them raw)."""
+    if not has_token(resp.headers, "Transfer-Encoding", "chunked"):
+        return []
+    raw, pos = resp.raw_body, 0
+    while True:
+        eol = raw.find(b"\r\n", pos)
+        if eol < 0:
+            return []
+        try:
+            size = int(raw[pos:eol].split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            return []
+        pos = eol + 2
+        if size == 0:
+            break
+        pos += size + 2
+    out = []
+    for line in raw[pos:].split(b"\r\n"):
+        if not line:
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        out.append((name, value.strip()))
+    return out
+
+
+def _http_time(value: str) -> int | None:
+    parsed = parsedate(value)
+    return calendar.timegm(parsed) if parsed is not None else None
+
+
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+def _align_times(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
+    """Rule 7: ``b``'s headers, with an Expires or a max-age that names the same time as ``a``'s
+    (relative to each response's Date) given ``a``'s value."""
+    headers = [list(h) for h in b["headers"]]
+    date_a, date_b = a.get("date"), b.get("date")
+    if date_a is None or date_b is None:
+        return headers
+    for name in ("expires", "cache-control"):
+        mine = [h for h in a["headers"] if h[0].lower() == name]
+        theirs = [h for h in headers if h[0].lower() == name]
+        for x, y in zip(mine, theirs):
+            if x[1] == y[1]:
+                continue
+            if name == "expires":
+                ta, tb = _http_time(x[1]), _http_time(y[1])
+                if ta is not None and tb is not None and ta - date_a == tb - date_b:
+                    y[1] = x[1]
+                continue
+            ma, mb = _MAX_AGE.search(x[1]), _MAX_AGE.search(y[1])
+            if ma is None or mb is None or _MAX_AGE.sub("", x[1]) != _MAX_AGE.sub("", y[1]):
+                continue
+            if date_a + int(ma.group(1)) == date_b + int(mb.group(1)):
+                y[1] = x[1]
+    return headers
 
 
 def _body_value(body: bytes) -> Any:
@@ -160,7 +264,8 @@ def diff_responses(a: dict[str, Any], b: dict[str, Any], diffs: list[Diff], note
     for key in ("outcome", "status", "reason", "version"):
         if a[key] != b[key]:
             diffs.append(Diff(key, a[key], b[key]))
-    _diff_headers("headers", a["headers"], b["headers"], diffs, notes)
+    _diff_headers("headers", a["headers"], _align_times(a, b), diffs, notes)
+    _diff_headers("trailers", a.get("trailers", []), b.get("trailers", []), diffs, notes)
     if a["body"] != b["body"]:
         if "json" in a["body"] and "json" in b["body"]:
             _diff_value("body.json", a["body"]["json"], b["body"]["json"], diffs)
@@ -168,6 +273,8 @@ def diff_responses(a: dict[str, Any], b: dict[str, Any], diffs: list[Diff], note
             diffs.append(Diff("body", _clip(a["body"]), _clip(b["body"])))
     if a["connection"] != b["connection"]:
         diffs.append(Diff("connection", a["connection"], b["connection"]))
+    if a.get("tls") != b.get("tls"):
+        _diff_value("tls", a.get("tls"), b.get("tls"), diffs)
 
 
 def diff_upstream(a: list[dict[str, Any]], b: list[dict[str, Any]], diffs: list[Diff], notes: list[Diff]) -> None:

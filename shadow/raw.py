@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shadow.compare import Normaliser
 from shadow.http1 import FramingError, header_values, parse_head, read_body, read_head
 from shadow.targets import Target
 from shadow.upstreams import UpstreamPool
+
+
+RAW_CONFIG = Path(__file__).parent / "data" / "h1_raw.conf"  # the corpus's own config (Host raw.test)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,13 @@ def render(report: ShadowReport, console: Console | None = None, max_diffs: int 
             f"translation: {report.gaps.get('translated')} translated, {report.gaps.get('unsupported')} unsupported, "
             f"{report.gaps.get('count')} gap(s) (see `nginx-migrate convert`)"
         )
+    if report.legacy_requests is not None:
+        console.print(f"strangler fallback: the legacy nginx target served {report.legacy_requests} request(s) "
+                      "newproxy handed over (its access.log)")
+    if report.calibrated:
+        console.print(f"noise calibration (nginx against nginx first): {report.noise} request(s) with differences "
+                      "seen between two nginx too, reported as notes `noise:...`, not counted")
+    _coverage(report, console)
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     shown = [e for e in report.diffs if e["verdict"] != "equivalent"] or report.diffs
@@ -75,6 +83,8 @@ def render(report: ShadowReport, console: Console | None = None, max_diffs: int 
         console.rule(f"{i}. {entry['verdict']}: {request['method']} {request['target']} ({request['label']})")
         console.print(f"[dim]{request['group']}[/dim]")
         console.print(Text(entry["curl"], style="cyan"))
+        if "minimal" in entry and entry["minimal"]["curl"] != entry["curl"]:
+            console.print(Text("  smallest request showing it: " + entry["minimal"]["curl"], style="cyan"))
         for diff in entry["diffs"]:
             console.print(Text(f"  {diff['field']}", style="bold"))
             console.print(Text(f"    nginx:            {_short(diff['nginx'])}"))
@@ -88,6 +98,30 @@ def render(report: ShadowReport, console: Console | None = None, max_diffs: int 
             )
     if len(shown) > max_diffs:
         console.print(f"... and {len(shown) - max_diffs} more (use --json for all)")
+
+
+def _where(source: str) -> str:
+    """file:line as the user would type it: relative to the working directory when under it."""
+    path, _, line = source.partition(":")
+    relative = os.path.relpath(path)
+    return f"{relative if not relative.startswith('..') else path}:{line}"
+
+
+def _coverage(report: ShadowReport, console: Console, max_listed: int = 15) -> None:
+    coverage = report.coverage
+    if not coverage:
+        return
+    if "error" in coverage:
+        console.print(f"[yellow]coverage not measured: {coverage['error']}[/yellow]")
+        return
+    kinds = ", ".join(f"{kind} {c['covered']}/{c['total']}" for kind, c in coverage["by_kind"].items())
+    console.print(f"coverage: {coverage['percent']}% of {coverage['total']} config parts ({kinds})")
+    for part in coverage["uncovered"][:max_listed]:
+        console.print(Text(f"  not covered: {_where(part['source'])}: {part['what']}", style="dim"))
+    if len(coverage["uncovered"]) > max_listed:
+        console.print(f"[dim]  ... and {len(coverage['uncovered']) - max_listed} more (use --json for all)[/dim]")
+    for error in coverage.get("replay_errors", []):
+        console.print(f"[yellow]  coverage replay failed: {error}[/yellow]")
 
 
 def write_json(report: ShadowReport, path: str | Path) -> None:

@@ -15,7 +15,8 @@ directive tree for one target:
 - ``https://`` upstreams become ``http://`` (the recording upstreams speak plain HTTP) and the
   other ``*_pass`` protocols (FastCGI, uwsgi, SCGI, gRPC, memcached) point at a refusing port;
 - main-level ``pid``/``user``/``daemon``/``master_process``/``worker_processes``/``error_log`` are
-  replaced, every ``error_log``/``access_log`` path goes to the target's directory, and for nginx the
+  replaced, every ``error_log``/``access_log`` path goes to the target's directory (each distinct
+  access_log path its own ``access-...`` file, see ``access_log_name``), and for nginx the
   ``*_temp_path`` directives go there too. One worker process, so that the order in which
   round-robin peers are chosen is deterministic on both sides;
 - relative certificate/password file paths are made absolute against the original config's
@@ -55,6 +56,12 @@ _URL = re.compile(r"^(?P<scheme>https?)://(?P<rest>.*)$", re.IGNORECASE)
 DEFAULT_NGINX_PREFIX = "/usr/share/nginx"
 
 
+def access_log_name(path: str) -> str:
+    """The file an access_log writes to in a target's directory: one per distinct original path (so
+    that logs in different formats stay apart), named the same for both targets."""
+    return "access-" + re.sub(r"[^A-Za-z0-9.]+", "_", path.strip("/")) if path else "access.log"
+
+
 def listen_name(listen: Listen) -> str:
     """The logical name of a listen address: how the original config spells the socket."""
     if listen.unix_path is not None:
@@ -88,8 +95,9 @@ class ListenInfo:
 
     @property
     def plain_http1(self) -> bool:
-        """Whether the harness's plain HTTP/1.x client can talk to it."""
-        return not (self.ssl or self.http2 or self.proxy_protocol)
+        """Whether the harness's HTTP/1.x client can talk to it (over TLS for ssl listens:
+        ``traffic.with_tls``); HTTP/2 and proxy_protocol listens get no traffic."""
+        return not (self.http2 or self.proxy_protocol)
 
 
 @dataclass
@@ -228,7 +236,7 @@ class _Rewriter:
         args = list(directive.args)
         if not args or args[0] == "off" or args[0] in ("stderr",) or args[0].startswith("memory:"):
             return directive
-        args[0] = self.path("error.log" if directive.name == "error_log" else "access.log")
+        args[0] = self.path("error.log" if directive.name == "error_log" else access_log_name(args[0]))
         return directive.model_copy(update={"args": args})
 
     def file_path(self, directive: Directive, base: str) -> Directive:

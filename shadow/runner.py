@@ -18,17 +18,25 @@ import socket
 import tempfile
 import time
 from collections import Counter, defaultdict
-from typing import Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
+import uvloop
 from pydantic import BaseModel, Field
 
 from nginx_parser import ConfigError, Directive, NginxConfig, parse_config
 from shadow import client
+from shadow.accepted import Accepted, builtin
 from shadow.compare import Comparison, Normaliser, Observation, compare
+from shadow.concurrent import TAG, TAG_MASK, drive_concurrent
+from shadow.shrink import shrink
 from shadow.rewire import DEFAULT_NGINX_PREFIX, Plan, Wiring, plan, rewire
 from shadow.targets import NewproxyTarget, NginxTarget, Target, TargetError
-from shadow.traffic import Request, generate
+from shadow.traffic import Request, generate, with_tls
 from shadow.upstreams import RecordedRequest, UpstreamPool
+
+if TYPE_CHECKING:
+    from newproxy.config import NewproxyConfig
+    from translator.fallback import Fallback
 
 Against = Literal["newproxy", "nginx"]
 DIFF_BODY_LIMIT = 2000
@@ -77,6 +85,14 @@ class ShadowReport(BaseModel):
     gaps: dict[str, Any] = Field(default_factory=dict, description="the translation's gap summary")
     listens: dict[str, dict[str, int]] = Field(default_factory=dict, description="target -> logical listen -> port")
     upstreams: dict[str, str] = Field(default_factory=dict, description="logical upstream -> recording address")
+    calibrated: bool = Field(default=False, description="a nginx-vs-nginx run first classified the noise")
+    noise: int = Field(default=0, description="requests whose differences were also seen between two nginx")
+    coverage: dict[str, Any] = Field(
+        default_factory=dict, description="servers, locations, rewrite steps, if sides and map entries the "
+                                          "requests went through (shadow/coverage.py)")
+    legacy_requests: int | None = Field(
+        default=None, description="with the strangler fallback: requests the legacy nginx target logged "
+                                  "(its access.log), i.e. what newproxy handed over")
 
     @property
     def all_equivalent(self) -> bool:
@@ -113,7 +129,29 @@ def _gap_item(gap: Any) -> Any:
     return str(gap)
 
 
-def gap_summary(config: NginxConfig) -> dict[str, Any]:
+def guided_traffic(config: NginxConfig, requests: list[Request], seed: int) -> list[Request]:
+    """Requests for the parts of the config the generated ones miss (shadow/guided.py); none when
+    the translator refuses the config (the gap summary says why)."""
+    from shadow.guided import guided_requests
+
+    try:
+        return guided_requests(config, requests, seed)
+    except (ConfigError, ImportError):
+        return []
+
+
+def coverage_of(config: NginxConfig, requests: list[Request]) -> dict[str, Any]:
+    """The coverage of the requests sent, or why it could not be measured (the translator refused
+    the config, which the gap summary reports too)."""
+    from shadow.coverage import measure
+
+    try:
+        return measure(config, requests).to_json()
+    except (ConfigError, ImportError) as exc:
+        return {"error": str(exc)}
+
+
+def gap_summary(config: NginxConfig, fallback: Fallback | None = None) -> dict[str, Any]:
     """The translator's verdict on the original config (not the rewired one the harness runs).
 
     Counts directive occurrences per support level ("exact", "caveat", "unsupported"...) and lists
@@ -122,7 +160,7 @@ def gap_summary(config: NginxConfig) -> dict[str, Any]:
     """
     from translator import translate
 
-    translation = translate(config)
+    translation = translate(config, fallback=fallback) if fallback is not None else translate(config)
     gaps = list(getattr(translation, "gaps", []))
     levels: Counter[str] = Counter(str(getattr(o, "level", "?")) for o in getattr(translation, "occurrences", []))
     return {
@@ -139,17 +177,39 @@ def gap_summary(config: NginxConfig) -> dict[str, Any]:
 
 
 Tweak = Callable[[list[Directive]], list[Directive]]
+Mutation = Callable[["NewproxyConfig"], "NewproxyConfig"]  # a deliberate change to newproxy's translated config
 
 
 def _make_target(
-    kind: Against, label: str, config: NginxConfig, the_plan: Plan, wiring: Wiring, tweak: Tweak | None = None
+    kind: Against, label: str, config: NginxConfig, the_plan: Plan, wiring: Wiring, tweak: Tweak | None = None,
+    fallback: Fallback | None = None, mutate: Mutation | None = None,
 ) -> Target:
     tree = rewire(config, the_plan, wiring)
     if tweak is not None:
         tree = tweak(tree)
     if kind == "nginx":
         return NginxTarget(tree, wiring.workdir, wiring.listen_ports, label=label)
-    return NewproxyTarget(tree, config.main_file, config.files, wiring.workdir, wiring.listen_ports, label=label)
+    return NewproxyTarget(tree, config.main_file, config.files, wiring.workdir, wiring.listen_ports, label=label,
+                          fallback=fallback, mutate=mutate)
+
+
+def legacy_fallback(newproxy_ports: list[int], legacy_ports: list[int]) -> Fallback:
+    """The fallback of the newproxy target: each server goes to the legacy target's port for the same
+    logical listen as its own first listen (legacy picks the server by address as nginx does)."""
+    from translator.fallback import Fallback
+
+    by_port = {mine: ("127.0.0.1", theirs) for mine, theirs in zip(newproxy_ports, legacy_ports, strict=True)}
+    return Fallback("127.0.0.1", legacy_ports[0], by_port)
+
+
+def count_legacy_requests(legacy: Target) -> int | None:
+    """Lines in the legacy target's access.log (the one the rewiring gives a config without its own)."""
+    path = os.path.join(str(getattr(legacy, "workdir", "")), "access.log")
+    try:
+        with open(path, "rb") as log:
+            return sum(1 for _ in log)
+    except OSError:
+        return None
 
 
 def _clip_response(resp: dict[str, Any]) -> dict[str, Any]:
@@ -163,10 +223,92 @@ async def _exchange(
     request: Request, target: Target, pool: UpstreamPool, timeout: float
 ) -> tuple[client.Exchange, list[RecordedRequest]]:
     port = target.listen_ports[request.listen]
-    ex = await client.exchange(request.to_bytes(), port, request.method, timeout=timeout)
+    ex = await client.exchange(request.to_bytes(), port, request.method, timeout=timeout, source=request.source,
+                               tls=request.tls)
     # The response is complete, so the upstream request that produced it has been recorded.
     pool.settle()
     return ex, pool.take()
+
+
+def _calibrate(
+    config: NginxConfig, the_plan: Plan, base: str, requests: list[Request], refuse: frozenset[str] | set[str],
+    nginx_prefix: str, timeout: float, probe: float, masks: dict[str, str],
+) -> dict[int, set[str]]:
+    """Diffy's primary/secondary idea: nginx against a second nginx on ``requests``; per request
+    index, the diff fields that differ there (noise: nothing the target under test can cause)."""
+    with started_targets(config, the_plan, base, against="nginx", refuse=refuse,
+                         nginx_prefix=nginx_prefix) as started:
+        results, _, _ = uvloop.run(_drive(requests, started.targets[0], started.targets[1], started.pool, timeout,
+                                           probe, None, masks=masks))
+    return {i: {d.field for d in r.comparison.diffs} for i, r in enumerate(results) if r.comparison.diffs}
+
+
+def _normalisers(reference: Target, other: Target, pool: UpstreamPool,
+                 masks: dict[str, str] | None) -> tuple[Normaliser, Normaliser]:
+    upstreams = pool.by_address()
+    masks = masks if masks is not None else builtin().masks()
+    return (Normaliser({p: n for n, p in reference.listen_ports.items()}, upstreams, masks),
+            Normaliser({p: n for n, p in other.listen_ports.items()}, upstreams, masks))
+
+
+def _forgive(results: list[RequestResult], accepted: Accepted, noise: dict[int, set[str]]) -> None:
+    """Move the diffs an --accept rule or the noise calibration forgives into the notes (prefixed
+    ``accepted:`` / ``noise:``), and recompute each verdict."""
+    for index, result in enumerate(results):
+        comparison = result.comparison
+        kept = []
+        for diff in comparison.diffs:
+            if diff.field in noise.get(index, ()):
+                comparison.notes.append(dataclasses.replace(diff, field="noise:" + diff.field))
+            elif accepted.accepts(diff.field, result.request.target) is not None:
+                comparison.notes.append(dataclasses.replace(diff, field="accepted:" + diff.field))
+            else:
+                kept.append(diff)
+        if len(kept) != len(comparison.diffs):
+            comparison.diffs = kept
+            if comparison.verdict == "different" and not kept:
+                comparison.verdict = "equivalent"
+
+
+async def _compare_one(
+    request: Request, reference: Target, other: Target, pool: UpstreamPool, norms: tuple[Normaliser, Normaliser],
+    timeout: float, probe: float,
+) -> tuple[RequestResult, bool]:
+    """One request to both targets, compared; and whether either timed out."""
+    norm_a, norm_b = norms
+    ex_a, rec_a = await _exchange(request, reference, pool, timeout)
+    # Probing whether the reference kept its connection alive is a wait: overlap it with the
+    # other target's exchange. The upstream side is still strictly one target at a time.
+    finish_a = asyncio.create_task(ex_a.finish(probe))
+    ex_b, rec_b = await _exchange(request, other, pool, timeout)
+    resp_b = await ex_b.finish(probe)
+    resp_a = await finish_a
+    a = Observation(norm_a.response(resp_a, request.method), [norm_a.record(r) for r in rec_a])
+    b = Observation(norm_b.response(resp_b, request.method), [norm_b.record(r) for r in rec_b])
+    return RequestResult(request, compare(a, b), a, b), "timeout" in (resp_a.outcome, resp_b.outcome)
+
+
+async def _shrink_all(
+    results: list[RequestResult], reference: Target, other: Target, pool: UpstreamPool, timeout: float,
+    probe: float, limit: int, masks: dict[str, str] | None = None,
+) -> dict[int, Request]:
+    """The smallest request found that still shows the first difference, for up to ``limit``
+    different results (index in ``results`` -> that request; the original when nothing smaller
+    shows it)."""
+    norms = _normalisers(reference, other, pool, masks)
+    minimal: dict[int, Request] = {}
+    different = [i for i, r in enumerate(results) if r.comparison.verdict == "different"][:limit]
+    for index in different:
+        field_name = results[index].comparison.diffs[0].field
+
+        async def still_differs(candidate: Request, field_name: str = field_name) -> bool:
+            pool.take()
+            result, _ = await _compare_one(candidate, reference, other, pool, norms, timeout, probe)
+            return result.comparison.verdict == "different" and any(
+                d.field == field_name for d in result.comparison.diffs)
+
+        minimal[index] = await shrink(results[index].request, still_differs)
+    return minimal
 
 
 async def _drive(
@@ -178,12 +320,14 @@ async def _drive(
     probe: float,
     progress: Callable[[int, int], None] | None,
     max_seconds: float | None = None,
+    legacy: Target | None = None,
+    masks: dict[str, str] | None = None,
 ) -> tuple[list[RequestResult], int, str | None]:
     """Send every request to both targets; returns the results, the stale upstream requests, and
-    why the run stopped early (None if it did not)."""
-    upstreams = pool.by_address()
-    norm_a = Normaliser({p: n for n, p in reference.listen_ports.items()}, upstreams)
-    norm_b = Normaliser({p: n for n, p in other.listen_ports.items()}, upstreams)
+    why the run stopped early (None if it did not). ``legacy`` (the fallback's legacy nginx) is not
+    sent to directly, and its ports are not normalised: a client or an upstream that sees legacy's
+    own port (an absolute redirect, $server_port) would see it in production too."""
+    norm_a, norm_b = _normalisers(reference, other, pool, masks)
     results: list[RequestResult] = []
     stale = 0
     deadline = time.monotonic() + max_seconds if max_seconds is not None else None
@@ -194,27 +338,22 @@ async def _drive(
         if silent >= MAX_SILENT:
             return results, stale, f"stopped: {MAX_SILENT} requests in a row timed out, {len(requests) - i} not sent"
         stale += len(pool.take())  # late upstream requests of the previous exchange (e.g. mirrors)
-        ex_a, rec_a = await _exchange(request, reference, pool, timeout)
-        # Probing whether the reference kept its connection alive is a wait: overlap it with the
-        # other target's exchange. The upstream side is still strictly one target at a time.
-        finish_a = asyncio.create_task(ex_a.finish(probe))
-        ex_b, rec_b = await _exchange(request, other, pool, timeout)
-        resp_b = await ex_b.finish(probe)
-        resp_a = await finish_a
-        a = Observation(norm_a.response(resp_a, request.method), [norm_a.record(r) for r in rec_a])
-        b = Observation(norm_b.response(resp_b, request.method), [norm_b.record(r) for r in rec_b])
-        results.append(RequestResult(request, compare(a, b), a, b))
-        silent = silent + 1 if "timeout" in (resp_a.outcome, resp_b.outcome) else 0
+        result, timed_out = await _compare_one(request, reference, other, pool, (norm_a, norm_b), timeout, probe)
+        results.append(result)
+        silent = silent + 1 if timed_out else 0
         if progress:
             progress(i + 1, len(requests))
     return results, stale, None
 
 
-def build_report(config_path: str, against: str, results: list[RequestResult]) -> ShadowReport:
+def build_report(config_path: str, against: str, results: list[RequestResult],
+                 minimal: dict[int, Request] | None = None) -> ShadowReport:
+    """The report of ``results``; ``minimal``: the shrunk request of some different results, by index."""
+    minimal = minimal or {}
     report = ShadowReport(config=config_path, against=against)
     by_group: dict[str, Counts] = defaultdict(Counts)
     by_label: dict[str, Counts] = defaultdict(Counts)
-    for result in results:
+    for index, result in enumerate(results):
         verdict = result.comparison.verdict
         report.requests += 1
         if verdict == "equivalent":
@@ -223,6 +362,8 @@ def build_report(config_path: str, against: str, results: list[RequestResult]) -
             report.different += 1
         else:
             report.errors += 1
+        if any(note.field.startswith("noise:") for note in result.comparison.notes):
+            report.noise += 1
         if result.comparison.notes:
             report.noted += 1
             for kind in {re.sub(r"\[\d+\]", "", n.field) for n in result.comparison.notes}:
@@ -244,6 +385,8 @@ def build_report(config_path: str, against: str, results: list[RequestResult]) -
                     "notes": [d.to_json() for d in result.comparison.notes],
                     "nginx": _clip_response(result.reference.response),
                     "other": _clip_response(result.other.response),
+                    **({"minimal": {"request": minimal[index].to_json(), "curl": minimal[index].curl()}}
+                       if index in minimal else {}),
                 }
             )
     report.by_group = dict(by_group)
@@ -258,6 +401,7 @@ class StartedTargets:
     pool: UpstreamPool
     targets: list[Target]
     plan: Plan
+    legacy: Target | None = None  # the strangler fallback's legacy nginx, when there is one
 
 
 @contextlib.contextmanager
@@ -270,16 +414,28 @@ def started_targets(
     refuse: frozenset[str] | set[str] = frozenset(),
     nginx_prefix: str = DEFAULT_NGINX_PREFIX,
     tweak_other: Tweak | None = None,
+    fallback: bool = False,
+    mutate_translation: Mutation | None = None,
 ) -> Iterator[StartedTargets]:
     """Start the recording upstreams and both targets (rewired into ``base``/nginx and
     ``base``/newproxy or nginx-b), yield them, stop everything on the way out.
 
     The one way the harness starts things: ``run_shadow`` sends generated traffic through it, and
     tests that need their own schedule (raw bytes, timed sequences) use it directly.
+    With ``fallback``, a third target, "legacy" (nginx on the original config, its own ports, the
+    same recording upstreams), starts before newproxy, whose translation hands the locations it
+    cannot translate to it.
     Raises ``HarnessError`` when a target does not start."""
+    if fallback and against != "newproxy":
+        raise HarnessError("the strangler fallback is shadowed against newproxy only")
     other_label = "nginx-b" if against == "nginx" else "newproxy"
     names = list(the_plan.listens)
-    ports = free_ports(2 * len(names))
+    kinds: list[tuple[str, str]] = [("nginx", "nginx"), (against, other_label)]
+    if fallback:
+        kinds.insert(1, ("nginx", "legacy"))
+    ports = free_ports(len(kinds) * len(names))
+    legacy: Target | None = None
+    legacy_setting: Fallback | None = None
     conf_dir = os.path.dirname(os.path.abspath(config.main_file))
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(UpstreamPool())
@@ -287,7 +443,7 @@ def started_targets(
             pool.add(info.name, refuse=info.refuse or info.name in refuse)
         upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
         targets: list[Target] = []
-        for i, (kind, label) in enumerate([("nginx", "nginx"), (against, other_label)]):
+        for i, (kind, label) in enumerate(kinds):
             wiring = Wiring(
                 workdir=os.path.join(base, label),
                 listen_ports=dict(zip(names, ports[i * len(names) : (i + 1) * len(names)], strict=True)),
@@ -296,15 +452,24 @@ def started_targets(
                 nginx_prefix=nginx_prefix,
                 conf_dir=conf_dir,
             )
-            tweak = tweak_other if i == 1 else None
-            target = _make_target(kind, label, config, the_plan, wiring, tweak)  # type: ignore[arg-type]
+            tweak = tweak_other if label == other_label else None
+            if label == other_label and fallback:
+                legacy_setting = legacy_fallback(list(wiring.listen_ports.values()),
+                                                 ports[len(names): 2 * len(names)])
+            mutate = mutate_translation if label == other_label else None
+            target = _make_target(kind, label, config, the_plan, wiring, tweak, legacy_setting,  # type: ignore[arg-type]
+                                  mutate)
             try:
-                targets.append(stack.enter_context(target))
+                started = stack.enter_context(target)
             except TargetError as exc:
                 raise HarnessError(str(exc)) from exc
             except ImportError as exc:
                 raise HarnessError(f"{label}: cannot build its config: {exc}") from exc
-        yield StartedTargets(pool, targets, the_plan)
+            if label == "legacy":
+                legacy = started
+            else:
+                targets.append(started)
+        yield StartedTargets(pool, targets, the_plan, legacy)
 
 
 def run_shadow(
@@ -324,6 +489,14 @@ def run_shadow(
     max_seconds: float | None = None,
     extra_requests: Callable[[Plan], list[Request]] | None = None,
     context: str | None = "main",
+    guided: bool = True,
+    shrink: int = 5,
+    mutate_translation: Mutation | None = None,
+    accept: Accepted | None = None,
+    calibrate: bool = False,
+    concurrency: int = 1,
+    rate: float | None = None,
+    fallback: bool = False,
 ) -> ShadowReport:
     """Shadow ``nginx_conf_path``: real nginx vs ``against`` on generated traffic.
 
@@ -336,6 +509,19 @@ def run_shadow(
     a snippet is wrapped in the blocks nginx would include it in).
     ``extra_requests`` adds hand-picked requests (built from the plan's logical listen names) to
     the generated ones: how targeted differential tests send exactly the cases they name.
+    ``fallback``: translate with the strangler fallback, handing what cannot be translated to a third
+    target, legacy nginx on the original config (``report.legacy_requests`` counts what it served).
+    ``guided`` adds requests for the config parts the generated ones miss (shadow/guided.py).
+    ``shrink``: for up to this many different requests, the smallest request that still shows the
+    difference is searched with both targets (shadow/shrink.py) and reported as ``minimal``.
+    ``accept``: the user's accepted differences (shadow/accepted.py), on top of the built-in ones.
+    ``concurrency`` > 1 sends that many request pairs at once (shadow/concurrent.py: each request is
+    tagged so its upstream requests can be told apart), at most ``rate`` pairs started per second.
+    ``calibrate`` first runs nginx against a second nginx on the same requests: what differs there
+    is the harness's noise, and the same differences in the real run are reported as such (notes
+    ``noise:...``), not counted.
+    ``mutate_translation`` edits newproxy's translated config before it starts: how seeded bugs
+    (deliberately wrong translations) prove the harness finds what a translator bug would cause.
     ``tweak_other`` edits the rewired tree of the target under test before it starts: for testing
     the harness itself (nginx vs a slightly different nginx must show differences) and what-ifs.
     Raises ``ConfigError`` for a config nginx_parser rejects and ``HarnessError`` when the
@@ -362,30 +548,63 @@ def run_shadow(
     base = workdir or tempfile.mkdtemp(prefix="shadow-")
     os.makedirs(base, exist_ok=True)
     other_label = "nginx-b" if against == "nginx" else "newproxy"
+    requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests, nginx_prefix=nginx_prefix)
+    if guided:
+        requests = [*requests, *guided_traffic(config, requests, seed)]
+    if extra_requests is not None:
+        requests = [*requests, *extra_requests(the_plan)]
+    requests = with_tls(requests, the_plan)
+    rules = builtin() + (accept or Accepted())
+    noise: dict[int, set[str]] = {}
     try:
+        if calibrate and against == "newproxy":
+            noise = _calibrate(config, the_plan, os.path.join(base, "calibration"), requests, refuse, nginx_prefix,
+                               timeout, probe, rules.masks())
         with started_targets(config, the_plan, base, against=against, refuse=refuse, nginx_prefix=nginx_prefix,
-                             tweak_other=tweak_other) as started:
+                             tweak_other=tweak_other, fallback=fallback,
+                             mutate_translation=mutate_translation) as started:
             pool, targets = started.pool, started.targets
             upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
-            requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests,
-                                       nginx_prefix=nginx_prefix)
-            if extra_requests is not None:
-                requests = [*requests, *extra_requests(the_plan)]
-            results, stale, stopped = asyncio.run(
-                _drive(requests, targets[0], targets[1], pool, timeout, probe, progress, max_seconds)
-            )
+            masks = rules.masks()
+            if concurrency > 1:
+                masks[TAG.lower()] = TAG_MASK
+                results, untagged, stopped = uvloop.run(drive_concurrent(
+                    requests, targets[0], targets[1], pool, _normalisers(targets[0], targets[1], pool, masks),
+                    timeout, probe, concurrency, rate, progress, max_seconds))  # type: ignore[assignment]
+                stale = 0
+                if untagged:
+                    notes.append(f"{untagged} upstream request(s) carried no {TAG} header and could not be "
+                                 "attributed: run without --concurrency for this config")
+            else:
+                results, stale, stopped = uvloop.run(
+                    _drive(requests, targets[0], targets[1], pool, timeout, probe, progress, max_seconds,
+                           started.legacy, masks)
+                )
+            _forgive(results, rules, noise)
+            minimal = uvloop.run(
+                _shrink_all(results, targets[0], targets[1], pool, timeout, probe, shrink, rules.masks())
+            ) if shrink and not stopped else {}
+            legacy_requests = count_legacy_requests(started.legacy) if started.legacy is not None else None
+            if fallback and "error" not in gaps:
+                # The gaps as `convert --fallback` reports them, with the legacy target's address.
+                gaps = gap_summary(config, getattr(targets[1], "fallback", None))
     finally:
         if not keep_workdir and workdir is None:
             shutil.rmtree(base, ignore_errors=True)
 
-    report = build_report(nginx_conf_path, other_label, results)
+    report = build_report(nginx_conf_path, other_label, results, minimal)
     report.notes = [*the_plan.notes, *notes]
+    report.calibrated = calibrate and against == "newproxy"
     if stopped:
         report.notes.append(stopped)
         report.errors += 1  # an incomplete run is not a clean bill of health
     if stale:
         report.notes.append(f"{stale} upstream request(s) arrived after their exchange had been compared")
     report.gaps = gaps
+    report.coverage = coverage_of(config, [result.request for result in results])
     report.listens = {t.label: dict(t.listen_ports) for t in targets}
     report.upstreams = upstream_addrs
+    report.legacy_requests = legacy_requests
+    if started.legacy is not None:
+        report.listens[started.legacy.label] = dict(started.legacy.listen_ports)
     return report

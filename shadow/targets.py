@@ -15,9 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from nginx_parser import Directive, format_tree
+
+if TYPE_CHECKING:
+    from newproxy.config import NewproxyConfig
+    from translator.fallback import Fallback
 
 NGINX_BINARY = os.environ.get("SHADOW_NGINX", "nginx")
 
@@ -199,22 +203,28 @@ class NewproxyTarget(_ProcessTarget):
         workdir: str,
         listen_ports: dict[str, int],
         label: str = "newproxy",
+        fallback: Fallback | None = None,
+        mutate: Callable[[NewproxyConfig], NewproxyConfig] | None = None,
         **kw: float,
     ) -> None:
         super().__init__(label, workdir, listen_ports, **kw)
+        self.mutate = mutate  # a deliberate change to the translation (seeded bugs)
         self.tree = tree
         self.main_file = main_file
         self.files = files
         self.server_token = "newproxy"
+        self.fallback = fallback  # the strangler fallback: where the legacy nginx target listens
 
     def write_config(self) -> None:
         from nginx_parser.build import build
         from translator import translate  # the translator sits below shadow: imported only when used
 
-        translation = translate(build(self.tree, self.main_file, self.files))
+        translation = translate(build(self.tree, self.main_file, self.files), fallback=self.fallback)
         config = translation.config.model_copy(
             update={"pid": str(self.workdir / "newproxy.pid"), "error_log": str(self.workdir / "error.log")}
         )
+        if self.mutate is not None:
+            config = self.mutate(config)
         (self.workdir / "proxy.yaml").write_text(config.dump_yaml())
         # Kept for debugging a run: what nginx would have been given.
         (self.workdir / "nginx.conf").write_text(format_tree(self.tree))

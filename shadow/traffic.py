@@ -13,15 +13,17 @@ server/location, ``label`` the variant), so the report can count per location an
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 from urllib.parse import quote
 
 from nginx_parser import Location, NginxConfig, Server
 from shadow import regex_sample
+from shadow.client import TlsClient
 from shadow.rewire import Plan, listen_name
 
 Header = tuple[str, str]
@@ -42,6 +44,12 @@ class Request:
     label: str  # which variant, e.g. "location.path+x/GET"
     version: str = "1.1"
     body: bytes = b""  # as framed on the wire (chunked bodies include their framing)
+    # The client's source address (None: the kernel's choice, 127.0.0.1). Any 127.x.y.z works without
+    # setup on Linux (all of 127/8 is loopback): how ip_hash sees different clients.
+    source: str | None = None
+    # TLS for this request (SNI, protocols, ciphers, session resumption); None: plain TCP, or on an
+    # ssl listen TLS with the Host as SNI (``with_tls``, applied by the runner).
+    tls: TlsClient | None = None
 
     def to_bytes(self) -> bytes:
         head = f"{self.method} {self.target} HTTP/{self.version}\r\n"
@@ -57,7 +65,16 @@ class Request:
             port = listen_port if listen_port is not None else int(self.listen.rsplit(":", 1)[1])
             host = {"*": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
             base, where = f"http://{host}:{port}", []
+            tls = self.tls
+            if tls is not None and not tls.plain:
+                name = tls.server_name
+                base = f"https://{name or host}:{port}"
+                where = ["-k", *(["--connect-to", f"{name}:{port}:{host}:{port}"] if name else [])]
+                if tls.maximum:
+                    where += ["--tls-max", tls.maximum[4:]]
         args = ["curl", "-sS", "-i", "--path-as-is", *where]
+        if self.source:
+            args += ["--interface", self.source]
         if self.version == "1.0":
             args.append("--http1.0")
         if self.method == "HEAD":
@@ -88,6 +105,8 @@ class Request:
             "listen": self.listen,
             "group": self.group,
             "label": self.label,
+            **({"source": self.source} if self.source else {}),
+            **({"tls": {k: v for k, v in vars(self.tls).items() if v}} if self.tls else {}),
         }
 
 
@@ -288,8 +307,13 @@ def _server_requests(b: _Builder, server: Server, servers: list[Server], plan: P
         group = f"{label} {GROUP_SEP} {name}"
         lout = b.group()
         paths = _location_paths(location, b.seed, b.notes)
+        per_path: list[list[Request]] = []
         for i, (path_label, path) in enumerate(paths):
-            _variants(lout, encode_path(path), h, main_listen, group, f"location.{path_label}", full=i == 0)
+            per_path.append([])
+            _variants(per_path[-1], encode_path(path), h, main_listen, group, f"location.{path_label}", full=i == 0)
+        # Each path's GET first (both sides of the location's boundary), then each path's HEAD...:
+        # when the run is capped, the first requests of a group are the ones that tell most.
+        lout.extend(r for variants in itertools.zip_longest(*per_path) for r in variants if r is not None)
         if paths:
             _rewrite_requests(lout, list(location.directives()), paths[0][1], h, main_listen, group, b.seed, version)
     _rewrite_requests(b.group(), list(server.directive.children()), "/", h, main_listen, label, b.seed, version)
@@ -349,6 +373,28 @@ def _if_requests(out: list[Request], args: list[str], base: str, host: str | Non
             out.append(Request("GET", encode_path(value), _headers(host), listen, group, label, version))
 
 
+def probe_inputs(variable: str, values: list[str]) -> list[tuple[str, str, str]]:
+    """How a request makes nginx's ``variable`` ("$arg_x", "$http_user_agent"...) take each of
+    ``values``: (kind, name, value) with kind "path", "arg", "header" or "method"; values the
+    request cannot carry are left out."""
+    out: list[tuple[str, str, str]] = []
+    name = variable.strip().lstrip("$").strip("{}")
+    for value in values:
+        if name in ("uri", "document_uri", "request_uri") and value.startswith("/"):
+            out.append(("path", "", value))
+        elif name.startswith("arg_"):
+            out.append(("arg", name[4:], value))
+        elif name in ("host", "http_host") and value and all(c.isalnum() or c in ".-" for c in value):
+            out.append(("header", "Host", value))
+        elif name.startswith("http_"):
+            out.append(("header", name[5:].replace("_", "-").title(), value))
+        elif name.startswith("cookie_"):
+            out.append(("header", "Cookie", f"{name[7:]}={value}"))
+        elif name == "request_method" and value.isalpha() and value.isupper():
+            out.append(("method", "", value))
+    return out
+
+
 def _probes(config: NginxConfig, seed: int) -> list[tuple[str, str, str]]:
     """(kind, name, value) inputs that select each entry of each ``map`` (and vary each
     ``split_clients`` key): kind "header", "path", "arg" or "method"."""
@@ -357,20 +403,7 @@ def _probes(config: NginxConfig, seed: int) -> list[tuple[str, str, str]]:
         return out
 
     def add(source: str, values: list[str]) -> None:
-        name = source.strip().lstrip("$").strip("{}")
-        for value in values:
-            if name in ("uri", "document_uri", "request_uri") and value.startswith("/"):
-                out.append(("path", "", value))
-            elif name.startswith("arg_"):
-                out.append(("arg", name[4:], value))
-            elif name in ("host", "http_host") and value and all(c.isalnum() or c in ".-" for c in value):
-                out.append(("header", "Host", value))
-            elif name.startswith("http_"):
-                out.append(("header", name[5:].replace("_", "-").title(), value))
-            elif name.startswith("cookie_"):
-                out.append(("header", "Cookie", f"{name[7:]}={value}"))
-            elif name == "request_method" and value.isalpha() and value.isupper():
-                out.append(("method", "", value))
+        out.extend(probe_inputs(source, values))
 
     for m in config.http.maps:
         values: list[str] = []
@@ -467,3 +500,32 @@ def generate(
 
         b.requests += file_requests(config, plan, nginx_prefix, Request)  # type: ignore[arg-type]
     return _cap(_dedupe(b.requests), max_requests), b.notes
+
+
+def sni_for(host: str | None) -> str | None:
+    """The SNI name a browser sends for a Host: none for an IP address or no Host, else the host
+    without its port (as written: nginx's $ssl_server_name shows the case the client sent)."""
+    if not host:
+        return None
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else ""
+    if not name or name.startswith(".") or re.fullmatch(r"[0-9.]+", name):
+        return None
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return None
+    return name
+
+
+def with_tls(requests: list[Request], plan: Plan) -> list[Request]:
+    """Requests to an ssl listen go over TLS with the Host as SNI unless they say otherwise."""
+    ssl_listens = {name for name, info in plan.listens.items() if info.ssl}
+    if not ssl_listens:
+        return requests
+    out = []
+    for request in requests:
+        if request.tls is None and request.listen in ssl_listens:
+            host = next((value for name, value in request.headers if name.lower() == "host"), None)
+            request = replace(request, tls=TlsClient(server_name=sni_for(host)))
+        out.append(request)
+    return out

@@ -8,6 +8,14 @@ keep-alive) keep the connection open, so proxies' upstream keep-alive pools are 
 A URI containing ``/__status/NNN`` (NNN from 400 to 599) is answered with that status, the same
 echo as body: how tests make a backend fail deterministically (proxy_intercept_errors, next_upstream);
 ``/__delay/MS`` makes it wait MS milliseconds (up to 9999) before answering (proxy_read_timeout, 504).
+``/__header/NAME=VALUE`` (repeatable; VALUE percent-encoded, up to the next "/" or "?") adds that
+header to the answer, a Content-Type one replacing the echo's (empty: no Content-Type): how the gzip
+tests give a response Cache-Control, Expires, ETag, Content-Encoding or another type; ``__self__``
+in VALUE becomes this upstream's own host:port (a Location as the backend would write it, for
+proxy_redirect; repeated Set-Cookie markers for proxy_cookie_*).
+``/__cache/`` adds caching headers to the answer (``CACHE_HEADERS``: two Cache-Control, Expires,
+Last-Modified, ETag), ``/__chunked/`` sends the echo with chunked encoding: how the headers filter
+(expires replacing an upstream's Expires, add_trailer on a chunked body) is tested.
 
 All upstreams of a run live in one ``UpstreamPool``: a background thread with its own event loop.
 The listening sockets are bound and listening before ``add`` returns, so the address is usable at
@@ -26,12 +34,29 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
+
+import uvloop
 
 from shadow.http1 import FramingError, Headers, has_token, parse_head, read_body, read_head
 
 
 _STATUS_MARKER = re.compile(r"/__status/([45]\d\d)(?!\d)")
 _DELAY_MARKER = re.compile(r"/__delay/(\d{1,4})(?!\d)")
+_HEADER_MARKER = re.compile(r"/__header/([A-Za-z0-9-]+)=([^/?]*)")
+
+
+def header_markers(uri: str) -> list[tuple[str, str]]:
+    """The headers ``/__header/NAME=VALUE`` markers ask for, in order (VALUE percent-decoded)."""
+    return [(m.group(1), unquote(m.group(2))) for m in _HEADER_MARKER.finditer(uri)]
+CACHE_HEADERS = (
+    "Cache-Control: private",
+    "Expires: Thu, 01 Jan 2026 00:00:00 GMT",
+    "X-Between: 1",
+    "Cache-Control: no-transform",
+    "Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT",
+    'ETag: "upstream"',
+)
 
 
 @dataclass(frozen=True)
@@ -170,11 +195,23 @@ class RecordingUpstream:
         payload = echo_body(record)
         marker = _STATUS_MARKER.search(uri)
         status = int(marker.group(1)) if marker else self.status
+        chunked = "/__chunked/" in uri
         lines = [
             f"HTTP/1.1 {status} {'OK' if status == 200 else 'Status'}",
             "Content-Type: application/json",
-            f"Content-Length: {len(payload)}",
+            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(payload)}",
         ]
+        if "/__cache/" in uri:
+            lines.extend(CACHE_HEADERS)
+        for name, value in header_markers(uri):
+            value = value.replace("__self__", self.hostport)  # e.g. a Location naming this upstream
+            if name.lower() == "content-type":  # replaces the echo's own (an empty value: none at all)
+                lines = [line for line in lines if not line.startswith("Content-Type:")]
+                if not value:
+                    continue
+            lines.append(f"{name}: {value}")
+        if chunked:
+            payload = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
         if not keep_alive:
             lines.append("Connection: close")
         elif version != "1.1":
@@ -205,7 +242,7 @@ class UpstreamPool:
         self.stop()
 
     def start(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()  # the harness's own overhead: uvloop as in newproxy
         ready = threading.Event()
 
         def run() -> None:
@@ -251,13 +288,19 @@ class UpstreamPool:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
 
-    def add(self, name: str, *, refuse: bool = False, status: int = 200) -> RecordingUpstream:
-        """A new upstream for ``name`` on a free 127.0.0.1 port (or the existing one of that name)."""
+    def add(self, name: str, *, refuse: bool = False, status: int = 200,
+            bind: tuple[str, int] = ("127.0.0.1", 0)) -> RecordingUpstream:
+        """A new upstream for ``name`` on a free 127.0.0.1 port, or on ``bind`` (or the existing one
+        of that name). Raises OSError when ``bind`` cannot be bound."""
         if name in self.upstreams:
             return self.upstreams[name]
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in bind[0] else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(bind)
+        except OSError:
+            sock.close()
+            raise
         if not refuse:
             sock.listen(128)
         # A refusing upstream keeps its port bound but never listens: connects get RST, and no

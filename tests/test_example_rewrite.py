@@ -16,8 +16,10 @@ def test_rewrite_example_is_equivalent_under_newproxy(tmp_path: Path) -> None:
     assert report.requests >= 1000, report.requests
     problems = [{"curl": e["curl"], "diffs": e["diffs"]} for e in report.diffs if e["verdict"] != "equivalent"]
     assert (report.different, report.errors) == (0, 0), json.dumps(problems[:5], indent=1)
+    # Issue 7: every location of the example is reached by the traffic that was compared.
+    assert report.coverage["by_kind"]["location"]["percent"] == 100.0, report.coverage["uncovered"]
     # Everything in the example is translated: the only gaps are caveats (process model, server_tokens),
     # none unsupported or unknown.
     levels = {item["directive"]: item["level"] for item in report.gaps["items"]}
     assert set(levels.values()) == {"caveat"}, levels
-    assert set(levels) == {"worker_processes", "server_tokens"}, levels
+    assert set(levels) == {"worker_processes", "worker_connections", "server_tokens"}, levels

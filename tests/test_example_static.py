@@ -25,5 +25,7 @@ def test_static_example_is_equivalent_under_newproxy(tmp_path: Path) -> None:
     assert report.requests >= 1000, report.requests
     problems = [{"curl": e["curl"], "diffs": e["diffs"]} for e in report.diffs if e["verdict"] != "equivalent"]
     assert (report.different, report.errors) == (0, 0), json.dumps(problems[:5], indent=1)
+    # Issue 7: every location of the example is reached by the traffic that was compared.
+    assert report.coverage["by_kind"]["location"]["percent"] == 100.0, report.coverage["uncovered"]
     bad = [item for item in report.gaps["items"] if item["level"] in ("unsupported", "unknown")]
     assert not bad, bad

@@ -150,3 +150,27 @@ def test_upstream_connection_reuse_is_a_note() -> None:
     c = compare(a, b)
     assert c.verdict == "equivalent"
     assert [n.field for n in c.notes] == ["upstream[0].reused_connection"]
+
+
+def test_gzip_bodies_compare_decompressed_but_encoding_exactly() -> None:
+    """Rule 6: gzip bodies compressed differently (level, flush points) are equal once decompressed;
+    whether each side compressed is not forgiven, nor is different content or broken gzip data."""
+    import gzip as gz
+    import zlib
+
+    text = b"some body text " * 50
+    chunked = zlib.compressobj(9, zlib.DEFLATED, 31)
+    flushed = chunked.compress(text[:100]) + chunked.flush(zlib.Z_SYNC_FLUSH) + chunked.compress(text[100:]) + \
+        chunked.flush()
+    encoded = [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")]
+    a = resp(headers=encoded, body=gz.compress(text, 1))
+    assert gz.compress(text, 1) != flushed
+    assert verdict(a, resp(headers=encoded, body=flushed)).verdict == "equivalent"
+    other = verdict(a, resp(headers=encoded, body=gz.compress(text + b"x")))
+    assert [d.field for d in other.diffs] == ["body"]
+    one_side = verdict(a, resp(headers=[("Content-Length", str(len(text)))], body=text))
+    assert one_side.verdict == "different" and "headers" in [d.field for d in one_side.diffs]
+    broken = verdict(a, resp(headers=encoded, body=gz.compress(text, 1)[:-4]))
+    assert broken.verdict == "different"
+    # A body labelled gzip that is not gzip data is compared as it is.
+    assert verdict(resp(headers=encoded, body=b"{}"), resp(headers=encoded, body=b"{}")).verdict == "equivalent"

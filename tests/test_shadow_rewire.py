@@ -78,8 +78,8 @@ def test_rewired_tree(tmp_path: Path) -> None:
     assert "daemon" not in main
     assert [d.args[0] for d in _by_name(tree, "error_log")] == [f"{tmp_path}/error.log"]
     assert [d.args for d in _by_name(tree, "access_log")] == [
-        [f"{tmp_path}/access.log"],
-        [f"{tmp_path}/access.log", "combined"],
+        [f"{tmp_path}/access-var_log_nginx_access.log"],
+        [f"{tmp_path}/access-var_log_nginx_a.log", "combined"],
     ]
     assert [d.args for d in _by_name(tree, "root")] == [["/usr/share/nginx/html"]]
     temp = {d.name: d.args for d in _by_name(tree, "client_body_temp_path")}

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from pydantic import BaseModel
 
 from newproxy.config import (
+    RealIpConfig,
     BUILTIN_MIME_TYPES,
     BreakStep,
     ErrorPageConfig,
@@ -46,8 +47,17 @@ from newproxy.config import (
 from newproxy.engine.regex import compile_regex
 from newproxy.engine.variables import KNOWN_PREFIXES, KNOWN_VARIABLES, variable_names
 from nginx_parser import ConfigError, Directive, Location, NginxConfig, Server, Upstream, parse_time
+from translator.fallback import Fallback, FallbackPlanner
 from translator.registry import Level, classify
+from translator.redirects import cookie_rules, redirect_rules
+from translator.headers import headers_config
+from translator.gzip import gzip_config
+from translator.logs import LogRules
 from translator.static import static_config
+from translator.access import access_config, real_ip_config
+from translator.limits import limit_zones, limits_config
+from translator.process import apply_process_settings
+from translator.tls import ssl_on, tls_config
 
 # ngx_http_proxy_headers: sent unless proxy_set_header names them; empty values only hide the client's.
 DEFAULT_PROXY_HEADERS: list[tuple[str, str]] = [
@@ -104,6 +114,7 @@ class _Scope:
 
     directives: list[Directive]
     label: str
+    name: str = ""  # a prefix or exact location's name (what proxy_redirect default puts back)
 
     def last(self, name: str) -> Directive | None:
         found = None
@@ -143,8 +154,9 @@ class _Chain:
 
 
 class Translator:
-    def __init__(self, nginx: NginxConfig, prefix: str | None = None) -> None:
+    def __init__(self, nginx: NginxConfig, prefix: str | None = None, fallback: Fallback | None = None) -> None:
         self.nginx = nginx
+        self.fallback = fallback  # the strangler fallback (translator/fallback.py); None: gaps stay gaps
         # nginx's prefix (-p), against which relative root/alias are read; Debian's by default.
         self.prefix = (prefix or "/usr/share/nginx").rstrip("/") + "/"
         self.levels: dict[int, tuple[Level, str]] = {}
@@ -153,6 +165,10 @@ class Translator:
         self.mime_types: dict[str, dict[str, str]] = {"builtin": dict(BUILTIN_MIME_TYPES)}
         self.capture_names = self._capture_names()
         self.upstream_names = {u.name for u in nginx.http.upstreams} if nginx.http else set()
+        # translator/limits.py: the zones that translated (limit_req, limit_conn) and all declared ones;
+        # whether auth_request is used (its subrequests are not limited).
+        self.limit_zone_names: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self.limit_auth = False
 
     def _capture_names(self) -> set[str]:
         """Named groups of location and server_name regexes: nginx makes each a variable."""
@@ -169,7 +185,7 @@ class Translator:
                 pattern = directive.args[0]
             elif directive.name == "if" and len(directive.args) == 3 and directive.args[1] in _IF_REGEX:
                 pattern = directive.args[2]
-            elif directive.name == "set" and directive.args and directive.args[0].startswith("$"):
+            elif directive.name in ("set", "auth_request_set") and directive.args and directive.args[0].startswith("$"):
                 names.add(directive.args[0][1:])
             if pattern is not None:
                 names.update(_groups(pattern, directive))
@@ -224,9 +240,7 @@ class Translator:
         error_log = main.last("error_log")
         if error_log is not None:
             config.error_log = error_log.args[0]
-        workers = main.last("worker_processes")
-        if workers is not None and workers.args[0].isdigit():
-            config.worker_processes = int(workers.args[0])
+        apply_process_settings(config, self.nginx)
         if self.nginx.http is not None:
             http = _Chain([_Scope(list(self.nginx.http.directives()), "http")])
             tokens = http.scalar("server_tokens")
@@ -236,8 +250,13 @@ class Translator:
                 if translated.servers:  # a group of unix peers only is dropped (each peer is a gap)
                     self.upstreams.append(translated)
             config.variables = self._computed_variables()
+            config.limit_req_zones, config.limit_conn_zones = limit_zones(self, http.scopes[0].directives)
+            self.logs = LogRules(self, http)
+            config.log_formats = self.logs.formats
             config.servers = [self._server(server, http) for server in self.nginx.http.servers]
         config.upstreams = self.upstreams
+        if self.fallback is not None:
+            FallbackPlanner(self, self.fallback).apply(config)
         config.mime_types = self.mime_types
         return Translation(config=config, occurrences=self.occurrences())
 
@@ -334,12 +353,18 @@ class Translator:
                 self.note(peer.directive, "unsupported", "unix socket peers are not built yet; this peer is dropped")
                 continue
             host, port = _split_host_port(peer.address, peer.directive)
-            servers.append(UpstreamServerConfig(host=host, port=port, weight=peer.weight, max_fails=peer.max_fails,
-                                                fail_timeout=peer.fail_timeout, backup=peer.backup, down=peer.down,
+            servers.append(UpstreamServerConfig(host=host, port=port, name=peer.address, weight=peer.weight,
+                                                max_fails=peer.max_fails, fail_timeout=peer.fail_timeout,
+                                                max_conns=peer.max_conns, backup=peer.backup, down=peer.down,
                                                 source=peer.directive.where))
         config = UpstreamConfig(name=upstream.name, servers=servers, source=upstream.directive.where)
         for directive in upstream.directives():
-            if directive.name == "keepalive":
+            if directive.name in _BALANCERS:
+                # nginx: a balancing method after `keepalive` replaces the keepalive wrapper too
+                # ("load balancing method redefined"): the cache is gone.
+                config.keepalive = 0
+                config.balancer, config.hash_key = self._balancer(directive)
+            elif directive.name == "keepalive":
                 config.keepalive = int(directive.args[0])
             elif directive.name == "keepalive_requests":
                 config.keepalive_requests = int(directive.args[0])
@@ -347,21 +372,46 @@ class Translator:
                 config.keepalive_timeout = parse_time(directive.args[0], directive)
         return config
 
+    def _balancer(self, directive: Directive) -> tuple[str, str | None]:
+        """(balancer, hash key) of least_conn, ip_hash, hash KEY [consistent], random [two [least_conn]];
+        the parser has checked the arguments."""
+        args = directive.args
+        if directive.name == "hash":
+            if not self._variables_known(args[0]):
+                self.note(directive, "unsupported", "the hash key uses a variable newproxy does not provide; "
+                                                    "round robin is used instead")
+                return "round_robin", None
+            return ("hash_consistent" if len(args) > 1 else "hash"), args[0]
+        if directive.name == "random":
+            return ("random_two" if args else "random"), None
+        return directive.name, None
+
     def _server(self, server: Server, http: _Chain) -> ServerConfig:
         label = f"server {server.server_names[0]}" if server.server_names[0] else "server"
         chain = http.push(_Scope(list(server.directives()), label))
         listens = []
+        ssl_all = ssl_on(chain)
+        if ssl_all is not None:
+            self.note(ssl_all, "caveat", 'the "ssl" directive is deprecated (nginx warns): translated as '
+                                         '"listen ... ssl" on this server\'s listens')
         for listen in server.listens:
-            if listen.directive is not None and (listen.ssl or listen.http2 or listen.unix_path):
-                what = "ssl" if listen.ssl else "http2" if listen.http2 else "unix sockets"
+            if listen.directive is not None and (listen.http2 or listen.unix_path):
+                what = "http2" if listen.http2 else "unix sockets"
                 self.note(listen.directive, "unsupported", f"listen with {what} is not built yet; this listen is dropped")
                 continue
             if listen.directive is not None and listen.options:
                 self.note(listen.directive, "caveat", f"listen parameters {listen.options} are ignored")
             address = "0.0.0.0" if listen.address == "*" else listen.address
             listens.append(ListenConfig(address=address, port=listen.port, default_server=listen.default_server,
-                                        ipv6only=listen.ipv6only,
+                                        ipv6only=listen.ipv6only, ssl=listen.ssl or ssl_all is not None,
                                         source=listen.directive.where if listen.directive else None))
+        tls = tls_config(self, chain)
+        if tls is None and any(listen.ssl for listen in listens):
+            for listen in server.listens:
+                if listen.directive is not None and (listen.ssl or ssl_all is not None):
+                    self.note(listen.directive, "unsupported", 'no "ssl_certificate" is defined for the "listen ... '
+                                                               'ssl" directive (nginx refuses to start): dropped')
+            listens = [listen for listen in listens if not listen.ssl]
         config = ServerConfig(
             listen=listens,
             server_names=server.server_names,
@@ -373,6 +423,13 @@ class Translator:
             merge_slashes=self._scalar_arg(chain, "merge_slashes", "on") == "on",
             root=self._root(chain),
             static=self._static(chain),
+            limits=limits_config(self, chain),
+            headers=headers_config(self, chain),
+            gzip=gzip_config(self, chain),
+            access_logs=self.logs.access_logs(chain),
+            access=access_config(self, chain),
+            real_ip=real_ip_config(self, chain),
+            tls=tls,
             source=server.directive.where,
         )
         config.locations = [self._location(location, chain) for location in server.locations]
@@ -380,20 +437,16 @@ class Translator:
 
     def _location(self, location: Location, parent: _Chain) -> LocationConfig:
         label = f"location {location.modifier} {location.path}".replace("  ", " ")
-        chain = parent.push(_Scope(list(location.directives()), label))
+        chain = parent.push(_Scope(list(location.directives()), label,
+                                   location.path if location.modifier in ("", "=", "^~") else ""))
         match = _MODIFIERS[location.modifier]
         config = LocationConfig(
             match=match,  # type: ignore[arg-type]
             path=location.path,
             rewrite=self._rewrite(chain.scopes[-1].directives, chain, location),
-            default_type=self._default_type(chain),
-            types=self._types(chain),
-            client_max_body_size=self._body_size(chain),
-            error_pages=self._error_pages(chain),
             internal=chain.scopes[-1].last("internal") is not None,
-            root=self._root(chain),
-            static=self._static(chain),
             source=location.directive.where,
+            **self._location_settings(chain),
         )
         try_files = chain.scopes[-1].last("try_files")
         if try_files is not None:
@@ -404,20 +457,39 @@ class Translator:
         config.locations = [self._location(nested, chain) for nested in location.locations]
         return config
 
+    def _location_settings(self, chain: _Chain) -> dict[str, Any]:
+        """What a location and the implicit location of an ``if`` in it both resolve from their
+        chain of scopes (one list, so that a new setting cannot be forgotten in one of them)."""
+        return {
+            "default_type": self._default_type(chain),
+            "types": self._types(chain),
+            "client_max_body_size": self._body_size(chain),
+            "error_pages": self._error_pages(chain),
+            "root": self._root(chain),
+            "static": self._static(chain),
+            "limits": limits_config(self, chain),
+            "headers": headers_config(self, chain),
+            "gzip": gzip_config(self, chain),
+            "access_logs": self.logs.access_logs(chain),
+            "access": access_config(self, chain),
+            "real_ip": self._location_real_ip(chain),
+        }
+
+    def _location_real_ip(self, chain: _Chain) -> RealIpConfig | None:
+        """realip for a location's preaccess phase: only when it differs from the server's, which the
+        post-read phase has applied already (the same settings would find the same answer)."""
+        own = real_ip_config(self, chain)
+        return None if own == real_ip_config(self, _Chain(chain.scopes[:2])) else own
+
     def _if_location(self, directive: Directive, chain: _Chain, location: Location) -> LocationConfig:
         """The implicit location nginx makes of an ``if`` block: the enclosing location's settings with
         the block's own on top; its content handler is the block's proxy_pass, else the enclosing one."""
         config = LocationConfig(
             match=_MODIFIERS[location.modifier],  # type: ignore[arg-type]
             path=location.path,
-            default_type=self._default_type(chain),
-            types=self._types(chain),
-            client_max_body_size=self._body_size(chain),
-            error_pages=self._error_pages(chain),
             internal=chain.scopes[-2].last("internal") is not None,
-            root=self._root(chain),
-            static=self._static(chain),
             source=directive.where,
+            **self._location_settings(chain),
         )
         own = chain.scopes[-1].last("proxy_pass")
         proxy_pass = own if own is not None else chain.scopes[-2].last("proxy_pass")
@@ -468,7 +540,8 @@ class Translator:
         if not args[0].startswith("$"):
             raise ConfigError(f'invalid variable name "{args[0]}"', directive.file, directive.line)
         name = args[0][1:]
-        if name in KNOWN_VARIABLES and name != "args" or name.startswith(KNOWN_PREFIXES):
+        # $args and $limit_rate are the built-in variables nginx lets `set` change.
+        if name in KNOWN_VARIABLES and name not in ("args", "limit_rate") or name.startswith(KNOWN_PREFIXES):
             self.note(directive, "unsupported", f'setting the built-in variable "${name}" is not supported')
             return None
         if not self._variables_ok(directive, args[1]):
@@ -631,6 +704,7 @@ class Translator:
         url = directive.args[0]
         if "$" in url:
             self.note(directive, "unsupported", "proxy_pass with variables is not built yet; the location answers 404")
+            redirect_rules([(scope.directives, scope.name) for scope in chain.scopes], self._variables_ok)  # errors
             return None
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("http", "https"):
@@ -659,6 +733,7 @@ class Translator:
             if not _is_ip(host):
                 self.note(directive, "caveat", f'"{host}" is resolved when connecting; nginx resolves it once at start')
         headers = self._proxy_headers(chain)
+        blocks = [(scope.directives, scope.name) for scope in chain.scopes]
         return ProxyConfig(
             upstream=group,
             proxy_host=authority,
@@ -674,6 +749,9 @@ class Translator:
             next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
             intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
             hide_headers=DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")],
+            redirects=redirect_rules(blocks, self._variables_ok),
+            cookie_domains=cookie_rules(blocks, "proxy_cookie_domain", self._variables_ok),
+            cookie_paths=cookie_rules(blocks, "proxy_cookie_path", self._variables_ok),
             source=directive.where,
         )
 
@@ -706,6 +784,7 @@ class Translator:
         return parse_time(directive.args[0], directive) if directive is not None else default
 
 
+_BALANCERS = frozenset({"least_conn", "ip_hash", "hash", "random"})
 _IF_REGEX = ("~", "~*", "!~", "!~*")
 _IF_FILE = ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x")
 _REWRITE_MODULE = frozenset({"return", "rewrite", "set", "break", "if", "rewrite_log", "uninitialized_variable_warn"})
@@ -742,6 +821,6 @@ def _split_host_port(address: str, directive: Directive) -> tuple[str, int]:
     return host, int(port)
 
 
-def translate(nginx: NginxConfig, prefix: str | None = None) -> Translation:
-    return Translator(nginx, prefix).translate()
+def translate(nginx: NginxConfig, prefix: str | None = None, fallback: Fallback | None = None) -> Translation:
+    return Translator(nginx, prefix, fallback).translate()
 

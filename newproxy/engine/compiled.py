@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from newproxy.config import (
+    AccessConfig,
+    AddHeaderConfig,
     BreakStep,
     ErrorPageConfig,
+    GzipConfig,
     GeoConfig,
     IfStep,
     LocationConfig,
     MapConfig,
     NewproxyConfig,
     ProxyConfig,
+    ResponseHeadersConfig,
     ReturnStep,
     RewriteRuleStep,
     RewriteStep,
@@ -21,8 +25,14 @@ from newproxy.config import (
     TryFilesConfig,
 )
 from newproxy.engine.regex import compile_regex
+from newproxy.engine.gzip import CompiledGzip, compile_gzip
+from newproxy.engine.headers import ADD, REPLACE, AddHeader, ExpiresRule, HeaderProgram
+from newproxy.engine.limits import CompiledLimits, ConnZone, ReqZone, Zones
+from newproxy.engine.access import CompiledAccess, compile_access
+from newproxy.engine.realip import CompiledRealIp, compile_realip
 from newproxy.engine.locations import LocationLevel, LocationNode
 from newproxy.engine.proxy import ResponseRelay
+from newproxy.engine.redirects import HeaderRewrites, compile_rules
 from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.rewrite import (
     CompiledBreak,
@@ -90,6 +100,11 @@ class CompiledLocation:
     internal: bool = False
     try_files: CompiledTryFiles | None = None
     intercept: frozenset[int] = frozenset()  # proxy_intercept_errors: the statuses it has an error_page for
+    limits: CompiledLimits | None = None  # limit_req/limit_conn/limit_rate; None: none configured
+    headers: HeaderProgram | None = None  # expires/add_header/add_trailer; None: nothing to do
+    gzip: CompiledGzip | None = None  # nginx's gzip filter; None: gzip off
+    access: CompiledAccess | None = None  # allow/deny, auth_basic, auth_request; None: none
+    real_ip: CompiledRealIp | None = None  # realip in preaccess (when it differs from the server's)
 
     def content_type(self, uri: str) -> bytes:
         return self.types.get(extension(uri), self.default_type)
@@ -106,6 +121,11 @@ class CompiledServer:
     types: dict[str, bytes] = field(default_factory=dict)
     client_max_body_size: int = 1048576
     error_pages: ErrorPages | None = None
+    limits: CompiledLimits | None = None  # limits for requests matching no location
+    headers: HeaderProgram | None = None  # for requests matching no location
+    gzip: CompiledGzip | None = None  # gzip for requests matching no location
+    access: CompiledAccess | None = None  # the access phase for requests matching no location
+    real_ip: CompiledRealIp | None = None  # realip in the post-read phase
 
     def content_type(self, uri: str) -> bytes:
         return self.types.get(extension(uri), self.default_type)
@@ -142,6 +162,8 @@ def capture_names(config: NewproxyConfig) -> frozenset[str]:
             if location.match in ("regex", "regex_caseless"):
                 names.update(compile_regex(location.path).groupindex)
             _step_names(location.rewrite, names)
+            if location.access is not None:  # auth_request_set defines its variables
+                names.update(setting.variable for setting in location.access.auth_request_set)
             visit(location.locations)
 
     for server in config.servers:
@@ -192,6 +214,8 @@ class ConfigCompiler:
     def __init__(self, config: NewproxyConfig, groups: dict[str, UpstreamGroup], maker: ResponseMaker) -> None:
         self.groups = groups
         self.maker = maker
+        self.header_programs = 0  # how many locations have a headers filter (0: the engine skips it)
+        self.gzips = 0  # how many locations and servers have gzip on (0: the engine skips the filter)
         self.mime = compile_mime_tables(config.mime_types)
         self.captures = capture_names(config)
         # map and split_clients getters; filled before any template is compiled, and looked up by
@@ -209,6 +233,15 @@ class ConfigCompiler:
             else:
                 late[variable.variable] = compile_split_clients(variable, self.template)
         self.computed = {name: late[name] for name in late}
+        # limit_req_zone / limit_conn_zone: the process-wide limit state (newproxy/engine/limits.py).
+        self.zones = Zones(
+            req={z.name: ReqZone(z, self.template(z.key)) for z in config.limit_req_zones},
+            conn={z.name: ConnZone(z, self.template(z.key)) for z in config.limit_conn_zones},
+            rate_set="limit_rate" in self.captures,
+        )
+        for group in groups.values():  # hash KEY: a complex value, rendered per request
+            if group.hash_key is not None:
+                group.key_template = self.template(group.hash_key)
 
     def template(self, text: str) -> Template:
         return Template(text, self.captures, self.computed)
@@ -255,10 +288,34 @@ class ConfigCompiler:
         if template.single is not None and getattr(template.single, "is_capture", False):
             template.single = parts[0]  # type: ignore[assignment]
 
-    def proxy(self, config: ProxyConfig, location_path: str) -> CompiledProxy:
-        headers = [(h.name.encode("latin-1"), self.template(h.value)) for h in config.headers]
+    def header_program(self, config: ResponseHeadersConfig | None) -> HeaderProgram | None:
+        """The headers filter of a location, or None when it has nothing to do (no per-response cost)."""
+        if config is None or (config.expires is None and not config.add and not config.trailers):
+            return None
+        self.header_programs += 1
+        expires = None
+        if config.expires is not None:
+            e = config.expires
+            expires = ExpiresRule(e.mode, e.seconds, self.template(e.value) if e.value is not None else None)
+
+        def compile_add(items: list[AddHeaderConfig], replacing: bool) -> list[AddHeader]:
+            out = []
+            for item in items:
+                lower = item.name.lower().encode("latin-1")
+                # add_header ETag/Last-Modified replace the response's own; add_trailer only appends.
+                kind = REPLACE if replacing and lower in (b"etag", b"last-modified") else ADD
+                out.append(AddHeader(item.name.encode("latin-1"), lower, self.template(item.value), item.always, kind))
+            return out
+
+        headers, trailers = compile_add(config.add, True), compile_add(config.trailers, False)
+        has_always = any(h.always for h in headers) or any(t.always for t in trailers)
+        return HeaderProgram(expires, headers, trailers, has_always)
+
+    def proxy(self, config: ProxyConfig, location_path: str,
+              headers: HeaderProgram | None = None, gzip: CompiledGzip | None = None) -> CompiledProxy:
+        set_headers = [(h.name.encode("latin-1"), self.template(h.value)) for h in config.headers]
         sent = []
-        for name, value in headers:
+        for name, value in set_headers:
             if value.text == "":
                 continue  # only hides the client's header of that name
             line = None if value.constant is None else name + b": " + value.constant.encode("latin-1") + b"\r\n"
@@ -267,28 +324,46 @@ class ConfigCompiler:
             config=config,
             group=self.groups[config.upstream],
             headers=sent,
-            suppressed=frozenset(name.lower() for name, _ in headers),
+            suppressed=frozenset(name.lower() for name, _ in set_headers),
             uri=config.uri,
             location_path=location_path,
             version_suffix=f" HTTP/{config.http_version}\r\n".encode(),
-            relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers)),
+            relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers),
+                                headers=headers, pass_through=config.pass_through, gzip=gzip,
+                                rewrites=HeaderRewrites.build(compile_rules(config.redirects, self.template),
+                                                              compile_rules(config.cookie_domains, self.template),
+                                                              compile_rules(config.cookie_paths, self.template))),
         )
 
     def compiled_location(self, config: LocationConfig) -> CompiledLocation:
         error_pages = self.error_pages(config.error_pages)
         intercepts = config.proxy is not None and config.proxy.intercept_errors and error_pages is not None
+        headers = self.header_program(config.headers)
+        gzip = compile_gzip(config.gzip)
+        if gzip is not None:
+            self.gzips += 1
         return CompiledLocation(
             config=config,
             rewrite=self.rewrite(config.rewrite, config.path),
-            proxy=self.proxy(config.proxy, config.path) if config.proxy else None,
+            proxy=self.proxy(config.proxy, config.path, headers, gzip) if config.proxy else None,
             default_type=config.default_type.encode(),
             types=self.mime[config.types],
             client_max_body_size=config.client_max_body_size,
+            limits=self.zones.compile(config.limits, self.template) if config.limits is not None else None,
             error_pages=error_pages,
             internal=config.internal,
             try_files=self.try_files(config.try_files) if config.try_files is not None else None,
             intercept=frozenset(error_pages) if intercepts and error_pages is not None else frozenset(),
+            headers=headers,
+            gzip=gzip,
+            access=self.access(config.access),
+            real_ip=compile_realip(config.real_ip) if config.real_ip is not None else None,
         )
+
+    def access(self, config: AccessConfig | None) -> CompiledAccess | None:
+        if config is None:
+            return None
+        return compile_access(config, self.template, self.computed, self.captures)
 
     def try_files(self, config: TryFilesConfig) -> CompiledTryFiles:
         files = [(self.template(f[:-1] if f.endswith("/") else f), f.endswith("/")) for f in config.files]
@@ -318,7 +393,10 @@ class ConfigCompiler:
             match=config.match,
             path=config.path,
             value=compiled,
-            auto_redirect=config.proxy is not None,
+            # A fallback location matches "/path" for "/path/" only where nginx would redirect it
+            # (the engine then hands the request to legacy, which makes the redirect).
+            auto_redirect=config.proxy is not None and (not config.proxy.pass_through
+                                                        or config.proxy.legacy_auto_redirect),
             regex=regex,
             children=LocationLevel.build(children) if children else None,
         )
@@ -335,8 +413,19 @@ class ConfigCompiler:
             default_type=config.default_type.encode(),
             types=self.mime[config.types],
             client_max_body_size=config.client_max_body_size,
+            limits=self.zones.compile(config.limits, self.template) if config.limits is not None else None,
             error_pages=self.error_pages(config.error_pages),
+            headers=self.header_program(config.headers),
+            gzip=self._server_gzip(config.gzip),
+            access=self.access(config.access),
+            real_ip=compile_realip(config.real_ip) if config.real_ip is not None else None,
         )
+
+    def _server_gzip(self, config: GzipConfig | None) -> CompiledGzip | None:
+        gzip = compile_gzip(config)
+        if gzip is not None:
+            self.gzips += 1
+        return gzip
 
 
 def primary_name(names: list[str]) -> str:

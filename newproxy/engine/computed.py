@@ -11,7 +11,8 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Callable
 
-from newproxy.config import GeoConfig, MapConfig, SplitClientsConfig
+from newproxy.config import GeoConfig, MapConfig, MapEntryConfig, SplitClientsConfig
+from newproxy.engine import trace
 from newproxy.engine.context import set_captures
 from newproxy.engine.regex import compile_regex
 
@@ -42,6 +43,14 @@ def _cached(name: str, compute: Getter, volatile: bool = False) -> Getter:
 
 
 def compile_map(config: MapConfig, template: TemplateFactory) -> Getter:
+    """A map as a variable getter (cached per request unless volatile); traced for coverage when a
+    tracer is set at compile time."""
+    tracer = trace.tracer
+    compute = _plain_map(config, template) if tracer is None else _traced_map(config, template, tracer)
+    return _cached(config.variable, compute, config.volatile)
+
+
+def _plain_map(config: MapConfig, template: TemplateFactory) -> Getter:
     """ngx_http_map_find: exact (case ignored), head wildcards (longest), tail wildcards, regexes, default."""
     source = template(config.source_value)
     exact: dict[str, Template] = {}
@@ -91,7 +100,44 @@ def compile_map(config: MapConfig, template: TemplateFactory) -> Getter:
                 return result.render(ctx)
         return default.render(ctx)
 
-    return _cached(config.variable, compute, config.volatile)
+    return compute
+
+
+def _entry_order(entry: MapEntryConfig) -> tuple[int, int]:
+    """nginx's lookup order: exact keys, head wildcards (longest first), tail wildcards (longest
+    first), then regexes in config order (a stable sort keeps it)."""
+    if entry.kind == "exact":
+        return (0, 0)
+    if entry.kind == "hostname":
+        key = entry.key
+        if key.startswith(("*.", ".")):
+            return (1, -len(key.lstrip("*")))
+        if key.endswith(".*"):
+            return (2, -len(key))
+        return (0, 0)
+    return (3, 0)
+
+
+_MISS = "\x00no entry"
+
+
+def _traced_map(config: MapConfig, template: TemplateFactory, tracer: trace.Tracer) -> Getter:
+    """The map as coverage sees it: each entry also compiled alone, so that the entry that answers
+    is known (the first, in nginx's order, that gives a value); None for the default."""
+    whole = _plain_map(config, template)
+    singles = [(entry, _plain_map(config.model_copy(update={"entries": [entry], "default": _MISS}), template))
+               for entry in sorted(config.entries, key=_entry_order)]
+
+    def compute(ctx: RequestContext) -> str:
+        value = whole(ctx)
+        for entry, single in singles:
+            if single(ctx) != _MISS:
+                tracer("map", config.source, entry.source)
+                return value
+        tracer("map", config.source, None)
+        return value
+
+    return compute
 
 
 def murmur_hash2(data: bytes) -> int:

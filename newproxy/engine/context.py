@@ -38,6 +38,26 @@ class RequestContext:
     method: bytes | None = None  # the method after an error_page redirect made it GET
     error_page: bool = False  # r->error_page: an error_page has been followed (recursive_error_pages off)
     err_status: int = 0  # r->err_status: the status an error_page answers with (0: the target's own)
+    # Access phase (newproxy/engine/access.py, realip.py). real_ip: the connection's own address once
+    # a trusted header replaced Request.client_addr ($realip_remote_addr), None before.
+    realip_from: tuple[str, int] | None = None
+    # r->headers_out.www_authenticate: the WWW-Authenticate values a 401 from auth_basic/auth_request put
+    # in the answer (kept across error_page, as in nginx); None when there are none.
+    www_authenticate: list[bytes] | None = None
+    subrequest: bool = False  # an auth_request subrequest: no access phase (r != r->main)
+    # An auth_request subrequest's upstream answer (status, headers), for $upstream_* in auth_request_set.
+    upstream_answer: tuple[int, list[tuple[bytes, bytes]]] | None = None
+    gzip_filtered: bool = False  # the static handler ran the gzip filter itself (before the range filter)
+    last_modified: int = -1  # r->headers_out.last_modified_time of a file answer: what `expires modified` uses
+    # A 416 made by the range filter, which runs after the headers filter: that one saw a 200 first.
+    range_rejected: bool = False
+    # r->main->limit_req_status / limit_conn_status (newproxy/engine/limits.py): 0 until a limit applied;
+    # once set, the preaccess limits are not applied again after an internal redirect.
+    limit_req_status: int = 0
+    limit_conn_status: int = 0
+    holds: object = None  # the limit_conn counts this request holds (limits.Holds), released at its end
+    static_file: tuple[str, object] | None = None  # (path, stat) of a file answered from the file cache
+    start_sec: int = 0  # nginx's r->start_sec, kept when limit_req delays the request (0: now is close enough)
 
 
 def set_captures(ctx: RequestContext, match: re.Match[str]) -> None:

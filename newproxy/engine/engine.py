@@ -1,7 +1,8 @@
 """The request pipeline, in nginx's phase order, with no IO.
 
-server selection -> server rewrite -> find location (413 check, auto-redirect) -> location
-rewrite -> content (proxy_pass, or the 404 a location without content gives).
+server selection -> post-read (real_ip) -> server rewrite -> find location (413 check,
+auto-redirect) -> location rewrite -> preaccess (real_ip, limit_req, limit_conn) -> access
+(allow/deny, auth_basic, auth_request; satisfy) -> try_files -> content (proxy_pass, or files).
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import os
 import stat
 
 from newproxy.config import NewproxyConfig
-from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer, CompiledTryFiles, ConfigCompiler
-from newproxy.engine import rewrite, static
+from newproxy.engine.compiled import (CompiledLocation, CompiledProxy, CompiledReturn, CompiledServer,
+                                     CompiledTryFiles, ConfigCompiler)
+from newproxy.engine import access, gzip, limits, realip, rewrite, static, trace
+from newproxy.engine.headers import filter_answer
 from newproxy.engine.context import RequestContext, set_captures
-from newproxy.engine.proxy import upstream_head
+from newproxy.engine.logformat import LogPlan
+from newproxy.engine.memo import StaticMemo
+from newproxy.engine.proxy import pass_through_body, pass_through_head, upstream_head
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
 from newproxy.engine.servers import InvalidHost, ServerRouter, normalise_host
-from newproxy.engine.types import ProxyPass, Request, Response
+from newproxy.engine.types import AuthSubrequest, Delayed, LocationFix, ProxyPass, Request, Response, Result
 from newproxy.engine.upstreams import UpstreamGroup
 from newproxy.engine.uri import BadRequest, parse_target
 
@@ -30,8 +35,14 @@ class Engine:
         self.config = config
         self.upstream_groups: dict[str, UpstreamGroup] = {u.name: UpstreamGroup(u) for u in config.upstreams}
         self.maker = ResponseMaker(config.server_tokens)
+        self.memo: StaticMemo | None = StaticMemo(self.maker.date)
         compiler = ConfigCompiler(config, self.upstream_groups, self.maker)
         compiled = [(server, compiler.server(server)) for server in config.servers]
+        self.log_plan = LogPlan(config, compiler.captures, compiler.computed)  # access_log, for the IO layer
+        self.filters_headers = compiler.header_programs > 0  # expires/add_header/add_trailer anywhere
+        self.gzips = compiler.gzips > 0  # gzip on anywhere
+        self.zones = compiler.zones  # limit_req/limit_conn state (newproxy/engine/limits.py)
+        self.limits_on = self.zones.compiled > 0 or self.zones.rate_set  # False: no limits work per request
         self.router: ServerRouter[CompiledServer] = ServerRouter(compiled)
         self.merge_slashes_everywhere = all(server.merge_slashes for server in config.servers)
         ipv6only = {
@@ -43,8 +54,40 @@ class Engine:
 
     # -- entry points for the IO layer -------------------------------------------------------
 
-    def error_response(self, status: int, request: Request | None, keepalive: bool) -> Response:
-        return self.maker.error(status, request, keepalive)
+    def error_response(self, status: int, request: Request | None, keepalive: bool,
+                       local_addr: tuple[str, int] | None = None) -> Response:
+        """An error the IO layer found (``request`` None when the request line itself was bad; then
+        ``local_addr``, the connection's address, tells the default server)."""
+        if status == 497 and request is not None:  # plain HTTP on an ssl port: the server's error_page applies
+            ctx = self._context(request)
+            if isinstance(ctx, RequestContext):
+                request.keepalive = False
+                page = self._fail(ctx, 497)
+                if isinstance(page, Response):
+                    return self._output(ctx, page)  # type: ignore[return-value]
+        answer = self.maker.error(status, request, keepalive)
+        if status == 413 and request is not None and self.filters_headers:
+            # client_max_body_size: found once the location was, whose headers filter applies.
+            ctx = self._context(request)
+            if isinstance(ctx, RequestContext):
+                ctx.location = self._find_location(ctx)
+                return filter_answer(answer, ctx, self.maker.date.second)  # type: ignore[return-value]
+        return self._early(answer, request, local_addr)
+
+    def _early(self, answer: Response, request: Request | None, local_addr: tuple[str, int] | None = None
+               ) -> Response:
+        """An error before a server was chosen (a bad request line, Host, header): nginx answers with
+        the default server's configuration, so its ``always`` headers apply."""
+        if not self.filters_headers:
+            return answer
+        address = request.local_addr if request is not None else local_addr
+        if address is None:
+            return answer
+        server = self.router.table_for(*address).default
+        if server.headers is None or answer.close_without_response:
+            return answer
+        answer.head = server.headers.apply(answer.head, answer.status, None, self.maker.date.second)
+        return answer
 
     def max_body_size(self, request: Request) -> int:
         """The client_max_body_size that applies while reading the request body (0: no limit).
@@ -57,15 +100,48 @@ class Engine:
         if isinstance(ctx, Response):
             return 0
         location = self._find_location(ctx)
+        ctx.location = location  # a 413 while reading the body is logged by this location's access_log
         if ctx.server.rewrite or location is None or location.rewrite or location.proxy is None:
             return 0
         return location.client_max_body_size
 
-    def handle(self, request: Request) -> Response | ProxyPass:
+    def handle(self, request: Request) -> Result:
+        memo = self.memo
+        if memo is not None:
+            remembered = memo.lookup(request)
+            if remembered is not None:
+                return remembered
         ctx = self._context(request)
         if isinstance(ctx, Response):
-            return ctx
-        return self._serve(ctx, _SERVER_REWRITE)
+            return self._early(ctx, request)
+        if ctx.server.real_ip is not None:  # realip's post-read handler, with the server's settings
+            realip.apply(ctx, ctx.server.real_ip)
+        answer = self._output(ctx, self._serve(ctx, _SERVER_REWRITE))
+        if memo is not None and ctx.static_file is not None and type(answer) is Response and answer.status == 200:
+            memo.store(request, ctx, answer, *ctx.static_file)  # type: ignore[arg-type]
+        return answer
+
+    def subrequest(self, sub: RequestContext) -> Result:
+        """An auth_request subrequest (newproxy/engine/access.py): the phases from server rewrite, without
+        access and without the output filters (its answer is not sent)."""
+        return self._serve(sub, _SERVER_REWRITE)
+
+    def _output(self, ctx: RequestContext, answer: Result) -> Result:
+        """The output filters over what the phases answered; a limit_req delay gets them over the
+        answer it resumes with."""
+        if isinstance(answer, Delayed):
+            resume = answer.resume
+            return Delayed(answer.seconds, lambda: self._output(ctx, resume()))
+        if isinstance(answer, AuthSubrequest):  # the filters run over the answer it resumes with
+            resume_auth = answer.resume
+            return AuthSubrequest(answer.proxy, lambda status, headers: self._output(ctx, resume_auth(status, headers)))
+        if self.filters_headers and not isinstance(answer, ProxyPass):  # proxied: in client_response_head
+            answer = filter_answer(answer, ctx, self.maker.date.second)  # type: ignore[arg-type]
+        if self.gzips and isinstance(answer, Response):  # after the headers filter, as in nginx
+            self._gzip(ctx, answer)
+        if self.limits_on:
+            limits.finish(ctx, answer, self.zones)
+        return answer
 
     def _serve(self, ctx: RequestContext, entry: int) -> Response | ProxyPass:
         """The phases from ``entry``: the server rewrite phase (a new request, or an internal redirect),
@@ -84,6 +160,8 @@ class Engine:
                     found = ctx.server.locations.find(ctx.uri)
                     location = found.value if found is not None else None
                     ctx.location = location
+                    if trace.tracer is not None and location is not None:
+                        trace.tracer("location", location.config.source, None)
                     # ngx_http_core_find_config_phase's order: internal, then 413, then auto_redirect.
                     if found is not None and found.match is not None:
                         set_captures(ctx, found.match)
@@ -94,10 +172,15 @@ class Engine:
                         return self._fail(ctx, 413)
                     if found is not None and found.redirect:
                         assert location is not None
+                        if location.proxy is not None and location.proxy.config.pass_through:
+                            return self._fallback(ctx, location.proxy)
                         target = location.config.path + ("?" + ctx.args if ctx.args else "")
                         return self._redirect(ctx, 301, target)
                     if location is None:
-                        return self._static(ctx)
+                        if ctx.server.limits is not None:  # preaccess with the server's own settings
+                            return limits.preaccess(ctx, ctx.server.limits, self.zones, self._fail,
+                                                    lambda: self._no_location(ctx))
+                        return self._no_location(ctx)
                 entry = _FIND
                 location = ctx.location
                 assert location is not None
@@ -116,12 +199,36 @@ class Engine:
                     return self._fail(ctx, 500)
         except rewrite.RewriteError:
             return self._fail(ctx, 500)
+        if location.real_ip is not None:  # preaccess: realip with the location's settings, before the limits
+            realip.apply(ctx, location.real_ip)
+        if location.limits is not None:  # the preaccess phase: limit_req, limit_conn (newproxy/engine/limits.py)
+            return limits.preaccess(ctx, location.limits, self.zones, self._fail,
+                                    lambda: self._after_preaccess(ctx, location))
+        return self._after_preaccess(ctx, location)
+
+    def _after_preaccess(self, ctx: RequestContext, location: CompiledLocation) -> Result:
+        """The phases after preaccess: access (newproxy/engine/access.py), then try_files and content."""
+        if location.access is not None and not ctx.subrequest:
+            return access.run(self, ctx, location.access, lambda: self._after_access(ctx, location))
+        return self._after_access(ctx, location)
+
+    def _no_location(self, ctx: RequestContext) -> Result:
+        """No location matched: the access phase with the server's settings, then the static handler."""
+        if ctx.server.access is not None and not ctx.subrequest:
+            return access.run(self, ctx, ctx.server.access, lambda: self._static(ctx))
+        return self._static(ctx)
+
+    def _after_access(self, ctx: RequestContext, location: CompiledLocation) -> Result:
+        """try_files, then the content handler (proxy_pass, or files)."""
+        request = ctx.request
         if location.try_files is not None:
             redirected = self._try_files(ctx, location.try_files)
             if redirected is not None:
                 return redirected
         if location.proxy is not None:
             proxy = location.proxy
+            if proxy.config.pass_through:
+                return self._fallback(ctx, proxy)
             ctx.proxy_host = proxy.config.proxy_host
             return ProxyPass(
                 upstream=proxy.group,
@@ -134,6 +241,7 @@ class Engine:
                 status_override=ctx.err_status,
                 context=ctx,
                 intercept=location.intercept,
+                balance_key=_balance_key(proxy.group, ctx) if proxy.group.needs_key else b"",
             )
         return self._static(ctx)
 
@@ -162,6 +270,8 @@ class Engine:
             if named is None:
                 return self._fail(ctx, 500)
             ctx.location = named
+            if trace.tracer is not None:
+                trace.tracer("location", named.config.source, None)
             ctx.uri_changed = False
             return self._serve(ctx, _NAMED)
         uri, _, args = fallback.partition("?")
@@ -185,7 +295,15 @@ class Engine:
         ctx = pp.context
         if not isinstance(ctx, RequestContext):
             return self.maker.error(status, pp.request, pp.keepalive)
-        return self._fail(ctx, status)
+        return self._output(ctx, self._fail(ctx, status))
+
+    @staticmethod
+    def _gzip(ctx: RequestContext, answer: Response) -> None:
+        """nginx's gzip filter over a response the engine made, with the final location's settings
+        (static files ran it themselves, before the range filter)."""
+        where = ctx.location if ctx.location is not None else ctx.server
+        if where.gzip is not None and not ctx.gzip_filtered:
+            gzip.filter_response(where.gzip, ctx.request, ctx.method or ctx.request.method, answer)
 
     def _fail(self, ctx: RequestContext, status: int) -> Response | ProxyPass:
         """ngx_http_special_response_handler: the error_page for ``status`` if there is one, else the
@@ -217,6 +335,8 @@ class Engine:
                 ctx.err_status = 0
                 return self.maker.error(500, request, request.keepalive)
             ctx.location = named
+            if trace.tracer is not None:
+                trace.tracer("location", named.config.source, None)
             ctx.uri_changed = False
             return self._serve(ctx, _NAMED)
         uri, _, args = target.partition("?")
@@ -267,9 +387,33 @@ class Engine:
             uri_needs_escape=target.needs_escape,
             redirect_host=host,
         )
+        request.context = ctx  # the log phase reads the context the request ended with
+        if trace.tracer is not None:
+            trace.tracer("server", server.config.source, None)
         if name_match is not None:
             set_captures(ctx, name_match)
         return ctx
+
+    def log_context(self, request: Request | None, local_addr: tuple[str, int]) -> tuple[RequestContext | None, object, bool]:
+        """The log phase of a request the front end answered itself (400, 414...): the context and
+        server nginx would log it with (the server chosen by Host, else the address's default), and
+        whether nginx had read only the request line (a bad URI is refused before the headers)."""
+        if request is not None:
+            ctx = request.context if isinstance(request.context, RequestContext) else self._context(request)
+            if isinstance(ctx, RequestContext):
+                return ctx, ctx.server.config, False
+            default = self.router.table_for(*local_addr).default
+            try:  # no usable Host: nginx logs with the default server and the URI it parsed
+                target = parse_target(request.target, default.config.merge_slashes)
+            except BadRequest:
+                ctx = RequestContext(request=request, server=default, host=default.primary_name, uri="", args="",
+                                     request_uri="", uri_needs_escape=False, redirect_host="")
+                return ctx, default.config, True
+            ctx = RequestContext(request=request, server=default, host=default.primary_name, uri=target.uri,
+                                 args=target.args, request_uri=target.request_uri,
+                                 uri_needs_escape=target.needs_escape, redirect_host="")
+            return ctx, default.config, False
+        return None, self.router.table_for(*local_addr).default.config, False
 
     def _find_location(self, ctx: RequestContext) -> CompiledLocation | None:
         found = ctx.server.locations.find(ctx.uri)
@@ -297,6 +441,37 @@ class Engine:
             return self.maker.error(status, ctx.request, ctx.request.keepalive, location=self._absolute(ctx, target))
         return self.maker.error(status, ctx.request, ctx.request.keepalive, absolute_location=target.encode("latin-1"))
 
+    def _fallback(self, ctx: RequestContext, proxy: CompiledProxy) -> ProxyPass:
+        """The strangler fallback: the client's request, as received, to the legacy nginx, which runs
+        the original config on it from the start (server rewrites, internal redirects and all)."""
+        request = ctx.request
+        # What legacy's header filter writes for a relative Location (absolute_redirect on,
+        # port_in_redirect on): http://, the client's Host (its server_name with
+        # server_name_in_redirect; without a Host, the address the connection reached: the legacy
+        # peer's), legacy's port unless 80. The client should see what nginx would have written on
+        # newproxy's address instead.
+        peer = self.config.upstream(proxy.config.upstream).servers[0]
+        local_host, local_port = request.local_addr
+        hosts = {ctx.redirect_host.encode("latin-1"): ctx.redirect_host.encode("latin-1")} if ctx.redirect_host \
+            else {peer.host.lower().encode("latin-1"): local_host.encode("latin-1")}
+        server_name = ctx.server.primary_name
+        if server_name and not server_name.startswith("~"):
+            hosts.setdefault(server_name.encode("latin-1"), server_name.encode("latin-1"))
+        default_port = 443 if request.scheme == "https" else 80
+        fix = LocationFix(hosts, b"" if peer.port == 80 else b":%d" % peer.port, request.scheme.encode() + b"://",
+                          b"" if local_port == default_port else b":%d" % local_port)
+        return ProxyPass(
+            upstream=proxy.group,
+            head=pass_through_head(request),
+            body=pass_through_body(request),
+            proxy=proxy.config,
+            request=request,
+            keepalive=request.keepalive,
+            relay=proxy.relay,
+            context=ctx,
+            location_rewrite=fix,
+        )
+
     @staticmethod
     def _absolute(ctx: RequestContext, path: str) -> bytes:
         request = ctx.request
@@ -316,3 +491,11 @@ def _declared_length(request: Request) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+def _balance_key(group: UpstreamGroup, ctx: RequestContext) -> bytes:
+    """What ip_hash or hash balances by: the client address, or the key rendered now (after rewrites)."""
+    template = group.key_template
+    if template is None:
+        return ctx.request.client_addr[0].encode("latin-1")
+    return template.render(ctx).encode("latin-1")

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newproxy.engine.context import RequestContext
+from newproxy.engine.gzip import CompiledGzip, rewrite_head
+from newproxy.engine.headers import HeaderProgram
+from newproxy.engine.redirects import HeaderRewrites, absolute_location, rewrite_header
 from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.status import REASONS
-from newproxy.engine.types import ProxyPass
+from newproxy.engine.types import LocationFix, ProxyPass, Request
 
 if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledProxy
@@ -31,6 +34,10 @@ class ResponseRelay:
 
     maker: ResponseMaker
     hidden: frozenset[bytes]  # lower-case proxy_hide_header names
+    pass_through: bool = False  # the strangler fallback: relay the legacy nginx's head as it is
+    rewrites: HeaderRewrites | None = None  # proxy_redirect, proxy_cookie_domain/_path; None: none
+    headers: HeaderProgram | None = None  # the location's expires/add_header/add_trailer
+    gzip: CompiledGzip | None = None  # the location's gzip filter; None: gzip off (no cost)
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
 _ESCAPE = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
@@ -70,6 +77,27 @@ def upstream_uri(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
     return uri
 
 
+def pass_through_head(request: Request) -> bytes:
+    """The strangler fallback's upstream request: the client's request line and headers as received
+    (raw target, not a re-encoded $uri; Host, Connection and every other header in their order and
+    case), so the legacy nginx runs its whole config on exactly what the client sent."""
+    parts = [request.method, b" ", request.target, b" HTTP/", request.version, b"\r\n"]
+    for name, value in request.headers:
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def pass_through_body(request: Request) -> bytes:
+    """The body as the client framed it: a chunked request (decoded by the front end) is chunked
+    again, in one chunk, since its Transfer-Encoding header is passed on unchanged."""
+    for name, value in request.headers:
+        if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            body = request.body
+            return (b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n") if body else b"0\r\n\r\n"
+    return request.body
+
+
 def upstream_head(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
     parts = [ctx.method or ctx.request.method, b" ", upstream_uri(ctx, proxy), proxy.version_suffix]
     for line, prefix, template in proxy.headers:
@@ -92,6 +120,8 @@ def client_response_head(
     pp: ProxyPass, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: str
 ) -> tuple[bytes, str]:
     """The head to send the client for an upstream response, and how to frame its body."""
+    if pp.relay.pass_through:
+        return _relay_as_is(pp, status, reason, headers, framing)
     maker = pp.relay.maker
     hidden = pp.relay.hidden
     if pp.status_override:  # error_page: nginx's own status line for the error code
@@ -99,6 +129,8 @@ def client_response_head(
     content_type: bytes | None = None
     content_length: bytes | None = None
     rest: list[bytes] = []
+    rewrites = pp.relay.rewrites
+    location_at = -1  # proxy_redirect: the last Location a rule rewrote (nginx's headers_out.location)
     for name, value in headers:
         low = name.lower()
         if low in hidden:
@@ -111,7 +143,16 @@ def client_response_head(
         elif low in _HOP_BY_HOP:
             continue
         else:
+            if rewrites is not None and low in rewrites.names:
+                value, rewritten_location = rewrite_header(rewrites, pp.context, low, value)
+                if rewritten_location:
+                    location_at = len(rest)
             rest.append(name + b": " + value + b"\r\n")
+    moved_location = None
+    if location_at >= 0 and rest[location_at][10:11] == b"/":
+        # A rewritten relative Location leaves its place: the header filter writes it absolute,
+        # after Content-Length (absolute_redirect on).
+        moved_location = absolute_location(pp.context, rest.pop(location_at)[10:-2])
     client_framing = framing
     chunked = False
     if framing in ("chunked", "close"):
@@ -125,9 +166,137 @@ def client_response_head(
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if content_length is not None and framing in ("length", "none"):
         parts.append(b"Content-Length: " + content_length + b"\r\n")
+    if moved_location is not None:
+        parts.append(b"Location: " + moved_location + b"\r\n")
     if chunked:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     parts.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
+    if pp.extra_head:
+        parts.append(pp.extra_head)
     parts.extend(rest)
     parts.append(b"\r\n")
-    return b"".join(parts), client_framing
+    head = b"".join(parts)
+    program = pp.relay.headers
+    if program is not None:
+        head, client_framing = _filter_headers(program, pp, status, head, headers, client_framing)
+    gz = pp.relay.gzip
+    if gz is not None:  # after the headers filter, as in nginx
+        head, client_framing = _gzip(gz, pp, head, client_framing)
+    return head, client_framing
+
+
+def _gzip(gz: CompiledGzip, pp: ProxyPass, head: bytes, framing: str) -> tuple[bytes, str]:
+    """nginx's gzip filter on a proxied response head. A compressed body is framed "gzip-chunked"
+    (HTTP/1.1) or "gzip-close" (HTTP/1.0): the upstream client streams it through a compressor."""
+    request = pp.request
+    ctx = pp.context
+    method = (ctx.method if isinstance(ctx, RequestContext) else None) or request.method
+    head, decision, _ = rewrite_head(gz, request, method, head, True)
+    if decision != 2 or framing == "none":
+        return head, framing
+    return head, "gzip-chunked" if request.version == b"1.1" else "gzip-close"
+
+
+def _filter_headers(program: HeaderProgram, pp: ProxyPass, status: int, head: bytes,
+                    upstream_headers: list[tuple[bytes, bytes]], framing: str) -> tuple[bytes, str]:
+    """The headers filter on a proxied response: expires (``modified`` counts from the upstream's
+    Last-Modified), add_header, and add_trailer, which makes an HTTP/1.1 body chunked (nginx's
+    chunked filter does so when a trailer is expected, dropping Content-Length)."""
+    from newproxy.engine.static import parse_http_time  # static imports the engine; late import
+
+    ctx = pp.context if isinstance(pp.context, RequestContext) else None
+    last_modified = -1
+    if program.expires is not None and program.expires.mode == "modified":
+        for name, value in upstream_headers:
+            if name.lower() == b"last-modified" and b"last-modified" not in pp.relay.hidden:
+                last_modified = parse_http_time(value)
+                break
+    head = program.apply(head, status, ctx, pp.relay.maker.date.second, last_modified)
+    if program.trailers and framing != "none" and pp.request.version == b"1.1":
+        lines = program.trailer_lines(status, ctx)
+        if lines is not None:
+            if framing == "length":
+                start = head.lower().find(b"\r\ncontent-length:")
+                if start >= 0:
+                    end = head.find(b"\r\n", start + 2)
+                    head = head[:start] + head[end:]
+                keep_alive = head.find(b"\r\nConnection: ")
+                head = head[:keep_alive] + b"\r\nTransfer-Encoding: chunked" + head[keep_alive:]
+                framing = "chunked"
+            pp.last_chunk = b"0\r\n" + lines + b"\r\n"
+    return head, framing
+
+
+def _fix_location(value: bytes, fix: LocationFix) -> bytes:
+    """``http://HOST[:PORT]rest`` with HOST one legacy writes for itself and PORT legacy's own:
+    the client's scheme, host and port instead; any other Location as it is."""
+    end = len(value)
+    for stop in (b"/", b"?", b"#"):
+        at = value.find(stop, 7)
+        if 0 <= at < end:
+            end = at
+    authority = value[7:end]
+    colon = authority.rfind(b":")
+    if colon >= 0 and not authority.endswith(b"]"):
+        host, port = authority[:colon], authority[colon:]
+    else:
+        host, port = authority, b""
+    own_host = fix.hosts.get(host.lower())
+    if own_host is None or port != fix.legacy_port:
+        return value
+    return fix.scheme + own_host + fix.port + value[end:]
+
+
+def _relay_as_is(
+    pp: ProxyPass, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: str
+) -> tuple[bytes, str]:
+    """The strangler fallback's client head: the legacy nginx's status line and headers in their
+    order, its Server and Date included (it made the response; normalising them would hide which
+    proxy answered). Only what belongs to the hop is newproxy's: Connection (closed when legacy
+    closes, as the original nginx would have closed the client's connection), Keep-Alive (only on a
+    kept connection) and the framing headers. A Location legacy made absolute with its own host and
+    port (``absolute_redirect``/``port_in_redirect``, nginx's defaults) gets the client's instead."""
+    client_framing = framing
+    chunked = False
+    if framing in ("chunked", "close"):
+        if pp.request.version == b"1.1":
+            client_framing, chunked = "chunked", True
+        else:
+            client_framing = "close"
+    rewrite = pp.location_rewrite
+    lines: list[bytes] = []
+    connection_at = -1
+    keep_alive_line = b""
+    legacy_close = False
+    for name, value in headers:
+        low = name.lower()
+        if low == b"connection":
+            legacy_close = legacy_close or b"close" in value.lower()
+            if connection_at < 0:
+                connection_at = len(lines)
+                lines.append(b"")  # filled in below, in legacy's place
+            continue
+        if low == b"transfer-encoding":
+            if chunked:
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+                chunked = False  # written
+            continue
+        if low == b"keep-alive":
+            keep_alive_line = name + b": " + value + b"\r\n"
+            continue
+        if low == b"content-length" and framing not in ("length", "none"):
+            continue
+        if rewrite is not None and low == b"location" and value.startswith(b"http://"):
+            value = _fix_location(value, rewrite)
+        lines.append(name + b": " + value + b"\r\n")
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if legacy_close:
+        pp.keepalive = False  # read by the IO layer when the response is done
+    keepalive = pp.keepalive and client_framing != "close"
+    connection = b"Connection: keep-alive\r\n" + keep_alive_line if keepalive else b"Connection: close\r\n"
+    if connection_at >= 0:
+        lines[connection_at] = connection
+    else:
+        lines.append(connection)
+    return b"".join([b"HTTP/1.1 %d " % status + reason + b"\r\n", *lines, b"\r\n"]), client_framing

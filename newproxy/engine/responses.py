@@ -29,6 +29,13 @@ class DateHeader:
         self._second = -1
         self._line = b""
 
+    @property
+    def second(self) -> int:
+        """The time (whole seconds) of the Date header last written: what expires counts from."""
+        if self._second < 0:
+            self.line()
+        return self._second
+
     def line(self) -> bytes:
         now = int(time.time())
         if now != self._second:

@@ -25,6 +25,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Union
 
+from newproxy.engine import trace
 from newproxy.engine.context import RequestContext, set_captures
 from newproxy.engine.types import Response
 from newproxy.engine.variables import Template
@@ -65,6 +66,8 @@ class CompiledIf:
 
 
 Step = Union["CompiledReturn", CompiledRewrite, CompiledSet, CompiledBreak, CompiledIf]
+
+_STEP_KINDS: dict[type, str] = {CompiledSet: "set", CompiledBreak: "break"}
 
 # What ends the phase without a response.
 _GO_ON, _STOP = 0, 1
@@ -119,8 +122,11 @@ def run(actions: Actions, ctx: RequestContext, steps: list[Step]) -> Response | 
 
 
 def _run(actions: Actions, ctx: RequestContext, steps: list[Step]) -> object:
+    tracer = trace.tracer
     for step in steps:
         kind = type(step)
+        if tracer is not None:
+            _trace_step(tracer, ctx, step)
         if kind is CompiledRewrite:
             match = step.regex.search(ctx.uri)  # type: ignore[union-attr]
             if match is None:
@@ -151,6 +157,20 @@ def _run(actions: Actions, ctx: RequestContext, steps: list[Step]) -> object:
         else:  # return
             return actions.rewrite_return(ctx, step)  # type: ignore[arg-type]
     return _GO_ON
+
+
+def _trace_step(tracer: trace.Tracer, ctx: RequestContext, step: Step) -> None:
+    """Report a step about to run; for a rewrite, whether its regex matches, for an if, whether it
+    is taken (evaluated here on a copy of the captures, so the real run is unchanged)."""
+    kind = type(step)
+    if kind is CompiledRewrite:
+        tracer("rewrite", step.source, step.regex.search(ctx.uri) is not None)  # type: ignore[union-attr]
+    elif kind is CompiledIf:
+        captures = ctx.captures
+        tracer("if", step.source, step.test(ctx))  # type: ignore[union-attr]
+        ctx.captures = captures
+    else:
+        tracer(_STEP_KINDS.get(kind, "return"), step.source, None)  # type: ignore[union-attr]
 
 
 def _rewrite(actions: Actions, ctx: RequestContext, step: CompiledRewrite, match: re.Match[str]) -> object:

@@ -24,8 +24,10 @@ import itertools
 import os
 import stat
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from newproxy.engine import gzip
 from newproxy.engine.status import status_line
 from newproxy.engine.types import FileResponse, Response
 from newproxy.engine.variables import Template
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledLocation, CompiledServer
     from newproxy.engine.context import RequestContext
     from newproxy.engine.engine import Engine
+    from newproxy.engine.gzip import CompiledGzip
     from newproxy.engine.responses import ResponseMaker
     from newproxy.engine.types import ProxyPass
 
@@ -111,7 +114,8 @@ def serve(engine: Engine, ctx: RequestContext) -> Response | FileResponse | Prox
             st = os.stat(path)
         except OSError:
             st = None  # the open below answers as nginx would
-        if st is not None and _cache_key(st) == cached[0]:
+        if st is not None and file_identity(st) == cached[0]:
+            ctx.static_file = (path, st)  # for the static memo (newproxy/engine/memo.py)
             return _file_answer(engine, ctx, where, -1, st, static.etag, static.if_modified_since, cached[1])
     # ngx_open_cached_file: open (O_NONBLOCK), then fstat; EACCES on open is a 403 as in nginx.
     try:
@@ -132,6 +136,8 @@ def serve(engine: Engine, ctx: RequestContext) -> Response | FileResponse | Prox
             answer = engine._fail(ctx, 405)
         else:
             data = _cache_fill(path, fd, st)
+            if data is not None:
+                ctx.static_file = (path, st)
             answer = _file_answer(engine, ctx, where, fd, st, static.etag, static.if_modified_since, data)
     finally:
         if not isinstance(answer, FileResponse) or answer.fd != fd:
@@ -150,9 +156,16 @@ CACHE_FILE_MAX = 65536
 CACHE_ENTRIES = 2048
 CACHE_SETTLE = 2.0
 _CACHE: dict[str, tuple[tuple[int, int, int, int, int], bytes]] = {}
+_COMPRESSED: dict[tuple[bytes, int], bytes] = {}  # gzip: (a cached file's bytes, level) -> compressed
 
 
-def _cache_key(st: os.stat_result) -> tuple[int, int, int, int, int] | None:
+def has_conditionals(request_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request has a header the not_modified or range filter reads."""
+    return _conditionals(request_headers) is not _NONE
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int, int] | None:
+    """What tells one version of a cacheable file from another (None: not cacheable)."""
     if not (stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH):
         return None
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -162,7 +175,7 @@ def _cache_fill(path: str, fd: int, st: os.stat_result) -> bytes | None:
     """The file's bytes when it may be cached (then cached), else None."""
     if st.st_size > CACHE_FILE_MAX or time.time() - st.st_ctime < CACHE_SETTLE:
         return None
-    key = _cache_key(st)
+    key = file_identity(st)
     if key is None:
         return None
     data = os.pread(fd, st.st_size, 0)
@@ -252,14 +265,26 @@ def _file_answer(engine: Engine, ctx: RequestContext, where: CompiledLocation | 
         meta = _META[key] = (tag, b"ETag: " + tag + b"\r\n" if tag is not None else b"",
                              b"Last-Modified: " + _http_date(mtime) + b"\r\n")
     etag, etag_line, last_modified = meta
+    ctx.last_modified = mtime
     maker = engine.maker
     content_type = where.content_type(ctx.uri)
     head_only = (ctx.method or request.method) == b"HEAD"
     parts: list[bytes | tuple[int, int]] = [] if head_only or size == 0 else [(0, size)]
-    if ctx.err_status:
+    gz = where.gzip
+    if ctx.err_status and ctx.err_status != 200:
         # An error_page target: ngx_http_send_header puts r->err_status in place before the
-        # filters, so neither 304 nor ranges apply, and Last-Modified is dropped (not 200/206/304).
-        head = _head(maker, ctx.err_status, keepalive, content_type, size, b"", etag_line)
+        # filters, so neither 304 nor ranges apply, and Last-Modified is dropped (not 200/206/304);
+        # with "=200" it is served as any file (not_modified, range and Last-Modified apply).
+        vary = b""
+        if gz is not None:
+            ctx.gzip_filtered = True  # the engine's gzip filter must not look at this answer again
+            decision = gzip.file_decision(gz, request, ctx.err_status, content_type, size, etag is not None,
+                                          _added_headers(engine, ctx, where, ctx.err_status))
+            if decision == 2:
+                return _gzip_file(engine, ctx, gz, ctx.err_status, fd, size, data, content_type, b"", etag,
+                                  head_only)
+            vary = gzip.VARY if decision and gz.vary else b""
+        head = _head(maker, ctx.err_status, keepalive, content_type, size, b"", vary + etag_line)
         return _answer(ctx.err_status, head, fd, parts, keepalive, size, data)
     # not_modified filter
     ius = headers.get(b"if-unmodified-since")
@@ -276,6 +301,15 @@ def _file_answer(engine: Engine, ctx: RequestContext, where: CompiledLocation | 
         if not modified:
             head = _head(maker, 304, keepalive, None, None, last_modified, etag_line)
             return Response(304, head, b"", keepalive)
+    # gzip filter (before the range filter: a compressed answer has no ranges)
+    if gz is not None:
+        ctx.gzip_filtered = True
+        decision = gzip.file_decision(gz, request, 200, content_type, size, etag is not None,
+                                      _added_headers(engine, ctx, where, 200))
+        if decision == 2:
+            return _gzip_file(engine, ctx, gz, 200, fd, size, data, content_type, last_modified, etag, head_only)
+        if decision and gz.vary:
+            etag_line = gzip.VARY + etag_line  # Vary follows Connection, before the list headers
     # range filter
     answer = _ranges(engine, ctx, headers, size, mtime, etag, content_type, last_modified, etag_line, fd,
                      head_only, data)
@@ -283,6 +317,56 @@ def _file_answer(engine: Engine, ctx: RequestContext, where: CompiledLocation | 
         return answer
     head = _head(maker, 200, keepalive, content_type, size, last_modified, etag_line + _ACCEPT_RANGES)
     return _answer(200, head, fd, parts, keepalive, size, data)
+
+
+def _added_headers(engine: Engine, ctx: RequestContext, where: CompiledLocation | CompiledServer, status: int
+                   ) -> Callable[[], bytes] | None:
+    """What the location's headers filter (expires, add_header) adds to a 200, for gzip_proxied,
+    which nginx decides after that filter: computed only when a request with Via asks."""
+    program = where.headers
+    if program is None:
+        return None
+    return lambda: program.apply(b"HTTP/1.1 200 OK\r\n\r\n", status, ctx, engine.maker.date.second,
+                                 ctx.last_modified, True)
+
+
+def _gzip_file(engine: Engine, ctx: RequestContext, gz: CompiledGzip, status: int, fd: int, size: int,
+               data: bytes | None, content_type: bytes, last_modified: bytes, etag: bytes | None, head_only: bool
+               ) -> Response:
+    """A compressed file answer, compressed in memory (not sent with sendfile); chunked for HTTP/1.1,
+    until close for HTTP/1.0; a HEAD gets the head alone."""
+    request = ctx.request
+    chunked = not head_only and request.version == b"1.1"
+    keepalive = request.keepalive and (head_only or chunked)
+    maker = engine.maker
+    head = gzip.file_head(_STATUS_LINES.get(status) or status_line(status), maker.server_line, maker.date.line(),
+                          content_type, last_modified, etag, chunked, keepalive, gz.vary)
+    if head_only:
+        return Response(status, head, b"", keepalive)
+    if data is None:
+        # Read and compressed a MiB at a time: the memory held is the compressed body, not the file.
+        compressor = gz.compressor()
+        chunks = []
+        offset = 0
+        while offset < size:
+            piece = os.pread(fd, min(size - offset, 1 << 20), offset)
+            if not piece:
+                break  # the file shrank: compress what there is (the length is not promised)
+            chunks.append(compressor.compress(piece))
+            offset += len(piece)
+        chunks.append(compressor.flush())
+        body = b"".join(chunks)
+    else:
+        # A cached small file: its bytes object is the cache's, so (data, level) finds the
+        # compressed copy made for an earlier request (bytes cache their hash; equal is identity).
+        key = (data, gz.level)
+        body = _COMPRESSED.get(key)  # type: ignore[assignment]
+        if body is None:
+            body = gz.compress(data)
+            if len(_COMPRESSED) >= CACHE_ENTRIES:
+                _COMPRESSED.clear()
+            _COMPRESSED[key] = body
+    return Response(status, head, gzip.chunk(body) if chunked else body, keepalive)
 
 
 def _precondition_failed(engine: Engine, ctx: RequestContext) -> Response | FileResponse:
@@ -370,8 +454,14 @@ def _ranges(engine: Engine, ctx: RequestContext, headers: dict[bytes, bytes], si
     if not ranges:
         # ngx_http_range_not_satisfiable, then the special response: the 416 page with Content-Range.
         page = maker.error(416, request, keepalive)
+        ctx.range_rejected = True
         cut = page.head.rindex(b"\r\n\r\n")
         head = page.head[:cut + 2] + b"Content-Range: bytes */" + str(size).encode() + b"\r\n\r\n"
+        if etag_line.startswith(gzip.VARY):
+            # The gzip filter looked at the 200 first: r->gzip_vary outlives the special response.
+            at = head.index(b"\r\nConnection: ") + 2
+            at = head.index(b"\r\n", at) + 2
+            head = head[:at] + gzip.VARY + head[at:]
         return Response(416, head, page.body, page.keepalive)
     if len(ranges) == 1:
         start, end = ranges[0]

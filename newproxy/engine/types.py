@@ -8,7 +8,7 @@ or a ``ProxyPass`` (forward it upstream, then turn the upstream's answer into th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Union
 
 if TYPE_CHECKING:
     from newproxy.config import ProxyConfig
@@ -28,6 +28,24 @@ class Request:
     scheme: str = "http"
     # Set by the front end from the Connection header and the version (HTTP/1.1 defaults to keep-alive).
     keepalive: bool = True
+    # The engine's RequestContext once the request has been processed (the log phase reads it).
+    context: object = None
+    # The access-log record the IO layer fills for this request (newproxy/http/accesslog.py); None
+    # when no access_log is configured.
+    log: object = None
+    # The TLS session of the connection (newproxy/http/tls.py TlsInfo) for $ssl_* variables; None
+    # on plain connections.
+    tls: object = None
+
+
+@dataclass(slots=True, frozen=True)
+class TlsInfo:
+    """What nginx's $ssl_* variables read, taken once when a connection's handshake completes."""
+
+    protocol: str  # "TLSv1.3" ($ssl_protocol)
+    cipher: str  # OpenSSL's name, "TLS_AES_256_GCM_SHA384" ($ssl_cipher)
+    server_name: str  # the SNI name as sent, "" without SNI ($ssl_server_name)
+    session_reused: bool  # $ssl_session_reused: "r" or "."
 
 
 @dataclass(slots=True)
@@ -56,6 +74,24 @@ class FileResponse:
     parts: list[bytes | tuple[int, int]]
     keepalive: bool
     size: int  # the file's size when the engine looked at it
+    # limit_conn: called once when the answer is over (sent, or the connection lost); None: nothing held.
+    release: Callable[[], None] | None = None
+    # limit_rate / limit_rate_after (bytes per second; 0: no pacing), decided when the answer is made.
+    rate: RateLimit | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class LocationFix:
+    """A Location ``http://HOST[:PORT]...`` made by the legacy nginx for a relative redirect: HOST is
+    the Host it got, its server_name (``server_name_in_redirect``) or, without a Host, its own
+    address; PORT its own (omitted for 80). ``hosts`` maps such a host (lower case) to the one the
+    original nginx would have written; ``legacy_port`` is what legacy writes after it (b":8080" or
+    b""), ``scheme`` and ``port`` what the client used (b"http://", b":8000")."""
+
+    hosts: dict[bytes, bytes]
+    legacy_port: bytes
+    scheme: bytes
+    port: bytes
 
 
 @dataclass(slots=True)
@@ -74,3 +110,52 @@ class ProxyPass:
     context: object = None
     # proxy_intercept_errors: the upstream statuses that get the location's error_page instead.
     intercept: frozenset[int] = frozenset()
+    # limit_conn: called once when the exchange is over (after any error_page retry); None: nothing held.
+    release: Callable[[], None] | None = None
+    # limit_rate / limit_rate_after for the client's answer (None: not paced).
+    rate: RateLimit | None = None
+    # The end of a chunked body to the client: the last chunk, with add_trailer's trailers if any.
+    last_chunk: bytes = b"0\r\n\r\n"
+    # Fallback (pass_through): how to put the client's address back into a Location the legacy
+    # nginx made absolute with its own. None: Location is left alone.
+    location_rewrite: LocationFix | None = None
+    # ip_hash: the client address; hash: the rendered key (empty for the other methods).
+    balance_key: bytes = b""
+    # Header lines the request already holds for the client, written after Connection and before the
+    # upstream's: the WWW-Authenticate of a 401 whose error_page is proxied (newproxy/engine/access.py).
+    extra_head: bytes = b""
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """nginx's limit_rate for one answer: ``rate`` bytes per second once ``after`` bytes are sent.
+    ``start`` is the wall-clock second the request began (nginx's r->start_sec): nginx allows
+    ``rate * (now_sec - start + 1)`` bytes by whole second ``now_sec``, and waits sent/rate after each send."""
+
+    rate: int
+    after: int
+    start: int
+
+
+@dataclass(slots=True)
+class Delayed:
+    """limit_req delayed the request: the IO layer waits ``seconds`` (without blocking), then calls
+    ``resume`` for the answer, which may be any engine result. Nothing is held while waiting
+    (limit_conn counts after the delay, as in nginx), so a client gone meanwhile just drops it."""
+
+    seconds: float
+    resume: Callable[[], Result]
+
+
+@dataclass(slots=True)
+class AuthSubrequest:
+    """auth_request: the access phase waits for a subrequest that goes upstream. The IO layer runs
+    ``proxy`` like any ProxyPass but sends nothing to the client: it reads the response head (the
+    body is dropped), then calls ``resume(status, headers)`` (status 502/504 when the upstream
+    failed) for the answer, which may be any engine result, this one included."""
+
+    proxy: ProxyPass
+    resume: Callable[[int, list[tuple[bytes, bytes]]], Result]
+
+
+Result = Union[Response, FileResponse, ProxyPass, Delayed, AuthSubrequest]

@@ -1,17 +1,35 @@
-"""Upstream groups and nginx's smooth weighted round robin (ngx_http_upstream_round_robin.c).
+"""Upstream groups and nginx's balancing methods, peer for peer as nginx 1.22 chooses them.
+
+- round robin: ngx_http_upstream_round_robin.c (smooth weighted, backup set after the primary one);
+- least_conn: ngx_http_upstream_least_conn_module.c (fewest conns/weight, ties by round robin);
+- ip_hash: ngx_http_upstream_ip_hash_module.c (89/113/6271 over the first 3 octets of an IPv4
+  address or the 16 bytes of an IPv6 one, 20 tries then round robin);
+- hash / hash consistent: ngx_http_upstream_hash_module.c (crc32 with the rehash loop; ketama
+  points, 160 per weight unit, placed by the server's name as written);
+- random / random two: ngx_http_upstream_random_module.c (weighted ranges; the less loaded of two).
 
 Sans-IO: the IO layer asks a ``PeerSelection`` for the next peer to try and reports back whether
-it failed. State that nginx keeps per worker (current/effective weights, failure counts) is kept
-per process here too.
+it failed (``failed``) or not (``succeeded``, also when the client went away). State that nginx keeps
+per worker (current/effective weights, failure counts, connection counts) is kept per process here.
 """
 
 from __future__ import annotations
 
+import bisect
+import ipaddress
+import random
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from newproxy.config import UpstreamConfig, UpstreamServerConfig
+
+if TYPE_CHECKING:
+    from newproxy.engine.variables import Template
+
+_HASH_TRIES = 20  # nginx: after 20 unlucky hash/random picks, plain round robin decides
 
 
 @dataclass(slots=True, eq=False)
@@ -23,9 +41,12 @@ class Peer:
     max_fails: int
     fail_timeout: float
     down: bool
+    max_conns: int = 0
+    server: bytes = b""  # the address as written in the config: hash consistent's points
     current_weight: int = 0
     effective_weight: int = 0
     fails: int = 0
+    conns: int = 0
     accessed: float = 0.0
     checked: float = 0.0
 
@@ -35,13 +56,24 @@ class Peer:
         name = f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
         return cls(
             host=host, port=server.port, name=name, weight=server.weight, max_fails=server.max_fails,
-            fail_timeout=server.fail_timeout, down=server.down, effective_weight=server.weight,
+            fail_timeout=server.fail_timeout, down=server.down, max_conns=server.max_conns,
+            server=(server.name or name).encode("latin-1"), effective_weight=server.weight,
         )
 
 
 @dataclass(slots=True)
 class PeerSet:
     peers: list[Peer]
+    total_weight: int = 0
+    # random: the first weight unit of each peer, for a bisection (ngx_http_upstream_update_random)
+    ranges: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.total_weight = sum(peer.weight for peer in self.peers)
+        total = 0
+        for peer in self.peers:
+            self.ranges.append(total)
+            total += peer.weight
 
     @property
     def single(self) -> bool:
@@ -53,13 +85,26 @@ class PeerSet:
     def usable(self, peer: Peer, now: float) -> bool:
         if peer.down:
             return False
+        if peer.max_conns and peer.conns >= peer.max_conns:
+            return False
         return not (peer.max_fails and peer.fails >= peer.max_fails and now - peer.checked <= peer.fail_timeout)
+
+    def by_weight(self, value: int) -> Peer:
+        """The peer owning weight unit ``value % total_weight``, walking the peers in order."""
+        w = value % self.total_weight
+        for peer in self.peers:
+            if w < peer.weight:
+                return peer
+            w -= peer.weight
+        raise AssertionError("total_weight is the sum of the weights")
 
     def pick(self, tried: set[int], now: float) -> Peer | None:
         """ngx_http_upstream_get_peer: the smooth weighted choice among usable, untried peers."""
         if self.single:
             peer = self.peers[0]
-            return None if peer.down or id(peer) in tried else peer
+            if peer.down or id(peer) in tried or (peer.max_conns and peer.conns >= peer.max_conns):
+                return None
+            return peer
         best: Peer | None = None
         total = 0
         for peer in self.peers:
@@ -78,10 +123,103 @@ class PeerSet:
             best.checked = now
         return best
 
+    def pick_least_conn(self, tried: set[int], now: float) -> Peer | None:
+        """ngx_http_upstream_get_least_conn_peer: fewest conns per weight; ties by smooth weighted
+        round robin among the tied peers from the first of them on."""
+        if self.single:
+            return self.pick(tried, now)
+        best: Peer | None = None
+        first = 0
+        many = False
+        for i, peer in enumerate(self.peers):
+            if id(peer) in tried or not self.usable(peer, now):
+                continue
+            if best is None or peer.conns * best.weight < best.conns * peer.weight:
+                best, first, many = peer, i, False
+            elif peer.conns * best.weight == best.conns * peer.weight:
+                many = True
+        if best is None:
+            return None
+        total = 0
+        if many:
+            lead = best
+            for peer in self.peers[first:]:
+                if id(peer) in tried or peer.conns * lead.weight != lead.conns * peer.weight:
+                    continue
+                if not self.usable(peer, now):
+                    continue
+                peer.current_weight += peer.effective_weight
+                total += peer.effective_weight
+                if peer.effective_weight < peer.weight:
+                    peer.effective_weight += 1
+                if peer.current_weight > best.current_weight:
+                    best = peer
+        best.current_weight -= total
+        if now - best.checked > best.fail_timeout:
+            best.checked = now
+        return best
+
+
+def _ip_key(address: str) -> bytes:
+    """The bytes ip_hash hashes: 3 of an IPv4 address, the 16 of an IPv6 one (an IPv4-mapped
+    ``::ffff:a.b.c.d`` too, as nginx sees it on an IPv6 socket); 3 zero bytes for a unix socket."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return b"\0\0\0"
+    return ip.packed[:3] if ip.version == 4 else ip.packed
+
+
+@dataclass(slots=True)
+class _Points:
+    """hash consistent's continuum (ngx_http_upstream_init_chash): sorted, duplicates dropped."""
+
+    hashes: list[int]
+    servers: list[bytes]
+
+    @classmethod
+    def build(cls, peers: list[Peer]) -> _Points:
+        points: list[tuple[int, bytes]] = []
+        for peer in peers:
+            server = peer.server
+            if server[:5].lower() == b"unix:":
+                host, port = server[5:], b""
+            else:
+                # The port is the run of digits after the last ":" (none: the whole name is the host).
+                host, port = server, b""
+                for j in range(len(server)):
+                    c = server[len(server) - j - 1]
+                    if c == ord(":"):
+                        host, port = server[:len(server) - j - 1], server[len(server) - j:]
+                        break
+                    if not ord("0") <= c <= ord("9"):
+                        break
+            base = zlib.crc32(host + b"\0" + port)
+            prev = 0
+            for _ in range(peer.weight * 160):
+                value = zlib.crc32(prev.to_bytes(4, "little"), base)
+                points.append((value, server))
+                prev = value
+        # nginx's qsort compares hashes only; on a (rare) equal hash the survivor is its qsort's choice.
+        points.sort(key=lambda point: point[0])
+        hashes: list[int] = []
+        servers: list[bytes] = []
+        for value, server in points:
+            if not hashes or hashes[-1] != value:
+                hashes.append(value)
+                servers.append(server)
+        return cls(hashes, servers)
+
+    def find(self, value: int) -> int:
+        """ngx_http_upstream_find_chash_point: the first point >= value (may be len: wraps by modulo)."""
+        return bisect.bisect_left(self.hashes, value)
+
 
 class UpstreamGroup:
-    def __init__(self, config: UpstreamConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: UpstreamConfig, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
         self.name = config.name
+        self.method = config.balancer
         self.keepalive = config.keepalive
         self.keepalive_requests = config.keepalive_requests
         self.keepalive_timeout = config.keepalive_timeout
@@ -89,13 +227,144 @@ class UpstreamGroup:
         backups = [Peer.from_config(s) for s in config.servers if s.backup]
         self.backup = PeerSet(backups) if backups else None
         self.clock = clock
+        self.random = rng or random.Random()
+        self.points = _Points.build(self.primary.peers) if self.method == "hash_consistent" else None
+        self.hash_key = config.hash_key
+        # Set by the compiler for hash methods: renders the key for a request (see balance_key).
+        self.key_template: Template | None = None
+        # Whether the engine must hand begin() a key: the client address or the rendered hash key.
+        self.needs_key = self.method in ("hash", "hash_consistent", "ip_hash")
 
-    def begin(self, max_tries: int = 0) -> PeerSelection:
-        """Start choosing peers for one request; ``max_tries`` is proxy_next_upstream_tries (0: no limit)."""
+    def begin(self, max_tries: int = 0, key: bytes = b"") -> PeerSelection:
+        """Start choosing peers for one request; ``max_tries`` is proxy_next_upstream_tries (0: no
+        limit); ``key``: the rendered hash key, or the client address for ip_hash."""
         tries = self.primary.tries() + (self.backup.tries() if self.backup else 0)
         if max_tries:
             tries = min(tries, max_tries)
-        return PeerSelection(self, tries)
+        selection = PeerSelection(self, tries, key=key)
+        if self.method == "ip_hash":
+            selection.key = _ip_key(key.decode("latin-1"))
+            selection.hash = 89
+        elif self.method == "hash_consistent":
+            assert self.points is not None
+            selection.hash = self.points.find(zlib.crc32(key))
+        return selection
+
+    # -- the methods' first choices (None: the group has nothing to give) --------------------
+    def _round_robin(self, sel: PeerSelection, now: float) -> Peer | None:
+        peer = None
+        if not sel.using_backup:
+            peer = self.primary.pick(sel.tried, now)
+            if peer is None and self.backup is not None:
+                sel.using_backup = True
+        if peer is None and sel.using_backup and self.backup is not None:
+            peer = self.backup.pick(sel.tried, now)
+        return peer
+
+    def _least_conn(self, sel: PeerSelection, now: float) -> Peer | None:
+        peer = None
+        if not sel.using_backup:
+            peer = self.primary.pick_least_conn(sel.tried, now)
+            if peer is None and self.backup is not None:
+                sel.using_backup = True
+        if peer is None and sel.using_backup and self.backup is not None:
+            peer = self.backup.pick_least_conn(sel.tried, now)
+        return peer
+
+    def _hashed(self, sel: PeerSelection, now: float) -> Peer | None:
+        """ip_hash, hash, random: pick by number, skip the unusable, 20 misses then round robin."""
+        peers = self.primary
+        method = self.method
+        if sel.using_backup or sel.hash_tries > _HASH_TRIES or peers.single or (method == "hash" and not sel.key):
+            return self._round_robin(sel, now)
+        while True:
+            if method == "ip_hash":
+                value = sel.hash
+                for byte in sel.key:
+                    value = (value * 113 + byte) % 6271
+                sel.hash = value
+                peer = peers.by_weight(value)
+            elif method == "hash":
+                # ((crc32([REHASH] KEY) >> 16) & 0x7fff) + PREV_HASH, as Cache::Memcached does
+                prefix = str(sel.rehash).encode() if sel.rehash else b""
+                sel.hash = (sel.hash + ((zlib.crc32(prefix + sel.key) >> 16) & 0x7FFF)) & 0xFFFFFFFF
+                sel.rehash += 1
+                peer = peers.by_weight(sel.hash)
+            else:  # random
+                peer = peers.peers[bisect.bisect_right(peers.ranges, self.random.randrange(peers.total_weight)) - 1]
+            if id(peer) not in sel.tried and peers.usable(peer, now):
+                break
+            sel.hash_tries += 1
+            if sel.hash_tries > _HASH_TRIES:
+                return self._round_robin(sel, now)
+        if now - peer.checked > peer.fail_timeout:
+            peer.checked = now
+        return peer
+
+    def _random_two(self, sel: PeerSelection, now: float) -> Peer | None:
+        """random two least_conn: two distinct usable picks, the one with fewer conns per weight."""
+        peers = self.primary
+        if sel.using_backup or sel.hash_tries > _HASH_TRIES or peers.single:
+            return self._round_robin(sel, now)
+        prev: Peer | None = None
+        while True:
+            peer = peers.peers[bisect.bisect_right(peers.ranges, self.random.randrange(peers.total_weight)) - 1]
+            if peer is not prev and id(peer) not in sel.tried and peers.usable(peer, now):
+                if prev is not None:
+                    if peer.conns * prev.weight > prev.conns * peer.weight:
+                        peer = prev
+                    break
+                prev = peer
+            sel.hash_tries += 1
+            if sel.hash_tries > _HASH_TRIES:
+                return self._round_robin(sel, now)
+        if now - peer.checked > peer.fail_timeout:
+            peer.checked = now
+        return peer
+
+    def _consistent(self, sel: PeerSelection, now: float) -> Peer | None:
+        """ngx_http_upstream_get_chash_peer: the point's server, weighted among peers of that name."""
+        peers = self.primary
+        points = self.points
+        assert points is not None
+        if sel.using_backup or sel.hash_tries > _HASH_TRIES or peers.single or not sel.key:
+            return self._round_robin(sel, now)
+        count = len(points.hashes)
+        while True:
+            server = points.servers[sel.hash % count]
+            best: Peer | None = None
+            total = 0
+            for peer in peers.peers:
+                if id(peer) in sel.tried or not peers.usable(peer, now) or peer.server != server:
+                    continue
+                peer.current_weight += peer.effective_weight
+                total += peer.effective_weight
+                if peer.effective_weight < peer.weight:
+                    peer.effective_weight += 1
+                if best is None or peer.current_weight > best.current_weight:
+                    best = peer
+            if best is not None:
+                best.current_weight -= total
+                break
+            sel.hash += 1
+            sel.hash_tries += 1
+            if sel.hash_tries > _HASH_TRIES:
+                return self._round_robin(sel, now)
+        if now - best.checked > best.fail_timeout:
+            best.checked = now
+        return best
+
+    def choose(self, sel: PeerSelection, now: float) -> Peer | None:
+        method = self.method
+        if method == "round_robin":
+            return self._round_robin(sel, now)
+        if method == "least_conn":
+            return self._least_conn(sel, now)
+        if method == "hash_consistent":
+            return self._consistent(sel, now)
+        if method == "random_two":
+            return self._random_two(sel, now)
+        return self._hashed(sel, now)
 
 
 @dataclass(slots=True)
@@ -104,25 +373,35 @@ class PeerSelection:
     tries_left: int
     tried: set[int] = field(default_factory=set)
     using_backup: bool = False
+    key: bytes = b""
+    hash: int = 0  # ip_hash's running hash, hash's sum, or hash consistent's point index
+    rehash: int = 0
+    hash_tries: int = 0  # misses so far (nginx's hp->tries / iphp->tries / rp->tries)
+    current: Peer | None = None  # the peer chosen and not yet freed (its conns counted)
 
     def next(self) -> Peer | None:
         if self.tries_left <= 0:
             return None
-        now = self.group.clock()
-        peer = None
-        if not self.using_backup:
-            peer = self.group.primary.pick(self.tried, now)
-            if peer is None and self.group.backup is not None:
-                self.using_backup = True
-        if peer is None and self.using_backup and self.group.backup is not None:
-            peer = self.group.backup.pick(self.tried, now)
+        peer = self.group.choose(self, self.group.clock())
         if peer is None:
             return None
         self.tried.add(id(peer))
+        peer.conns += 1
+        self.current = peer
         return peer
+
+    def _free(self, peer: Peer) -> bool:
+        """Count the peer's connection as closed; False when it was freed already."""
+        if self.current is not peer:
+            return False
+        self.current = None
+        peer.conns -= 1
+        return True
 
     def failed(self, peer: Peer) -> None:
         """ngx_http_upstream_free_round_robin_peer with NGX_PEER_FAILED."""
+        if not self._free(peer):
+            return
         self.tries_left -= 1
         if self._single(peer):
             return
@@ -132,10 +411,12 @@ class PeerSelection:
         peer.checked = now
         if peer.max_fails:
             peer.effective_weight -= peer.weight // peer.max_fails
-        if peer.effective_weight < 0:
-            peer.effective_weight = 0
+        peer.effective_weight = max(peer.effective_weight, 0)
 
     def succeeded(self, peer: Peer) -> None:
+        """The free after a response, or when the request ends otherwise (the client left)."""
+        if not self._free(peer):
+            return
         self.tries_left -= 1
         if peer.accessed < peer.checked:
             peer.fails = 0

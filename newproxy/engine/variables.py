@@ -12,6 +12,10 @@ import socket
 import time
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from newproxy.engine.htpasswd import basic_credentials
+
+from newproxy.engine.limits import CONN_STATUS_NAMES, REQ_STATUS_NAMES, limit_rate_variable
+
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
 
@@ -154,6 +158,12 @@ def _realpath_root(ctx: RequestContext) -> str:
     return os.path.realpath(_document_root(ctx))
 
 
+
+def _remote_user(ctx: RequestContext) -> str:
+    """The user of a Basic Authorization header, whether or not auth_basic checks it (as nginx)."""
+    credentials = basic_credentials(ctx.request.headers)
+    return credentials[0].decode("latin-1") if credentials is not None else ""
+
 _HOSTNAME = socket.gethostname()
 
 
@@ -168,12 +178,22 @@ _SIMPLE: dict[str, Getter] = {
     "request_method": lambda ctx: (ctx.method or ctx.request.method).decode("latin-1"),
     "scheme": lambda ctx: ctx.request.scheme,
     "https": lambda ctx: "on" if ctx.request.scheme == "https" else "",
+    # nginx's ssl module: "" on a plain connection (the variables are "not found" there).
+    "ssl_protocol": lambda ctx: ctx.request.tls.protocol if ctx.request.tls is not None else "",
+    "ssl_cipher": lambda ctx: ctx.request.tls.cipher if ctx.request.tls is not None else "",
+    "ssl_server_name": lambda ctx: ctx.request.tls.server_name if ctx.request.tls is not None else "",
+    "ssl_session_reused": lambda ctx: ("r" if ctx.request.tls.session_reused else ".")
+    if ctx.request.tls is not None else "",
     "server_name": lambda ctx: ctx.server.primary_name,
     "server_port": lambda ctx: str(ctx.request.local_addr[1]),
     "server_addr": lambda ctx: ctx.request.local_addr[0],
     "remote_addr": lambda ctx: ctx.request.client_addr[0],
     "binary_remote_addr": lambda ctx: ctx.request.client_addr[0],
-    "remote_port": lambda ctx: str(ctx.request.client_addr[1]),
+    # Empty for a port 0: a unix client, or an address real_ip took from a header without a port.
+    "remote_port": lambda ctx: str(ctx.request.client_addr[1]) if ctx.request.client_addr[1] else "",
+    "realip_remote_addr": lambda ctx: (ctx.realip_from or ctx.request.client_addr)[0],
+    "remote_user": _remote_user,
+    "realip_remote_port": lambda ctx: str((ctx.realip_from or ctx.request.client_addr)[1]),
     "server_protocol": lambda ctx: "HTTP/" + ctx.request.version.decode(),
     "request": lambda ctx: b" ".join((ctx.request.method, ctx.request.target, b"HTTP/" + ctx.request.version)).decode("latin-1"),
     "content_type": lambda ctx: _header(ctx, b"content-type"),
@@ -189,6 +209,10 @@ _SIMPLE: dict[str, Getter] = {
     "time_local": _time_local,
     "time_iso8601": _time_iso8601,
     "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
+    # nginx's limit modules (newproxy/engine/limits.py): "" until a limit applied to the request.
+    "limit_req_status": lambda ctx: REQ_STATUS_NAMES[ctx.limit_req_status],
+    "limit_conn_status": lambda ctx: CONN_STATUS_NAMES[ctx.limit_conn_status],
+    "limit_rate": limit_rate_variable,
     "proxy_internal_body_length": _body_length,
     # nginx sets this only when it streams a chunked body unbuffered, which newproxy does not do.
     "proxy_internal_chunked": lambda ctx: "",

@@ -32,13 +32,18 @@ from httptools import (
 )
 
 from newproxy.engine.servers import host_valid
-from newproxy.engine.types import FileResponse, ProxyPass, Request, Response
+from newproxy.engine.types import TlsInfo
+from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPass, Request, Response, Result
+from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
+from newproxy.http.pacing import PacedWriter
 from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
 from newproxy.http.sendfile import close as close_file
 from newproxy.http.upstream import Exchange
+from newproxy.http.authrequest import AuthExchange, AuthSink
 
 if TYPE_CHECKING:
+    from newproxy.http.accesslog import AccessLogs
     from newproxy.http.upstream import UpstreamClient
 
 # nginx's defaults for settings the config does not carry (yet).
@@ -53,6 +58,7 @@ LARGE_HEADER_BUFFER = 8192  # large_client_header_buffers 4 8k
 LARGE_HEADER_BUFFERS = 4
 PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a proxied one
 
+PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
 # nginx serves HTTP/1.2+ as HTTP/1.1 (only the major version must be 1).
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", **{f"1.{minor}": b"1.1" for minor in range(2, 10)}}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -87,12 +93,13 @@ class _Stop(Exception):
 class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
-    __slots__ = ("_ids", "closing", "connections", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
+    __slots__ = ("_ids", "access", "closing", "connections", "draining", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
-        self.handle: Callable[[Request], Response | ProxyPass] = engine.handle  # type: ignore[attr-defined]
-        self.error_response: Callable[[int, Request | None, bool], Response] = engine.error_response  # type: ignore[attr-defined]
+        self.handle: Callable[[Request], Result] = engine.handle  # type: ignore[attr-defined]
+        self.error_response: Callable[[int, Request | None, bool, tuple[str, int]], Response] = \
+            engine.error_response  # type: ignore[attr-defined]
         # Optional hook: the client_max_body_size (bytes, 0 = unlimited) that applies to a request.
         self.max_body_size: Callable[[Request], int | None] | None = getattr(engine, "max_body_size", None)
         self.upstream = upstream
@@ -100,6 +107,10 @@ class ConnContext:
         self.log = log
         self.connections: set[H1Protocol] = set()
         self.closing = False
+        # Set with closing by a worker drained on reload (newproxy/worker.py): a connection accepted
+        # as the drain began still gets its request answered (with "Connection: close").
+        self.draining = False
+        self.access: AccessLogs | None = None  # set by the server when some access_log is configured
         self._ids = 0
 
     def next_id(self) -> int:
@@ -117,11 +128,31 @@ class _Error:
         self.request = request
 
 
+class _Wait:
+    """A limit_req delay in progress, kept where an exchange would be (``abort`` on connection loss)."""
+
+    __slots__ = ("timer",)
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.timer = timer
+
+    def abort(self) -> None:
+        self.timer.cancel()
+
+    def pause(self) -> None:
+        pass  # nothing is being written
+
+    def resume(self) -> None:
+        pass
+
+
 class H1Protocol(asyncio.Protocol):
     __slots__ = (
+        "_auths",
         "_body",
         "_body_len",
         "_busy",
+        "_chunk0",
         "_cl",
         "_closed",
         "_closing",
@@ -140,7 +171,12 @@ class H1Protocol(asyncio.Protocol):
         "_linger_until",
         "_lingering",
         "_out",
+        "_pacer",
+        "_piped",
+        "_prec",
         "_queue",
+        "_rec",
+        "_release",
         "_req",
         "_requests",
         "_stopped",
@@ -154,6 +190,7 @@ class H1Protocol(asyncio.Protocol):
         "local_addr",
         "loop",
         "parser",
+        "tls",
         "transport",
     )
 
@@ -166,6 +203,9 @@ class H1Protocol(asyncio.Protocol):
         # version itself is checked in _check.
         self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_version=True)
         self.conn_id = ctx.next_id()
+        # Set by newproxy/http/tls.py on an ssl listen: the session, or PLAIN_ON_TLS_PORT for plain
+        # HTTP sent there (nginx's 497). None on plain listens: one test per request.
+        self.tls: TlsInfo | int | None = None
         self.client_addr: tuple[str, int] = ("", 0)
         self.local_addr: tuple[str, int] = ("", 0)
         self._url = b""
@@ -175,6 +215,7 @@ class H1Protocol(asyncio.Protocol):
         self._req: Request | None = None
         self._limit = 0
         self._hosts = 0
+        self._auths = 0  # Authorization lines: nginx refuses a second one (400)
         self._host = b""
         self._te: bytes | None = None
         self._cl = False
@@ -184,6 +225,8 @@ class H1Protocol(asyncio.Protocol):
         self._busy = False
         self._exchange: Exchange | None = None
         self._current: ProxyPass | None = None
+        self._release: Callable[[], None] | None = None  # limit_conn: what the answer in flight holds
+        self._pacer: PacedWriter | None = None  # limit_rate of the proxied answer in flight
         self._closing = False
         self._closed = False
         self._in_feed = False
@@ -197,6 +240,11 @@ class H1Protocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._requests = 0
         self._draining = False
+        # Access log: the record of the request being parsed, and of the one being answered.
+        self._prec: LogRecord | None = None
+        self._rec: LogRecord | None = None
+        self._chunk0 = 0
+        self._piped = False  # a request ended in the current read: the next one in it is pipelined
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -210,11 +258,12 @@ class H1Protocol(asyncio.Protocol):
         self.ctx.connections.add(self)
         self._last = self.loop.time()
         self._timer = self.loop.call_at(self._last + CLIENT_HEADER_TIMEOUT, self._on_timer)
-        if self.ctx.closing:  # accepted as a graceful stop began: nothing to finish, close
+        if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
+        self._piped = False
         if self._lingering or self._stopped:
             return  # discarding what follows an answered error
         self._in_feed = True
@@ -266,6 +315,12 @@ class H1Protocol(asyncio.Protocol):
             self._exchange = None
             ex.abort()
         self._queue.clear()
+        self._unpace()
+        self._released()
+        if self._rec is not None:
+            if not self._rec.status:
+                self._rec.status = 499  # nginx's "client closed request"
+            self._logged()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -290,10 +345,14 @@ class H1Protocol(asyncio.Protocol):
         self._body = None
         self._body_len = 0
         self._hosts = 0
+        self._auths = 0  # Authorization lines: nginx refuses a second one (400)
         self._te = None
         self._cl = False
         self._expect = False
         self._hsize = 0
+        if self.ctx.access is not None:
+            rec = self._prec = LogRecord(self.conn_id, self.client_addr, self.local_addr)
+            rec.pipe = self._piped  # nginx's r->pipeline: read from the previous request's buffer
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -308,9 +367,11 @@ class H1Protocol(asyncio.Protocol):
         if line > LARGE_HEADER_BUFFER or self._hsize > LARGE_HEADER_BUFFER * LARGE_HEADER_BUFFERS:
             self._reject(494, None)
             raise _Stop
-        if n == 4 or n == 6 or n == 14 or n == 17:
+        if n == 4 or n == 6 or n == 14 or n == 17 or n == 13:
             lname = name.lower()
-            if lname == b"host":
+            if lname == b"authorization":
+                self._auths += 1
+            elif lname == b"host":
                 self._hosts += 1
                 self._host = value
             elif lname == b"content-length":
@@ -327,13 +388,25 @@ class H1Protocol(asyncio.Protocol):
         parser = self.parser
         version = _VERSIONS.get(parser.get_http_version())
         self._requests += 1
-        keepalive = parser.should_keep_alive() and self._requests < KEEPALIVE_REQUESTS
+        # A stopping worker answers "Connection: close", so the client does not reuse a connection
+        # the worker is about to close (that race would reset its next request).
+        keepalive = parser.should_keep_alive() and self._requests < KEEPALIVE_REQUESTS and not self.ctx.closing
         req = Request(
             parser.get_method(), self._url, version or b"1.1", self._headers, b"",
             self.client_addr, self.local_addr, "http", keepalive,
         )
         self._req = req
-        status = self._check(req, version)
+        rec = self._prec
+        if rec is not None:
+            req.log = rec
+            rec.request = req
+            rec.conn_requests = self._requests
+            # The request line and header block as received (CRLF line ends; each header line is
+            # counted in _hsize, dropped ones too, as nginx counts them).
+            rec.request_length = len(req.method) + len(self._url) + 12 + self._hsize + 2
+        # An ssl listen: https and $ssl_* before the checks (their 400s log them too); plain HTTP
+        # there is 497 unless a check failed first (nginx's order).
+        status = self._check(req, version) if self.tls is None else self._tls_request(req, version)
         if status:
             self._reject(status, req)
             raise _Stop
@@ -350,6 +423,8 @@ class H1Protocol(asyncio.Protocol):
         self._limit = limit
         if self._expect and version == b"1.1" and not self._busy and not self._queue:
             self._write(_CONTINUE)
+            if rec is not None:
+                rec.sent += len(_CONTINUE)
 
     def on_body(self, data: bytes) -> None:
         body = self._body
@@ -362,10 +437,23 @@ class H1Protocol(asyncio.Protocol):
             self._reject(413, self._req)
             raise _Stop
 
+    def on_chunk_header(self) -> None:
+        self._chunk0 = self._body_len
+
+    def on_chunk_complete(self) -> None:
+        rec = self._prec
+        if rec is not None:  # the chunk's framing: size line and CRLF (a body's raw bytes count)
+            rec.body_length += len(b"%x" % (self._body_len - self._chunk0)) + 4
+
     def on_message_complete(self) -> None:
         self._in_message = False
         req = self._req
         self._req = None
+        rec = self._prec
+        if rec is not None:
+            self._prec = None
+            rec.body_length += self._body_len
+            self._piped = True
         if req is None or self._closed:
             return
         body = self._body
@@ -386,6 +474,8 @@ class H1Protocol(asyncio.Protocol):
             return 505 if self.parser.get_http_version() >= "2" else 400
         if len(self._url) + len(req.method) + 12 > LARGE_HEADER_BUFFER:
             return 414
+        if self._auths > 1:
+            return 400  # ngx_http_process_unique_header_line: "client sent duplicate header line"
         if self._hosts:
             if self._hosts > 1:
                 return 400
@@ -408,6 +498,16 @@ class H1Protocol(asyncio.Protocol):
         if method == b"CONNECT":
             return 400  # nginx 1.22 cannot parse an authority-form target
         return 0
+
+    def _tls_request(self, req: Request, version: bytes | None) -> int:
+        """An ssl listen: https and the session for $ssl_*, or 497 for plain HTTP (nginx checks it
+        once the header is read and Host chose the server, in ngx_http_process_request)."""
+        tls = self.tls
+        if tls == PLAIN_ON_TLS_PORT:
+            return self._check(req, version) or 497
+        req.scheme = "https"
+        req.tls = tls
+        return self._check(req, version)
 
     def _content_length(self) -> int:
         for name, value in self._headers:
@@ -437,42 +537,106 @@ class H1Protocol(asyncio.Protocol):
 
     def _send_error_and_close(self, status: int, req: Request | None) -> None:
         resp = self._error_response(status, req, False)
+        if self.ctx.access is not None:
+            self._rec = req.log if req is not None and req.log is not None else self._prec  # type: ignore[assignment]
+            self._prec = None
         self._write(resp.head + resp.body)
+        self._logged()
         self._linger()
 
     def _error_response(self, status: int, req: Request | None, keepalive: bool) -> Response:
         try:
-            return self.ctx.error_response(status, req, keepalive)
+            return self.ctx.error_response(status, req, keepalive, self.local_addr)
         except Exception:
             if status == 494:  # "Request Header Or Cookie Too Large" is an nginx-only page
-                return self.ctx.error_response(400, req, keepalive)
+                return self.ctx.error_response(400, req, keepalive, self.local_addr)
             raise
 
     # -- dispatch ---------------------------------------------------------------------------
     def _dispatch(self, req: Request) -> None:
+        self._rec = req.log  # type: ignore[assignment]
         try:
             result = self.ctx.handle(req)
         except Exception as exc:  # noqa: BLE001 - an engine bug must cost one request, not the process
             self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
             self._send_error_and_close(500, req)
             return
+        self._answer(result, req)
+
+    def _resume(self, delayed: Delayed, req: Request) -> None:
+        """A limit_req delay is over: go on with the request's phases, then with the pipeline."""
+        self._continue(req, delayed.resume)
+
+    def _continue(self, req: Request, resume: Callable[[], Result]) -> None:
+        """The engine paused ``req`` (a delay, an auth subrequest): run the rest of its phases with
+        ``resume``, answer, then go on with the pipeline."""
+        self._busy = False
+        self._exchange = None
+        if self._closed:
+            return
+        try:
+            result = resume()
+        except Exception as exc:  # noqa: BLE001 - as in _dispatch
+            self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
+            self._send_error_and_close(500, req)
+            return
+        self._answer(result, req)
+        if not self._busy and not self._closed:
+            if self._queue:
+                self._drain()
+            elif self._closing:
+                self._close()
+
+    def _auth(self, auth: AuthSubrequest, req: Request) -> None:
+        """auth_request: run the subrequest upstream (newproxy/http/authrequest.py), then answer with
+        what the engine makes of its outcome. Like an exchange, later pipelined requests wait."""
+        self._busy = True
+        sink = AuthSink(self.conn_id, lambda status, headers: self._auth_done(auth, req, status, headers))
+        exchange = sink.exchange = AuthExchange(self.ctx.upstream, auth.proxy, sink)
+        self._exchange = exchange  # assigned before start(): it may report synchronously
+        exchange.start()
+
+    def _auth_done(self, auth: AuthSubrequest, req: Request, status: int,
+                   headers: list[tuple[bytes, bytes]]) -> None:
+        self._continue(req, lambda: auth.resume(status, headers))
+
+    def _answer(self, result: Result, req: Request) -> None:
+        if isinstance(result, AuthSubrequest):
+            self._auth(result, req)
+            return
+        if isinstance(result, Delayed):
+            # Like an exchange in flight: later pipelined requests wait, connection loss cancels it.
+            self._busy = True
+            timer = self.loop.call_later(result.seconds, self._resume, result, req)
+            self._exchange = _Wait(timer)  # type: ignore[assignment]
+            return
         if isinstance(result, Response):
             if result.close_without_response:
+                if self._rec is not None:
+                    self._rec.status = result.status
+                    self._logged()
                 self._close()
                 return
             self._write(result.head + result.body if result.body else result.head)
+            if self._rec is not None:
+                self._logged()
             if not result.keepalive or (self._closing and not self._queue):
                 self._close()
             else:
                 self._last = self.loop.time()
             return
         if isinstance(result, FileResponse):
+            self._release = result.release
             self._send_file(result)
             return
         self._busy = True
         self._current = result
+        self._release = result.release
+        if result.rate is not None:
+            self._pacer = PacedWriter(result.rate, self._write, self._throttle, self.loop)
         # Assigned before start(): the exchange may answer synchronously (no live peer).
         exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+        exchange.log = self._rec
         exchange.start()
 
     def _send_file(self, resp: FileResponse) -> None:
@@ -481,19 +645,24 @@ class H1Protocol(asyncio.Protocol):
         if self._closed:
             close_file(resp)
             return
-        if body_length(resp) <= INLINE_MAX:
+        if body_length(resp) <= INLINE_MAX and resp.rate is None:
             data = read_inline(resp)
+            self._released()
             if data is None:  # the file shrank under us: the promised length cannot be kept
                 self._close()
                 return
             self._write(data)
+            if self._rec is not None:
+                self._logged()
             if not resp.keepalive or (self._closing and not self._queue):
                 self._close()
             else:
                 self._last = self.loop.time()
             return
-        sender = FileSender(self, resp)
+        sender = FileSender(self, resp, len(resp.head))
         self._write(resp.head)
+        if self._rec is not None:  # sent by sendfile(), past _write: counted as it will be sent
+            self._rec.sent += body_length(resp)
         if self._out:
             self._flush()
         self._busy = True
@@ -526,7 +695,22 @@ class H1Protocol(asyncio.Protocol):
             self._draining = False
 
     # -- called by the upstream exchange (ClientSink) -------------------------------------------
+    def _released(self) -> None:
+        """The answer is over: give back the limit_conn counts it held."""
+        release = self._release
+        if release is not None:
+            self._release = None
+            release()
+
     def upstream_done(self, keepalive: bool) -> None:
+        pacer = self._pacer
+        if pacer is not None and not pacer.idle:  # limit_rate: the answer is over once all is sent
+            pacer.finish(lambda: self._paced_done(keepalive))
+            return
+        self._unpace()
+        self._released()
+        if self._rec is not None:
+            self._logged()
         self._busy = False
         self._exchange = None
         self._current = None
@@ -541,7 +725,12 @@ class H1Protocol(asyncio.Protocol):
         if self._closing and not self._busy and not self._queue:
             self._close()
 
+    def _paced_done(self, keepalive: bool) -> None:
+        self._unpace()
+        self.upstream_done(keepalive)
+
     def upstream_error(self, status: int) -> None:
+        self._unpace()
         pp = self._current
         req = pp.request if pp is not None else None
         failed = getattr(self.ctx.engine, "upstream_failed", None)
@@ -556,8 +745,19 @@ class H1Protocol(asyncio.Protocol):
             if isinstance(result, ProxyPass):
                 # The error_page went upstream again: a new exchange, still this request's turn.
                 self._current = result
+                self._release = result.release or self._release
+                if result.rate is not None:
+                    self._pacer = PacedWriter(result.rate, self._write, self._throttle, self.loop)
                 exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+                exchange.log = self._rec
+                if self._rec is not None and self._rec.upstream:
+                    self._rec.upstream.append(None)  # nginx's " : " between two upstream passes
                 exchange.start()
+                return
+            if isinstance(result, (Delayed, AuthSubrequest)):  # the error_page's location delays, or asks auth_request
+                self._current = None
+                assert pp is not None
+                self._answer(result, pp.request)  # stays busy until the delay is over
                 return
             if isinstance(result, FileResponse):
                 self._busy = False
@@ -569,26 +769,61 @@ class H1Protocol(asyncio.Protocol):
                 return
             resp = result
             if resp.close_without_response:
+                if self._rec is not None:
+                    self._rec.status = resp.status
                 self.upstream_abort()
                 return
         self._write(resp.head + resp.body)
         self.upstream_done(resp.keepalive)
 
     def upstream_abort(self) -> None:
+        self._unpace()
+        self._released()
+        if self._rec is not None:
+            self._logged()
         self._busy = False
         self._exchange = None
         self._current = None
         self._queue.clear()
         self._close()
 
+    # -- access log -------------------------------------------------------------------------
+    def _logged(self) -> None:
+        """The log phase of the request being answered (newproxy/http/accesslog.py)."""
+        rec = self._rec
+        if rec is not None:
+            self._rec = None
+            self.ctx.access.log(rec)  # type: ignore[union-attr]
+
     # -- output and closing -----------------------------------------------------------------
     def _write(self, data: bytes) -> None:
+        rec = self._rec
+        if rec is not None:
+            rec.wrote(data)
         if self._in_feed:
             self._out.append(data)
         elif not self._closed and self.transport is not None:
             self.transport.write(data)
 
-    write = _write  # the ClientSink entry point, without a second call
+    def write(self, data: bytes) -> None:
+        """The ClientSink entry point: through limit_rate's pacing when the answer has one."""
+        pacer = self._pacer
+        if pacer is None:
+            self._write(data)
+        else:
+            pacer.write(data)
+
+    def _throttle(self, pause: bool) -> None:
+        """limit_rate holds much of a proxied answer: stop (or go on) reading the upstream."""
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.pause() if pause else exchange.resume()
+
+    def _unpace(self) -> None:
+        pacer = self._pacer
+        if pacer is not None:
+            self._pacer = None
+            pacer.cancel()
 
     def _flush(self) -> None:
         out = self._out

@@ -8,17 +8,18 @@ control; ``abort`` on connection loss). While the transport's buffer is empty th
 ``os.sendfile`` straight to the socket (zero-copy; uvloop has no ``loop.sendfile``); whatever the
 kernel does not take at once is read and written through the transport, which buffers it and
 pauses us. The engine opened the file; the descriptor is closed here on every path.
+With limit_rate (``FileResponse.rate``) every file goes through ``FileSender``, which sends on the
+schedule nginx's write filter keeps (newproxy/http/pacing.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from newproxy.engine.types import FileResponse
-
-if TYPE_CHECKING:
-    import asyncio
+from newproxy.http.pacing import RatePacer
 
 INLINE_MAX = 262144
 CHUNK = 1 << 20  # bytes per sendfile call
@@ -67,10 +68,14 @@ def body_length(resp: FileResponse) -> int:
 
 
 class FileSender:
-    __slots__ = ("_done", "_fd", "_parts", "_paused", "_sink", "_sock", "keepalive")
+    __slots__ = ("_done", "_fd", "_parts", "_paused", "_rate", "_sink", "_sock", "_timer", "keepalive")
 
-    def __init__(self, sink: Sink, resp: FileResponse) -> None:
+    def __init__(self, sink: Sink, resp: FileResponse, head_sent: int = 0) -> None:
         self._sink = sink
+        # limit_rate: nginx's write filter pacing, counting the head as sent (nginx's c->sent), and
+        # the timer of the pause after a send.
+        self._rate = RatePacer(resp.rate, head_sent) if resp.rate is not None else None
+        self._timer: asyncio.TimerHandle | None = None
         self._parts = list(reversed(resp.parts))
         self._paused = False
         self._done = False
@@ -97,6 +102,37 @@ class FileSender:
         if not self._done:
             self._done = True
             os.close(self._fd)
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _allowance(self) -> int:
+        """What limit_rate lets us send now (newproxy/http/pacing.py); 0 after arming the wait."""
+        assert self._rate is not None
+        allowed, wait = self._rate.allowance()
+        if not allowed:
+            self._wait(wait)
+        return allowed
+
+    def _paced(self, sent: int, more: bool) -> bool:
+        """After a send nginx waits what it took at the rate; after the last one the answer is over at
+        once (nginx finalizes the request; the pause would only hold the connection's next one)."""
+        assert self._rate is not None
+        pause = self._rate.sent_now(sent)
+        if pause > 0 and more:
+            self._wait(pause)
+            return True
+        return False
+
+    def _wait(self, seconds: float) -> None:
+        transport = self._sink.transport
+        if transport is None:
+            return
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        if not self._done and not self._paused:
+            self._pump()
 
     def _pump(self) -> None:
         transport = self._sink.transport
@@ -107,11 +143,25 @@ class FileSender:
                     self._finish()
                     return
                 part = parts[-1]
+                cap = CHUNK
+                if self._rate is not None:
+                    if self._timer is not None:
+                        return  # a pause is running; _wake goes on
+                    cap = self._allowance()
+                    if not cap:
+                        return
                 if isinstance(part, bytes):
-                    parts.pop()
+                    if len(part) > cap:
+                        parts[-1] = part[cap:]
+                        part = part[:cap]
+                    else:
+                        parts.pop()
                     transport.write(part)
+                    if self._rate is not None and self._paced(len(part), bool(parts)):
+                        return
                     continue
                 offset, length = part
+                length = min(length, cap)
                 sent = 0
                 if self._sock >= 0 and transport.get_write_buffer_size() == 0:
                     try:
@@ -126,10 +176,13 @@ class FileSender:
                         raise EOFError
                     sent = len(data)
                     transport.write(data)  # may call pause() synchronously
-                if sent == length:
+                left = parts[-1][1] - sent  # type: ignore[index]
+                if not left:
                     parts.pop()
                 else:
-                    parts[-1] = (offset + sent, length - sent)
+                    parts[-1] = (offset + sent, left)
+                if self._rate is not None and self._paced(sent, bool(parts)):
+                    return
         except (OSError, EOFError):
             # The file shrank or the socket failed: the promised length cannot be kept; close.
             self._finish()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from newproxy.http.accesslog import AccessLogs, open_access_logs
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1 import ConnContext, H1Protocol
+from newproxy.http.tls import ListenTls, TlsConfigError, TlsConnection, listen_tls
 from newproxy.http.upstream import ClientResponseHead, UpstreamClient
 
 if TYPE_CHECKING:
@@ -49,6 +52,24 @@ def _client_response_head() -> ClientResponseHead:
     return client_response_head
 
 
+class _Refused(asyncio.Protocol):
+    """An accepted connection over worker_connections: closed at once, as nginx closes it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def _capped(factory: Callable[[], asyncio.Protocol], connections: set, cap: int,  # type: ignore[type-arg]
+            log: ErrorLog) -> Callable[[], asyncio.Protocol]:
+    def protocol() -> asyncio.Protocol:
+        if len(connections) >= cap:
+            log.log("alert", f"{cap} worker_connections are not enough")
+            return _Refused()
+        return factory()
+
+    return protocol
+
+
 class Server:
     """Accepts HTTP/1.1 connections for one engine; swaps engines on reload."""
 
@@ -62,25 +83,79 @@ class Server:
         self.sockets: list[socket.socket] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._old_upstreams: list[UpstreamClient] = []
+        self.access_logs: list[AccessLogs] = []  # every generation's files, flushed and closed on stop
+        # ssl listens (newproxy/http/tls.py), by (address, port); empty when no listen has ssl.
+        self.tls: dict[tuple[str, int], ListenTls] = {}
+        self._keys: list[tuple[str, int]] = []
+        self.max_connections = 0  # worker_connections, set by a worker (newproxy/worker.py); 0: no cap
 
     def bind(self) -> None:
-        """Open every listening socket the engine asks for; all or nothing."""
+        """Open every listening socket the engine asks for, and the access logs; all or nothing."""
         try:
+            self.tls = self._listen_tls(self.engine)
             for address, port, ipv6only in self.engine.listen_addresses:
                 self.sockets.append(open_listener(address, port, ipv6only))
+                self._keys.append((address, port))
+            self.ctx.access = self._open_logs(self.engine)
         except BindError:
             self.close_sockets()
             raise
+
+    def adopt(self, listeners: list[tuple[tuple[str, int], socket.socket]]) -> None:
+        """A worker's bind(): serve the sockets its master opened (newproxy/process.py), and open the
+        access logs and certificates itself. Raises BindError as bind() does."""
+        self.tls = self._listen_tls(self.engine)
+        for key, sock in listeners:
+            self.sockets.append(sock)
+            self._keys.append(key)
+        self.ctx.access = self._open_logs(self.engine)
+
+    @staticmethod
+    def _listen_tls(engine: Engine) -> dict[tuple[str, int], ListenTls]:
+        if not any(listen.ssl for server in engine.config.servers for listen in server.listen):
+            return {}
+        try:
+            return listen_tls(engine)
+        except TlsConfigError as exc:
+            raise BindError(str(exc)) from None
+
+    def _open_logs(self, engine: Engine) -> AccessLogs | None:
+        try:
+            access = open_access_logs(engine, self.loop)
+        except OSError as exc:
+            raise BindError(f'open() "{exc.filename}" failed ({exc.errno}: {exc.strerror})') from None
+        if access is not None:
+            self.access_logs.append(access)
+        return access
+
+    def reopen_logs(self) -> None:
+        """USR1: reopen every access log (after rotation)."""
+        for access in self.access_logs:
+            access.reopen()
+
+    def close_logs(self) -> None:
+        """Write what is buffered and close the files (on stop, after the last request)."""
+        for access in self.access_logs:
+            access.close()
+        self.access_logs = []
 
     def close_sockets(self) -> None:
         for sock in self.sockets:
             sock.close()
         self.sockets = []
+        self._keys = []
 
     async def start(self) -> None:
-        for sock in self.sockets:
-            server = await self.loop.create_server(self._protocol, sock=sock, backlog=LISTEN_BACKLOG)
+        for sock, key in zip(self.sockets, self._keys):
+            factory = self._protocol if key not in self.tls else self._tls_factory(key)
+            if self.max_connections:
+                factory = _capped(factory, self.connections, self.max_connections, self.log)
+            server = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
             self._servers.append(server)  # type: ignore[arg-type]
+
+    def _tls_factory(self, key: tuple[str, int]) -> Callable[[], TlsConnection]:
+        # self.ctx and self.tls are read at accept time, so a reload's engine serves new connections.
+        return lambda: TlsConnection(self.ctx, self.tls[key])
 
     def _protocol(self) -> H1Protocol:
         # Reads self.ctx at accept time: after a reload, new connections use the new engine.
@@ -102,6 +177,7 @@ class Server:
         while self.connections:
             await asyncio.sleep(poll)
         self._close_idle_upstreams()
+        self.close_logs()
 
     def terminate(self) -> None:
         """nginx's TERM/INT: drop everything now."""
@@ -111,6 +187,7 @@ class Server:
             if conn.transport is not None:
                 conn.transport.abort()
         self._close_idle_upstreams()
+        self.close_logs()
 
     def _close_idle_upstreams(self) -> None:
         self.upstream.close_idle()
@@ -125,6 +202,16 @@ class Server:
         self._old_upstreams.append(self.upstream)
         self.upstream = UpstreamClient(self.loop, _client_response_head(), self.log)
         ctx = ConnContext(engine, self.upstream, self.loop, self.log)
+        try:
+            ctx.access = self._open_logs(engine)
+        except BindError as exc:  # the new config's log cannot be opened: keep the old one's
+            self.log.log("emerg", str(exc))
+            ctx.access = self.ctx.access
+        if self.tls:
+            try:
+                self.tls = self._listen_tls(engine)
+            except BindError as exc:  # a certificate the new config names cannot be loaded: keep the old ones
+                self.log.log("emerg", str(exc))
         ctx.connections = self.connections  # one registry, so shutdown sees every connection
         ctx._ids = self.ctx._ids  # connection numbers in the log stay unique
         self.ctx = ctx

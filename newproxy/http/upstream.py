@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import errno as _errno
+import time
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +30,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpResponsePars
 from newproxy.http.errorlog import ErrorLog
 
 if TYPE_CHECKING:
+    from newproxy.engine.logformat import LogRecord
     from newproxy.engine.types import ProxyPass
     from newproxy.engine.upstreams import Peer, PeerSelection, UpstreamGroup
 
@@ -210,6 +213,10 @@ class UpstreamConn(asyncio.Protocol):
         ex = self.exchange
         if ex is None or ex.complete or ex.interim or ex.bodiless:
             return
+        if ex.deflate is not None:
+            data = ex.deflate.compress(data)
+            if not data:
+                return  # zlib keeps it until it has a block
         if ex.chunked_out:
             ex.out += (b"%x\r\n" % len(data), data, _CRLF)
         else:
@@ -223,8 +230,10 @@ class UpstreamConn(asyncio.Protocol):
             ex.interim = False  # a 1xx answer: the final response follows
             return
         ex.complete = True
+        if ex.deflate is not None:
+            ex.deflate_end()
         if ex.chunked_out:
-            ex.out.append(_LAST_CHUNK)
+            ex.out.append(ex.pp.last_chunk)  # with add_trailer's trailers
 
     # -- ownership ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -379,6 +388,7 @@ class Exchange:
     """One proxied request: peer selection, retries, timeouts, relaying the response."""
 
     __slots__ = (
+        "attempt",
         "bodiless",
         "chunked_out",
         "client",
@@ -386,6 +396,7 @@ class Exchange:
         "complete",
         "conn",
         "connect_task",
+        "deflate",
         "done",
         "fail_status",
         "framing",
@@ -395,6 +406,7 @@ class Exchange:
         "interim",
         "is_head",
         "last",
+        "log",
         "out",
         "paused",
         "peer",
@@ -432,19 +444,24 @@ class Exchange:
         self.chunked_out = False
         self.close_out = False
         self.bodiless = False
+        self.deflate: zlib._Compress | None = None  # gzip: the body is compressed on its way to the client
         self.framing = ""
         self.out: list[bytes] = []
         self.fail_status = 502
         self.paused = False
         self.interim = False
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
+        # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
+        # ``attempt`` is this try's entry: [addr, status, start, connect, header, response].
+        self.log: LogRecord | None = None
+        self.attempt: list | None = None  # type: ignore[type-arg]
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
         group = self.pp.upstream
         if group.keepalive > 0:
             self.pool = self.client.pools.get(group.name) or self.client.pool(group)
-        self.selection = group.begin(self.pp.proxy.next_upstream_tries)
+        self.selection = group.begin(self.pp.proxy.next_upstream_tries, self.pp.balance_key)
         self._next_peer()
 
     def _next_peer(self) -> None:
@@ -453,15 +470,20 @@ class Exchange:
         if peer is None:
             if self.fail_status == 502 and not self.sent and self.peer is None:
                 self._log('no live upstreams while connecting to upstream')
+                if self.log is not None:  # nginx logs the group's name with a 502
+                    self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
             self._respond_error(self.fail_status)
             return
         self.peer = peer
+        if self.log is not None:
+            self.attempt = self.log.upstream_attempt(peer.name)
         self.stale_retried = False
         if self.pool is not None:
             conn = self.pool.get(peer.name)
             if conn is not None:
                 self.reused = True
                 self._attach(conn)
+                self._timed(3)
                 self._send()
                 return
         self._connect()
@@ -503,6 +525,7 @@ class Exchange:
             self._failed("error", "upstream prematurely closed connection while connecting to upstream")
             return
         self._attach(conn)
+        self._timed(3)
         self._send()
 
     def _attach(self, conn: UpstreamConn) -> None:
@@ -571,6 +594,9 @@ class Exchange:
                 raise HttpParserError("101 Switching Protocols is not supported")
             self.interim = True  # 100/102/103: skip it, the final response follows
             return
+        if self.attempt is not None:
+            self.attempt[1] = status
+            self._timed(4)
         if status in self.pp.intercept:
             self.intercepted = status
             raise _Intercepted  # stops the parser; UpstreamConn.data_received calls intercept()
@@ -584,6 +610,11 @@ class Exchange:
             framing = "close"
         self.framing = framing
         head, out_framing = self.client.client_response_head(self.pp, status, conn.reason, conn.headers, framing)
+        if out_framing[:5] == "gzip-":  # the location's gzip filter compresses this body (engine/gzip.py)
+            out_framing = out_framing[5:]
+            gz = self.pp.relay.gzip
+            assert gz is not None
+            self.deflate = gz.compressor()
         self.header_done = True
         self.chunked_out = out_framing == "chunked"
         self.close_out = out_framing == "close"
@@ -595,8 +626,18 @@ class Exchange:
             self.interim = False
             return
         self.complete = True
+        if self.deflate is not None:
+            self.deflate_end()
         if self.chunked_out:
-            self.out.append(_LAST_CHUNK)
+            self.out.append(self.pp.last_chunk)
+
+    def deflate_end(self) -> None:
+        """What the compressor still holds, and the gzip trailer, before the last chunk."""
+        assert self.deflate is not None
+        data = self.deflate.flush()
+        self.deflate = None
+        if data:
+            self.out += (b"%x\r\n" % len(data), data, _CRLF) if self.chunked_out else (data,)
 
     def flush(self) -> None:
         out = self.out
@@ -617,6 +658,7 @@ class Exchange:
 
     def finish(self) -> None:
         """The response is complete: pool or close the connection, let the client go on."""
+        self._timed(5)
         conn = self._end()
         if conn is not None:
             conn.requests += 1
@@ -685,6 +727,10 @@ class Exchange:
             conn.exchange = None
             conn.abort()
         status = 504 if kind == "timeout" else 502
+        if self.attempt is not None:
+            self.attempt[1] = status
+            self._timed(5)
+            self.attempt = None
         assert self.selection is not None and self.peer is not None
         self.selection.failed(self.peer)
         next_upstream = self.pp.proxy.next_upstream
@@ -704,6 +750,7 @@ class Exchange:
     def intercept(self) -> None:
         """proxy_intercept_errors with an error_page for the status: as nginx, drop the response
         unread and its connection, and answer with the page (the sink asks Engine.upstream_failed)."""
+        self._timed(5)
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -718,10 +765,19 @@ class Exchange:
         self._cancel_timer()
         self.sink.upstream_error(status)
 
+    def _timed(self, field: int) -> None:
+        """Access log: the time since this attempt began, as its connect/header/response time."""
+        attempt = self.attempt
+        if attempt is not None:
+            attempt[field] = time.monotonic() - attempt[2]
+
     def _abort_client(self) -> None:
+        self._timed(5)
         conn = self._end()
         if conn is not None:
             conn.abort()
+        if self.selection is not None and self.peer is not None:
+            self.selection.succeeded(self.peer)  # nginx's finalize frees the peer with state 0
         self.flush()
         self.sink.upstream_abort()
 
@@ -735,6 +791,8 @@ class Exchange:
         conn = self._end()
         if conn is not None:
             conn.abort()
+        if self.selection is not None and self.peer is not None:
+            self.selection.succeeded(self.peer)  # nginx frees the peer (state 0) when finalizing
 
     # -- flow control from the client side --------------------------------------------------
     def pause(self) -> None:

@@ -143,9 +143,33 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
                              "each request carries an X-Shadow-Id header to attribute upstream requests)")
     parser.add_argument("--rate", type=float, default=None, metavar="PAIRS_PER_S",
                         help="start at most this many request pairs per second")
+    parser.add_argument("--header-order", choices=["note", "strict"], default="note",
+                        help="a header list in another order: a note (default) or a difference")
     parser.add_argument("--no-guided", action="store_true",
                         help="do not add coverage-guided requests for config parts the generated ones miss")
     _context_option(parser)
+
+
+class _Progress:
+    """A progress bar over the request pairs once they are being sent (a spinner before: starting
+    the targets, generating traffic)."""
+
+    def __init__(self, console: Console, what: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=True)
+        self._task = self._bar.add_task(what, total=None)
+
+    def __enter__(self) -> _Progress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
 
 
 def _replay_sources(config_path: str, args: argparse.Namespace, console: Console) -> Callable[[Plan], list[Request]]:
@@ -189,7 +213,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
         extra = _replay_sources(config, args, console) if args.access_log or args.har or \
             getattr(args, "mirrored", None) else None
         accept = load_accepted(args.accept) if args.accept else None
-        with console.status(f"shadowing {config} against {args.against}…"):
+        with _Progress(console, f"shadowing {config} against {args.against}") as progress:
             report = run_shadow(
                 config,
                 max_requests=args.max_requests,
@@ -207,6 +231,8 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 calibrate=args.calibrate,
                 concurrency=max(1, args.concurrency),
                 rate=args.rate,
+                strict_order=args.header_order == "strict",
+                progress=progress.update,
                 **({"fallback": True} if getattr(args, "fallback", False) else {}),
                 **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),
             )

@@ -249,6 +249,12 @@ def _diff_headers(prefix: str, a: list[list[str]], b: list[list[str]], diffs: li
         notes.append(Diff(f"{prefix}.order", [h[0] for h in a], [h[0] for h in b]))
 
 
+def _is_echo(value: Any) -> bool:
+    """A recording upstream's JSON echo (shadow/upstreams.py echo_body)."""
+    return isinstance(value, dict) and "upstream" in value and isinstance(value.get("headers"), list) \
+        and all(isinstance(h, list) and len(h) == 2 for h in value["headers"])
+
+
 def _diff_value(prefix: str, a: Any, b: Any, diffs: list[Diff]) -> None:
     """Recursive for JSON objects, so an echo difference names the key (body.json.headers)."""
     if a == b:
@@ -268,7 +274,15 @@ def diff_responses(a: dict[str, Any], b: dict[str, Any], diffs: list[Diff], note
     _diff_headers("trailers", a.get("trailers", []), b.get("trailers", []), diffs, notes)
     if a["body"] != b["body"]:
         if "json" in a["body"] and "json" in b["body"]:
-            _diff_value("body.json", a["body"]["json"], b["body"]["json"], diffs)
+            echo_a, echo_b = a["body"]["json"], b["body"]["json"]
+            if _is_echo(echo_a) and _is_echo(echo_b):
+                # The upstream's echo of the headers it got: compared like header lists (an order-only
+                # difference is a note), so the echo does not count what the upstream request's own
+                # comparison only notes.
+                _diff_headers("body.json.headers", echo_a["headers"], echo_b["headers"], diffs, notes)
+                echo_a = {k: v for k, v in echo_a.items() if k != "headers"}
+                echo_b = {k: v for k, v in echo_b.items() if k != "headers"}
+            _diff_value("body.json", echo_a, echo_b, diffs)
         else:
             diffs.append(Diff("body", _clip(a["body"]), _clip(b["body"])))
     if a["connection"] != b["connection"]:

@@ -251,11 +251,20 @@ def _normalisers(reference: Target, other: Target, pool: UpstreamPool,
             Normaliser({p: n for n, p in other.listen_ports.items()}, upstreams, masks))
 
 
-def _forgive(results: list[RequestResult], accepted: Accepted, noise: dict[int, set[str]]) -> None:
+def _forgive(results: list[RequestResult], accepted: Accepted, noise: dict[int, set[str]],
+             strict_order: bool = False) -> None:
     """Move the diffs an --accept rule or the noise calibration forgives into the notes (prefixed
-    ``accepted:`` / ``noise:``), and recompute each verdict."""
+    ``accepted:`` / ``noise:``), and recompute each verdict. With ``strict_order``, a header list
+    in another order (normally a note) is a difference."""
     for index, result in enumerate(results):
         comparison = result.comparison
+        if strict_order:
+            ordered = [n for n in comparison.notes if n.field.endswith(".order")]
+            if ordered:
+                comparison.notes = [n for n in comparison.notes if not n.field.endswith(".order")]
+                comparison.diffs.extend(ordered)
+                if comparison.verdict == "equivalent":
+                    comparison.verdict = "different"
         kept = []
         for diff in comparison.diffs:
             if diff.field in noise.get(index, ()):
@@ -496,6 +505,7 @@ def run_shadow(
     calibrate: bool = False,
     concurrency: int = 1,
     rate: float | None = None,
+    strict_order: bool = False,
     fallback: bool = False,
 ) -> ShadowReport:
     """Shadow ``nginx_conf_path``: real nginx vs ``against`` on generated traffic.
@@ -517,6 +527,7 @@ def run_shadow(
     ``accept``: the user's accepted differences (shadow/accepted.py), on top of the built-in ones.
     ``concurrency`` > 1 sends that many request pairs at once (shadow/concurrent.py: each request is
     tagged so its upstream requests can be told apart), at most ``rate`` pairs started per second.
+    ``strict_order``: the order of header lines counts (by default an order-only difference is a note).
     ``calibrate`` first runs nginx against a second nginx on the same requests: what differs there
     is the harness's noise, and the same differences in the real run are reported as such (notes
     ``noise:...``), not counted.
@@ -580,7 +591,7 @@ def run_shadow(
                     _drive(requests, targets[0], targets[1], pool, timeout, probe, progress, max_seconds,
                            started.legacy, masks)
                 )
-            _forgive(results, rules, noise)
+            _forgive(results, rules, noise, strict_order)
             minimal = uvloop.run(
                 _shrink_all(results, targets[0], targets[1], pool, timeout, probe, shrink, rules.masks())
             ) if shrink and not stopped else {}

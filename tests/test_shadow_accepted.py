@@ -100,3 +100,24 @@ def test_cli_accept_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path = _conf(tmp_path)
     assert main(["shadow", str(path), "--accept", str(tmp_path / "missing.yaml")]) == 1
     assert "missing.yaml: No such file or directory" in capsys.readouterr().err
+
+
+def reversed_proxy_headers(config: NewproxyConfig) -> NewproxyConfig:
+    proxy = config.servers[0].locations[-1].proxy
+    assert proxy is not None
+    proxy.headers = list(reversed(proxy.headers))
+    return config
+
+
+def test_header_order_is_a_note_unless_strict(tmp_path: Path) -> None:
+    path = _conf(tmp_path)
+    rules = tmp_path / "accept.yaml"
+    rules.write_text("- header: X-Request-Id\n  reason: random\n")
+    requests = lambda plan: _requests(plan)[2:]  # noqa: E731 - the proxied request only
+    lenient = shadow(str(path), str(tmp_path / "lenient"), requests, max_requests=0, guided=False,
+                     mutate_translation=reversed_proxy_headers, accept=load(rules))
+    assert lenient.different == 0 and lenient.noted == 1
+    assert any(kind.endswith(".order") for kind in lenient.note_kinds)
+    strict = shadow(str(path), str(tmp_path / "strict"), requests, max_requests=0, guided=False,
+                    mutate_translation=reversed_proxy_headers, accept=load(rules), strict_order=True)
+    assert strict.different == 1

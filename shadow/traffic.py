@@ -302,6 +302,13 @@ def _server_requests(b: _Builder, server: Server, servers: list[Server], plan: P
         ]
     ):
         out.append(Request("GET", target, _headers(h), main_listen, label, f"path.odd{i}", version))
+    # Adversarial sizes, inside nginx's default limits (large_client_header_buffers 4 8k): a long
+    # header line, a long target, many duplicates of one header.
+    out.append(Request("GET", "/", _headers(h, ("X-Long", "v" * 6000)), main_listen, label, "headers.long", version))
+    out.append(Request("GET", "/" + "seg/" * 500 + "end?" + "q=1&" * 200, _headers(h), main_listen, label,
+                       "path.long", version))
+    out.append(Request("GET", "/", _headers(h, *(("X-Dup", str(i)) for i in range(50))), main_listen, label,
+                       "headers.many-duplicates", version))
 
     for name, location in _iter_locations(server.locations):
         group = f"{label} {GROUP_SEP} {name}"

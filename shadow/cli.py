@@ -236,10 +236,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 **({"fallback": True} if getattr(args, "fallback", False) else {}),
                 **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),
             )
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except AcceptedError as exc:
+    except (ConfigError, AcceptedError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except HarnessError as exc:

@@ -153,6 +153,7 @@ class Replayer:
             self._engine = Engine(translated)  # maps compile traced while the tracer is set
         finally:
             trace.tracer = previous
+        self._engine.memo = None  # every request takes the phases: a remembered answer traces nothing
 
     def _record(self, kind: str, source: str | None, outcome: object) -> None:
         if source is None or kind == "rewrite" and not outcome:

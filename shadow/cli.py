@@ -145,6 +145,9 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
                         help="start at most this many request pairs per second")
     parser.add_argument("--header-order", choices=["note", "strict"], default="note",
                         help="a header list in another order: a note (default) or a difference")
+    parser.add_argument("--allow-unsafe", action="store_true",
+                        help="run even when requests could reach a real backend (a *_pass with variables the "
+                             "harness cannot point at its recording upstreams)")
     parser.add_argument("--no-guided", action="store_true",
                         help="do not add coverage-guided requests for config parts the generated ones miss")
     _context_option(parser)
@@ -232,6 +235,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 concurrency=max(1, args.concurrency),
                 rate=args.rate,
                 strict_order=args.header_order == "strict",
+                allow_unsafe=args.allow_unsafe,
                 progress=progress.update,
                 **({"fallback": True} if getattr(args, "fallback", False) else {}),
                 **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),

@@ -114,6 +114,9 @@ class Plan:
     upstreams: dict[str, UpstreamInfo] = field(default_factory=dict)
     upstream_blocks: set[str] = field(default_factory=set)  # names of upstream{} blocks (lowercase)
     notes: list[str] = field(default_factory=list)
+    # Where a target could reach a real backend (an address the rewiring cannot replace: a *_pass
+    # with variables); the runner refuses to run unless the user allows it (--allow-unsafe).
+    unsafe: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +150,16 @@ def _proxy_target(url: str, plan: Plan) -> tuple[str, str, str] | None:
     return scheme, _hostport(hostpart, 443 if scheme == "https" else 80), uri
 
 
+def _variable_host(url: str) -> bool:
+    """Whether a proxy_pass URL's host comes from variables (nginx resolves it per request, so the
+    rewiring cannot point it at a recording upstream). Variables in the URI part alone are harmless."""
+    match = _URL.match(url)
+    if not match:
+        return "$" in url  # the whole value is a variable, e.g. proxy_pass $backend;
+    rest = match["rest"]
+    return "$" in (rest.split("/", 1)[0] if not rest.startswith("unix:") else rest)
+
+
 def _walk(directives: list[Directive], ctx: tuple[str, ...]) -> Iterator[tuple[Directive, tuple[str, ...]]]:
     """Every directive with the names of the blocks around it; includes are transparent."""
     for directive in directives:
@@ -177,8 +190,9 @@ def plan(config: NginxConfig) -> Plan:
         elif directive.name == "proxy_pass" and directive.args:
             target = _proxy_target(directive.args[0], result)
             if target is None:
-                if "$" in directive.args[0]:
+                if _variable_host(directive.args[0]):
                     result.notes.append(f"{directive.where}: proxy_pass with variables is not rewired")
+                    result.unsafe.append(f"{directive.where}: proxy_pass {directive.args[0]}")
                 continue
             scheme, name, _uri = target
             result.upstreams.setdefault(name, UpstreamInfo(name=name))
@@ -186,7 +200,10 @@ def plan(config: NginxConfig) -> Plan:
                 result.notes.append(f"{directive.where}: https upstream {name} is shadowed over plain http")
         elif directive.name in _OTHER_PASS and directive.args:
             address = re.sub(r"^grpcs?://", "", directive.args[0])
-            if "$" in address or address.lower() in result.upstream_blocks:
+            if "$" in address:
+                result.unsafe.append(f"{directive.where}: {directive.name} {directive.args[0]}")
+                continue
+            if address.lower() in result.upstream_blocks:
                 continue
             name = _hostport(address, 80)
             result.upstreams.setdefault(name, UpstreamInfo(name=name, refuse=True))

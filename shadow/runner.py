@@ -506,6 +506,7 @@ def run_shadow(
     concurrency: int = 1,
     rate: float | None = None,
     strict_order: bool = False,
+    allow_unsafe: bool = False,
     fallback: bool = False,
 ) -> ShadowReport:
     """Shadow ``nginx_conf_path``: real nginx vs ``against`` on generated traffic.
@@ -527,6 +528,8 @@ def run_shadow(
     ``accept``: the user's accepted differences (shadow/accepted.py), on top of the built-in ones.
     ``concurrency`` > 1 sends that many request pairs at once (shadow/concurrent.py: each request is
     tagged so its upstream requests can be told apart), at most ``rate`` pairs started per second.
+    ``allow_unsafe``: run even when a target could reach a real backend (a ``*_pass`` with variables,
+    which the rewiring cannot point at a recording upstream); refused otherwise.
     ``strict_order``: the order of header lines counts (by default an order-only difference is a note).
     ``calibrate`` first runs nginx against a second nginx on the same requests: what differs there
     is the harness's noise, and the same differences in the real run are reported as such (notes
@@ -540,6 +543,11 @@ def run_shadow(
     """
     config = parse_config(nginx_conf_path, context=context)
     the_plan = plan(config)
+    if the_plan.unsafe and not allow_unsafe:
+        raise HarnessError(
+            "requests could reach real backends: the rewiring cannot replace these addresses with recording "
+            f"upstreams: {'; '.join(the_plan.unsafe)}. Run with --allow-unsafe to send traffic anyway "
+            "(every method, POST and DELETE included)")
     unknown = set(refuse) - set(the_plan.upstreams)
     if unknown:
         raise HarnessError(

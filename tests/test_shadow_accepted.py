@@ -121,3 +121,18 @@ def test_header_order_is_a_note_unless_strict(tmp_path: Path) -> None:
     strict = shadow(str(path), str(tmp_path / "strict"), requests, max_requests=0, guided=False,
                     mutate_translation=reversed_proxy_headers, accept=load(rules), strict_order=True)
     assert strict.different == 1
+
+
+def test_a_config_that_could_reach_real_backends_needs_allow_unsafe(tmp_path: Path) -> None:
+    from shadow.runner import HarnessError, run_shadow
+
+    path = tmp_path / "unsafe.conf"
+    path.write_text("events {}\nhttp {\n    server {\n        listen 8080;\n"
+                    "        location / { proxy_pass http://$http_x_backend; }\n    }\n}\n")
+    with pytest.raises(HarnessError, match=rf"{path}:5: proxy_pass http://\$http_x_backend.*--allow-unsafe"):
+        run_shadow(str(path), workdir=str(tmp_path / "refused"), max_requests=5)
+    assert main(["shadow", str(path), "--max-requests", "5"]) == 2
+    # Allowed: it runs (nginx has no resolver for the variable host: it answers 502 without any traffic).
+    report = run_shadow(str(path), workdir=str(tmp_path / "allowed"), max_requests=5, guided=False,
+                        allow_unsafe=True)
+    assert report.requests == 5

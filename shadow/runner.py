@@ -442,7 +442,6 @@ def started_targets(
     kinds: list[tuple[str, str]] = [("nginx", "nginx"), (against, other_label)]
     if fallback:
         kinds.insert(1, ("nginx", "legacy"))
-    ports = free_ports(len(kinds) * len(names))
     legacy: Target | None = None
     legacy_setting: Fallback | None = None
     conf_dir = os.path.dirname(os.path.abspath(config.main_file))
@@ -451,6 +450,10 @@ def started_targets(
         for info in the_plan.upstreams.values():
             pool.add(info.name, refuse=info.refuse or info.name in refuse)
         upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
+        # The listen ports are picked once the upstreams hold theirs: a port free_ports saw free and
+        # released could otherwise be the one the kernel gives an upstream next, and the target's
+        # readiness probe would then be answered by that upstream while the target failed to bind.
+        ports = free_ports(len(kinds) * len(names))
         targets: list[Target] = []
         for i, (kind, label) in enumerate(kinds):
             wiring = Wiring(

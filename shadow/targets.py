@@ -132,6 +132,12 @@ class _ProcessTarget(ABC):
                 except OSError:
                     pass
             if not pending:
+                # A port answering is not proof: if another process held it, the target failed to
+                # bind and is exiting. Give that a moment to show.
+                time.sleep(0.05)
+                code = self.process.poll()
+                if code is not None:
+                    raise self.failure(f"exited with status {code} while starting (a port taken?)")
                 return
             if time.monotonic() > deadline:
                 raise self.failure(f"not listening on {sorted(pending)} after {self.ready_timeout}s")

@@ -502,7 +502,7 @@ def run_shadow(
     extra_requests: Callable[[Plan], list[Request]] | None = None,
     context: str | None = "main",
     guided: bool = True,
-    shrink: int = 5,
+    shrink: int = 10,
     mutate_translation: Mutation | None = None,
     accept: Accepted | None = None,
     calibrate: bool = False,
@@ -526,8 +526,9 @@ def run_shadow(
     ``fallback``: translate with the strangler fallback, handing what cannot be translated to a third
     target, legacy nginx on the original config (``report.legacy_requests`` counts what it served).
     ``guided`` adds requests for the config parts the generated ones miss (shadow/guided.py).
-    ``shrink``: for up to this many different requests, the smallest request that still shows the
-    difference is searched with both targets (shadow/shrink.py) and reported as ``minimal``.
+    ``shrink``: for up to this many different requests (the ones the terminal shows), the smallest
+    request that still shows the difference is searched with both targets (shadow/shrink.py) and
+    reported as ``minimal``.
     ``accept``: the user's accepted differences (shadow/accepted.py), on top of the built-in ones.
     ``concurrency`` > 1 sends that many request pairs at once (shadow/concurrent.py: each request is
     tagged so its upstream requests can be told apart), at most ``rate`` pairs started per second.

@@ -252,23 +252,21 @@ class UpstreamGroup:
 
     # -- the methods' first choices (None: the group has nothing to give) --------------------
     def _round_robin(self, sel: PeerSelection, now: float) -> Peer | None:
-        peer = None
-        if not sel.using_backup:
-            peer = self.primary.pick(sel.tried, now)
-            if peer is None and self.backup is not None:
-                sel.using_backup = True
-        if peer is None and sel.using_backup and self.backup is not None:
-            peer = self.backup.pick(sel.tried, now)
-        return peer
+        return self._primary_then_backup(sel, now, "pick")
 
     def _least_conn(self, sel: PeerSelection, now: float) -> Peer | None:
+        return self._primary_then_backup(sel, now, "pick_least_conn")
+
+    def _primary_then_backup(self, sel: PeerSelection, now: float, pick: str) -> Peer | None:
+        """A peer of the primary tier by ``pick`` (a tier method); once none is left, of the backups
+        (and the request stays with them for its next tries), as nginx's round robin does."""
         peer = None
         if not sel.using_backup:
-            peer = self.primary.pick_least_conn(sel.tried, now)
+            peer = getattr(self.primary, pick)(sel.tried, now)
             if peer is None and self.backup is not None:
                 sel.using_backup = True
         if peer is None and sel.using_backup and self.backup is not None:
-            peer = self.backup.pick_least_conn(sel.tried, now)
+            peer = getattr(self.backup, pick)(sel.tried, now)
         return peer
 
     def _hashed(self, sel: PeerSelection, now: float) -> Peer | None:

@@ -618,12 +618,7 @@ class H1Protocol(asyncio.Protocol):
                 self._close()
                 return
             self._write(result.head + result.body if result.body else result.head)
-            if self._rec is not None:
-                self._logged()
-            if not result.keepalive or (self._closing and not self._queue):
-                self._close()
-            else:
-                self._last = self.loop.time()
+            self._sent_whole(result.keepalive)
             return
         if isinstance(result, FileResponse):
             self._release = result.release
@@ -639,6 +634,15 @@ class H1Protocol(asyncio.Protocol):
         exchange.log = self._rec
         exchange.start()
 
+    def _sent_whole(self, keepalive: bool) -> None:
+        """A whole answer is written: log it, then keep the connection for the next request or close it."""
+        if self._rec is not None:
+            self._logged()
+        if not keepalive or (self._closing and not self._queue):
+            self._close()
+        else:
+            self._last = self.loop.time()
+
     def _send_file(self, resp: FileResponse) -> None:
         """A file answer (newproxy/http/sendfile.py): small ones inline, large ones by a FileSender
         that stands in for an upstream exchange (busy, flow control, abort, upstream_done)."""
@@ -652,12 +656,7 @@ class H1Protocol(asyncio.Protocol):
                 self._close()
                 return
             self._write(data)
-            if self._rec is not None:
-                self._logged()
-            if not resp.keepalive or (self._closing and not self._queue):
-                self._close()
-            else:
-                self._last = self.loop.time()
+            self._sent_whole(resp.keepalive)
             return
         sender = FileSender(self, resp, len(resp.head))
         self._write(resp.head)

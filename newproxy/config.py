@@ -293,6 +293,12 @@ class ProxyConfig(_Model):
     )
     pass_request_headers: bool = True
     pass_request_body: bool = True
+    method: str | None = Field(
+        default=None, description="nginx `proxy_method` (a complex value); null sends the client's method")
+    body: str | None = Field(
+        default=None,
+        description="nginx `proxy_set_body` (a complex value): sent instead of the client's body, whatever the "
+                    "method, with Content-Length set to its length; null sends the client's body")
     connect_timeout: float = 60.0
     send_timeout: float = 60.0
     read_timeout: float = 60.0
@@ -328,6 +334,24 @@ class ProxyConfig(_Model):
                     "path without the final \"/\" with a redirect; such requests are handed to legacy too",
     )
     source: str | None = None
+
+
+class ClientConfig(_Model):
+    """How newproxy treats client connections (nginx's client_*/keepalive_*/send/lingering
+    settings). One set for the whole process: the translator writes the value the config gives
+    everywhere, and reports a server or location that sets another."""
+
+    header_timeout: float = Field(default=60.0, description="client_header_timeout: reading a request head")
+    body_timeout: float = Field(default=60.0, description="client_body_timeout: between two reads of a body")
+    keepalive_timeout: float = Field(default=75.0, description="keepalive_timeout: an idle kept-alive "
+                                                               "connection; 0 disables keep-alive")
+    keepalive_requests: int = Field(default=1000, ge=0, description="requests on one connection, then close")
+    send_timeout: float = Field(default=60.0, description="between two writes the client accepts")
+    lingering_time: float = Field(default=30.0, description="how long a closing connection's input is drained")
+    lingering_timeout: float = Field(default=5.0, description="the wait for more input while draining")
+    large_header_buffer_size: int = Field(
+        default=8192, description="large_client_header_buffers size: the longest request line or header line")
+    large_header_buffers: int = Field(default=4, description="large_client_header_buffers number")
 
 
 class LimitReqZoneConfig(_Model):
@@ -477,6 +501,9 @@ class LocationConfig(_Model):
     access: AccessConfig | None = Field(default=None, description="allow/deny, auth_basic, auth_request; null: none")
     real_ip: RealIpConfig | None = Field(
         default=None, description="realip in the preaccess phase, when it differs from the server's (post-read)")
+    stub_status: bool = Field(
+        default=False, description="nginx `stub_status`: the content is the server's connection counts "
+                                   "(newproxy/stats.py) instead of files")
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
 
@@ -507,6 +534,8 @@ class ServerConfig(_Model):
         default=True, description="nginx applies the setting of the default server of the address:port"
     )
     tls: TlsConfig | None = Field(default=None, description="certificates and TLS settings for `ssl` listens")
+    stub_status: bool = Field(default=False, description="nginx `stub_status` at server level: the content for "
+                                                         "requests that match no location")
     source: str | None = None
 
 
@@ -619,6 +648,16 @@ class LogFormatConfig(_Model):
     source: str | None = None
 
 
+class MetricsConfig(_Model):
+    """newproxy's own Prometheus endpoint (no nginx directive maps to it): a listening address of its
+    own, served by every worker, answering ``path`` with the counters of newproxy/stats.py in the
+    Prometheus text exposition format (newproxy/http/metrics.py)."""
+
+    address: str = Field(default="127.0.0.1", pattern=r"^[0-9A-Fa-f:.]+$", description="an IPv4 or IPv6 address")
+    port: int = Field(ge=1, le=65535)
+    path: str = Field(default="/metrics", pattern=r"^/")
+
+
 class NewproxyConfig(_Model):
     version: int = CONFIG_VERSION
     pid: str | None = None
@@ -630,9 +669,12 @@ class NewproxyConfig(_Model):
     worker_connections: int = Field(
         default=512, ge=1, description="client connections one worker holds at once; more are closed at accept")
     worker_rlimit_nofile: int | None = Field(default=None, ge=1, description="RLIMIT_NOFILE set in each worker")
+    client: ClientConfig = Field(default_factory=ClientConfig, description="client connection timeouts and limits")
     worker_shutdown_timeout: float | None = Field(
         default=None, gt=0, description="seconds a stopping worker waits for its connections before closing them")
     server_tokens: bool = True
+    metrics: MetricsConfig | None = Field(
+        default=None, description="a Prometheus /metrics endpoint on an address of its own; null: none")
     servers: list[ServerConfig] = Field(default_factory=list)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     variables: list[VariableConfig] = Field(

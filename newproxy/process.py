@@ -18,6 +18,9 @@ it waits for signals (``sigtimedwait``, no event loop, so forking is safe) and:
 State is per worker: limit_req/limit_conn zones and upstream peer state (failures, least_conn
 counts) are not shared between workers (nginx keeps them in shared memory). With
 ``worker_processes 1`` this is exactly nginx's behaviour; with more, each limit applies per worker.
+Shared: the stub_status and /metrics counters (newproxy/stats.py), an anonymous shared mmap
+created before the first fork, one slot per worker that the master hands out at fork
+(``stats.claim``) and takes back when it reaps the worker (``stats.release``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from newproxy import stats
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.server import BindError, open_listener
 from newproxy.worker import EXIT_FATAL, WorkerSpec, child_exit, worker_main
@@ -56,6 +60,7 @@ class Worker:
     pid: int
     generation: int
     spec: WorkerSpec
+    slot: int  # its counters in newproxy/stats.py's shared block
 
 
 class Master:
@@ -116,15 +121,17 @@ class Master:
         sys.stdout.flush()
         sys.stderr.flush()
         master = os.getpid()
+        slot = stats.claim()  # the worker's counters in the shared block (newproxy/stats.py)
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the master's code
             code = 1
             try:
+                stats.own(slot)
                 code = worker_main(spec, master)
             except BaseException as exc:  # noqa: BLE001 - a worker must exit, whatever happened
                 sys.stderr.write(f"newproxy: worker process failed: {exc!r}\n")
             child_exit(code)
-        self.workers[pid] = Worker(pid, self.generation, spec)
+        self.workers[pid] = Worker(pid, self.generation, spec, slot)
         self.log.log("notice", f"start worker process {pid}")
 
     def start_generation(self, config: NewproxyConfig, engine: Engine) -> None:
@@ -152,6 +159,7 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            stats.release(worker.slot)
             if os.WIFSIGNALED(status):
                 how, level = f"exited on signal {os.WTERMSIG(status)}", "alert"
             else:

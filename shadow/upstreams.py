@@ -16,6 +16,10 @@ proxy_redirect; repeated Set-Cookie markers for proxy_cookie_*).
 ``/__cache/`` adds caching headers to the answer (``CACHE_HEADERS``: two Cache-Control, Expires,
 Last-Modified, ETag), ``/__chunked/`` sends the echo with chunked encoding: how the headers filter
 (expires replacing an upstream's Expires, add_trailer on a chunked body) is tested.
+``/__upgrade/`` answers ``101 Switching Protocols`` (``Upgrade``: the request's, or "websocket";
+``Connection: upgrade``) and then echoes every read back as ``ECHO(`` bytes ``)``, so the
+direction of each byte is visible; a read containing ``__bye__`` is echoed, then the upstream
+closes first. It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
 
 All upstreams of a run live in one ``UpstreamPool``: a background thread with its own event loop.
 The listening sockets are bound and listening before ``add`` returns, so the address is usable at
@@ -189,6 +193,9 @@ class RecordingUpstream:
             keep_alive = not has_token(headers, "Connection", "close")
         else:
             keep_alive = has_token(headers, "Connection", "keep-alive")
+        if "/__upgrade/" in uri:
+            await self._upgrade(headers, reader, writer)
+            return False
         delay = _DELAY_MARKER.search(uri)
         if delay:
             await asyncio.sleep(int(delay.group(1)) / 1000)
@@ -220,6 +227,21 @@ class RecordingUpstream:
         writer.write(response if method == "HEAD" else response + payload)
         await writer.drain()
         return keep_alive
+
+
+    async def _upgrade(self, headers: Headers, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The ``/__upgrade/`` marker: switch protocols, then echo each read, framed, until EOF."""
+        proto = next((v for n, v in headers if n.lower() == "upgrade"), "websocket")
+        writer.write(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: upgrade\r\n\r\n".encode("latin-1"))
+        await writer.drain()
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            writer.write(b"ECHO(" + data + b")")
+            await writer.drain()
+            if b"__bye__" in data:
+                return
 
 
 class UpstreamPool:

@@ -39,8 +39,7 @@ _NGINX_ONLY = frozenset({
     "realip_remote_port", "proxy_protocol_addr", "proxy_protocol_port", "proxy_protocol_server_addr",
     "proxy_protocol_server_port", "secure_link", "secure_link_expires", "date_local", "date_gmt",
     "uid_got", "uid_set", "uid_reset", "invalid_referer", "fastcgi_script_name", "fastcgi_path_info",
-    "memcached_key", "geoip_country_code", "connections_active", "connections_reading",
-    "connections_writing", "connections_waiting", "original_uri", "nginx_version", "modern_browser",
+    "memcached_key", "geoip_country_code", "original_uri", "nginx_version", "modern_browser",
     "ancient_browser", "msie", 
 })
 _NGINX_ONLY_PREFIXES = ("upstream_http_", "upstream_cookie_", "upstream_trailer_", "sent_trailer_", "jwt_")

@@ -118,6 +118,8 @@ RULES: dict[str, Rule] = {
     "error_page": Rule("exact", "for the errors newproxy makes itself (return, no location, internal, rewrite "
                                 "cycle), upstream failures (502/504) and, with proxy_intercept_errors, upstream errors"),
     "internal": Rule("exact"),
+    "stub_status": Rule("exact", "in a location, and at server level for requests that match no location; the "
+                                 "counts are summed over the workers (newproxy/stats.py)"),
     "merge_slashes": Rule("exact"),
     "try_files": Rule("exact", "file checks, every fallback, and the file found served by the static handler"),
     "root": Rule("exact", "files are served from root + $uri (a relative root is read against Debian's prefix "
@@ -143,6 +145,26 @@ RULES: dict[str, Rule] = {
     "proxy_pass_request_headers": Rule("exact"),
     "proxy_pass_request_body": Rule("exact"),
     "proxy_hide_header": Rule("exact"),
+    "proxy_pass_header": Rule("exact", "takes the name out of the hidden set (nginx's defaults too: Date, "
+                                       "Server, X-Accel-*), caselessly"),
+    "proxy_ignore_headers": Rule("exact", "newproxy has no cache and never acts on X-Accel-Redirect, -Expires, "
+                                          "-Limit-Rate, -Buffering, -Charset, Expires, Cache-Control, Set-Cookie "
+                                          "or Vary, which is what ignoring them does without a cache (the headers "
+                                          "still reach the client unless hidden); values are checked. Without it, "
+                                          "nginx follows an upstream's X-Accel-Redirect internally: newproxy "
+                                          "drops the header and relays the answer (a gap of proxy_pass)"),
+    "proxy_buffering": Rule("ignored", "newproxy always streams the answer as it arrives (nginx's off); on only "
+                                       "changes timing and when the upstream connection is freed, not the bytes "
+                                       "or framing the client gets (compared in tests/test_differential_proxy_body.py)"),
+    "proxy_request_buffering": Rule("caveat", "newproxy reads the whole request body before connecting; with off, "
+                                              "proxy_http_version 1.1 and a chunked body still arriving after the "
+                                              "head, nginx sends it upstream chunked as it comes (newproxy: with "
+                                              "Content-Length). A body by length, one that came with the head, or "
+                                              "an HTTP/1.0 upstream gets the same upstream request (tested)"),
+    "proxy_method": Rule("exact", "with variables; also replaces the GET an error_page redirect makes"),
+    "proxy_set_body": Rule("exact", "with variables, for any method: Content-Length is the value's length "
+                                    "and the client's body (read and checked against client_max_body_size) "
+                                    "is not sent"),
     "proxy_next_upstream": Rule("exact"),
     "proxy_next_upstream_tries": Rule("exact"),
     "proxy_redirect": Rule("exact", "default, off, explicit and regex rules on Location and Refresh; a rewritten "
@@ -227,6 +249,18 @@ RULES: dict[str, Rule] = {
     "real_ip_header": Rule("exact", "X-Real-IP, X-Forwarded-For (every such header, last first) or any header; "
                                     "proxy_protocol is reported"),
     "real_ip_recursive": Rule("exact"),
+    # Client connections (translator/client.py): one value per process; a server or location with
+    # its own value is reported as a caveat by the translation.
+    "client_header_timeout": Rule("exact", "reading a request head (and the TLS handshake)"),
+    "client_body_timeout": Rule("exact", "between two reads of a request body"),
+    "keepalive_timeout": Rule("exact", "an idle kept-alive connection is closed; 0 disables keep-alive"),
+    "keepalive_requests": Rule("exact", "the last request allowed on a connection is answered with Connection: close"),
+    "send_timeout": Rule("exact", "a client that accepts nothing for this long is disconnected"),
+    "lingering_time": Rule("exact"),
+    "lingering_timeout": Rule("exact"),
+    "large_client_header_buffers": Rule("exact", "the longest request line (414) and header line (400)"),
+    "client_header_buffer_size": Rule("ignored", "how nginx sizes its first read buffer: no effect on answers "
+                                                 "once large_client_header_buffers is applied"),
     "auth_delay": Rule("caveat", "a 401 from the access phase is answered after the delay (without blocking); "
                                  "what the client sends meanwhile is not read"),
 }

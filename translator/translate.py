@@ -56,6 +56,7 @@ from translator.logs import LogRules
 from translator.static import static_config
 from translator.access import access_config, real_ip_config
 from translator.limits import limit_zones, limits_config
+from translator.client import client_config
 from translator.process import apply_process_settings
 from translator.tls import ssl_on, tls_config
 
@@ -253,6 +254,7 @@ class Translator:
             config.limit_req_zones, config.limit_conn_zones = limit_zones(self, http.scopes[0].directives)
             self.logs = LogRules(self, http)
             config.log_formats = self.logs.formats
+            config.client = client_config(self, list(self.nginx.http.directive.children()))
             config.servers = [self._server(server, http) for server in self.nginx.http.servers]
         config.upstreams = self.upstreams
         if self.fallback is not None:
@@ -421,6 +423,7 @@ class Translator:
             client_max_body_size=self._body_size(chain),
             error_pages=self._error_pages(chain),
             merge_slashes=self._scalar_arg(chain, "merge_slashes", "on") == "on",
+            stub_status=chain.scopes[-1].last("stub_status") is not None,
             root=self._root(chain),
             static=self._static(chain),
             limits=limits_config(self, chain),
@@ -445,6 +448,7 @@ class Translator:
             path=location.path,
             rewrite=self._rewrite(chain.scopes[-1].directives, chain, location),
             internal=chain.scopes[-1].last("internal") is not None,
+            stub_status=chain.scopes[-1].last("stub_status") is not None,
             source=location.directive.where,
             **self._location_settings(chain),
         )
@@ -733,6 +737,7 @@ class Translator:
             if not _is_ip(host):
                 self.note(directive, "caveat", f'"{host}" is resolved when connecting; nginx resolves it once at start')
         headers = self._proxy_headers(chain)
+        _check_ignore_headers(chain)
         blocks = [(scope.directives, scope.name) for scope in chain.scopes]
         return ProxyConfig(
             upstream=group,
@@ -742,13 +747,15 @@ class Translator:
             headers=headers,
             pass_request_headers=self._scalar_arg(chain, "proxy_pass_request_headers", "on") == "on",
             pass_request_body=self._scalar_arg(chain, "proxy_pass_request_body", "on") == "on",
+            method=self._proxy_value(chain, "proxy_method"),
+            body=self._proxy_value(chain, "proxy_set_body"),
             connect_timeout=self._time(chain, "proxy_connect_timeout", 60.0),
             send_timeout=self._time(chain, "proxy_send_timeout", 60.0),
             read_timeout=self._time(chain, "proxy_read_timeout", 60.0),
             next_upstream=self._next_upstream(chain),
             next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
             intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
-            hide_headers=DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")],
+            hide_headers=_hidden_headers(chain),
             redirects=redirect_rules(blocks, self._variables_ok),
             cookie_domains=cookie_rules(blocks, "proxy_cookie_domain", self._variables_ok),
             cookie_paths=cookie_rules(blocks, "proxy_cookie_path", self._variables_ok),
@@ -768,6 +775,14 @@ class Translator:
             if name.lower() not in names:
                 settings.append(HeaderSetting(name=name, value=value))
         return settings
+
+    def _proxy_value(self, chain: _Chain, name: str) -> str | None:
+        """proxy_method / proxy_set_body: a complex value, or None (not set, or using a variable
+        newproxy lacks: then reported unsupported and the client's method/body are sent)."""
+        directive = chain.scalar(name)
+        if directive is None or not self._variables_ok(directive, directive.args[0]):
+            return None
+        return directive.args[0]
 
     def _next_upstream(self, chain: _Chain) -> list:  # type: ignore[type-arg]
         directive = chain.scalar("proxy_next_upstream")
@@ -798,6 +813,32 @@ def _groups(pattern: str, directive: Directive) -> list[str]:
     except re.error as exc:
         raise ConfigError(f'regex "{pattern}" is not supported by newproxy yet ({exc})',
                           directive.file, directive.line) from None
+
+
+def _hidden_headers(chain: _Chain) -> list[str]:
+    """ngx_http_upstream_hide_headers_hash: nginx's default hidden set plus proxy_hide_header, minus
+    every proxy_pass_header name (caseless; a passed name wins over a hidden one)."""
+    hidden: list[str] = []
+    for name in DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")]:
+        if all(name.lower() != h.lower() for h in hidden):
+            hidden.append(name)
+    passed = {d.args[0].lower() for d in chain.array("proxy_pass_header")}
+    return [name for name in hidden if name.lower() not in passed]
+
+
+def _check_ignore_headers(chain: _Chain) -> None:
+    """proxy_ignore_headers is only checked: see _IGNORABLE."""
+    for directive in chain.array("proxy_ignore_headers"):
+        for value in directive.args:
+            if value.lower() not in _IGNORABLE:
+                raise ConfigError(f'invalid value "{value}"', directive.file, directive.line)  # nginx's words
+
+
+# proxy_ignore_headers values (ngx_http_upstream_ignore_headers_masks). newproxy has no cache and does
+# not act on any of these headers (an upstream's X-Accel-Redirect, -Charset, -Limit-Rate are dropped:
+# a gap of proxy_pass when they are not ignored), which is what ignoring them means.
+_IGNORABLE = frozenset({"x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-accel-buffering",
+                        "x-accel-charset", "expires", "cache-control", "set-cookie", "vary"})
 
 
 def _is_ip(host: str) -> bool:

@@ -68,6 +68,8 @@ class CompiledProxy:
     location_path: str  # the location prefix that the proxy_pass URI replaces
     version_suffix: bytes  # b" HTTP/1.0\r\n"
     relay: ResponseRelay
+    method: Template | None = None  # proxy_method; None: the client's
+    body: Template | None = None  # proxy_set_body; None: the client's body
 
 
 @dataclass(slots=True)
@@ -328,6 +330,8 @@ class ConfigCompiler:
             uri=config.uri,
             location_path=location_path,
             version_suffix=f" HTTP/{config.http_version}\r\n".encode(),
+            method=self.template(config.method) if config.method is not None else None,
+            body=self.template(config.body) if config.body is not None else None,
             relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers),
                                 headers=headers, pass_through=config.pass_through, gzip=gzip,
                                 rewrites=HeaderRewrites.build(compile_rules(config.redirects, self.template),

@@ -57,6 +57,7 @@ class RequestContext:
     limit_conn_status: int = 0
     holds: object = None  # the limit_conn counts this request holds (limits.Holds), released at its end
     static_file: tuple[str, object] | None = None  # (path, stat) of a file answered from the file cache
+    proxy_body: bytes | None = None  # proxy_set_body's value for this request: its length is the Content-Length
     start_sec: int = 0  # nginx's r->start_sec, kept when limit_req delays the request (0: now is close enough)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
+from newproxy import stats
 from newproxy.config import NewproxyConfig
 from newproxy.engine.compiled import (CompiledLocation, CompiledProxy, CompiledReturn, CompiledServer,
                                      CompiledTryFiles, ConfigCompiler)
@@ -18,7 +19,7 @@ from newproxy.engine.headers import filter_answer
 from newproxy.engine.context import RequestContext, set_captures
 from newproxy.engine.logformat import LogPlan
 from newproxy.engine.memo import StaticMemo
-from newproxy.engine.proxy import pass_through_body, pass_through_head, upstream_head
+from newproxy.engine.proxy import pass_through_body, pass_through_head, upstream_body, upstream_head
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
 from newproxy.engine.servers import InvalidHost, ServerRouter, normalise_host
@@ -51,6 +52,13 @@ class Engine:
         self.listen_addresses: list[tuple[str, int, bool]] = [
             (addr, port, ipv6only.get((addr, port), True)) for addr, port in self.router.bind_addresses()
         ]
+        # newproxy's Prometheus endpoint: bound with the rest, served by newproxy/http/metrics.py.
+        self.metrics_address: tuple[str, int] | None = None
+        if config.metrics is not None:
+            self.metrics_address = (config.metrics.address, config.metrics.port)
+            if any(key[:2] == self.metrics_address for key in self.listen_addresses):
+                raise ValueError(f"metrics: {config.metrics.address}:{config.metrics.port} is also a server's listen")
+            self.listen_addresses.append((*self.metrics_address, True))
 
     # -- entry points for the IO layer -------------------------------------------------------
 
@@ -213,10 +221,12 @@ class Engine:
         return self._after_access(ctx, location)
 
     def _no_location(self, ctx: RequestContext) -> Result:
-        """No location matched: the access phase with the server's settings, then the static handler."""
+        """No location matched: the access phase with the server's settings, then the static handler
+        (or the server's stub_status, which nginx runs for requests that match no location)."""
+        content = self._stub_status if ctx.server.config.stub_status else self._static
         if ctx.server.access is not None and not ctx.subrequest:
-            return access.run(self, ctx, ctx.server.access, lambda: self._static(ctx))
-        return self._static(ctx)
+            return access.run(self, ctx, ctx.server.access, lambda: content(ctx))
+        return content(ctx)
 
     def _after_access(self, ctx: RequestContext, location: CompiledLocation) -> Result:
         """try_files, then the content handler (proxy_pass, or files)."""
@@ -232,8 +242,8 @@ class Engine:
             ctx.proxy_host = proxy.config.proxy_host
             return ProxyPass(
                 upstream=proxy.group,
+                body=upstream_body(ctx, proxy),  # before the head: proxy_set_body fixes its Content-Length
                 head=upstream_head(ctx, proxy),
-                body=request.body if proxy.config.pass_request_body else b"",
                 proxy=proxy.config,
                 request=request,
                 keepalive=request.keepalive,
@@ -243,7 +253,16 @@ class Engine:
                 intercept=location.intercept,
                 balance_key=_balance_key(proxy.group, ctx) if proxy.group.needs_key else b"",
             )
+        if location.config.stub_status:
+            return self._stub_status(ctx)
         return self._static(ctx)
+
+    def _stub_status(self, ctx: RequestContext) -> Response:
+        """ngx_http_stub_status_handler: GET and HEAD only, text/plain, counts of every worker."""
+        request = ctx.request
+        if request.method not in (b"GET", b"HEAD"):
+            return self._fail(ctx, 405)  # type: ignore[return-value]
+        return self.maker.text(200, request, request.keepalive, b"text/plain", stats.stub_status_text())
 
     def _try_files(self, ctx: RequestContext, try_files: CompiledTryFiles) -> Response | ProxyPass | None:
         """ngx_http_core_try_files_phase. None: a file exists, $uri is now its name, go on to content."""

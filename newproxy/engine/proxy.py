@@ -98,8 +98,22 @@ def pass_through_body(request: Request) -> bytes:
     return request.body
 
 
+def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
+    """The body sent upstream: proxy_set_body's value (for any method; the client's body is read but
+    not sent), else the client's body unless proxy_pass_request_body is off. Evaluated before the
+    head, as ngx_http_proxy_create_request does: $proxy_internal_body_length is then its length."""
+    if proxy.body is not None:
+        body = proxy.body.render(ctx).encode("latin-1")
+        ctx.proxy_body = body
+        return body
+    return ctx.request.body if proxy.config.pass_request_body else b""
+
+
 def upstream_head(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
-    parts = [ctx.method or ctx.request.method, b" ", upstream_uri(ctx, proxy), proxy.version_suffix]
+    # proxy_method replaces the method, also after an error_page made it GET (plcf->method comes first).
+    method = proxy.method.render(ctx).encode("latin-1") if proxy.method is not None else None
+    parts = [method if method is not None else ctx.method or ctx.request.method, b" ", upstream_uri(ctx, proxy),
+             proxy.version_suffix]
     for line, prefix, template in proxy.headers:
         if line is not None:
             parts.append(line)
@@ -161,7 +175,11 @@ def client_response_head(
         else:
             client_framing = "close"
     keepalive = pp.keepalive and client_framing != "close"
-    parts = [b"HTTP/1.1 %d " % status + reason + b"\r\n", maker.server_line, maker.date.line()]
+    # proxy_pass_header Server/Date: nginx's own line is never written, only the upstream's, in its place
+    # in the list, if it sent one (ngx_http_proxy_process_header adds an empty one that hides nginx's).
+    parts = [b"HTTP/1.1 %d " % status + reason + b"\r\n",
+             maker.server_line if b"server" in hidden else b"",
+             maker.date.line() if b"date" in hidden else b""]
     if content_type is not None:
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if content_length is not None and framing in ("length", "none"):
@@ -170,7 +188,10 @@ def client_response_head(
         parts.append(b"Location: " + moved_location + b"\r\n")
     if chunked:
         parts.append(b"Transfer-Encoding: chunked\r\n")
-    parts.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
+    if status == 101:  # nginx's header filter: a switch says "upgrade" (the Upgrade line passes)
+        parts.append(b"Connection: upgrade\r\n")
+    else:
+        parts.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
     if pp.extra_head:
         parts.append(pp.extra_head)
     parts.extend(rest)

@@ -12,6 +12,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from newproxy import stats
 from newproxy.engine.htpasswd import basic_credentials
 
 from newproxy.engine.limits import CONN_STATUS_NAMES, REQ_STATUS_NAMES, limit_rate_variable
@@ -99,7 +100,9 @@ def _proxy_add_x_forwarded_for(ctx: RequestContext) -> str:
 
 def _body_length(ctx: RequestContext) -> str:
     # nginx sends a Content-Length upstream when the client sent a body (by length or chunked),
-    # with the length of the body it buffered.
+    # with the length of the body it buffered; with proxy_set_body, that body's length, always.
+    if ctx.proxy_body is not None:
+        return str(len(ctx.proxy_body))
     for name, _ in ctx.request.headers:
         low = name.lower()
         if low in (b"content-length", b"transfer-encoding"):
@@ -216,6 +219,11 @@ _SIMPLE: dict[str, Getter] = {
     "proxy_internal_body_length": _body_length,
     # nginx sets this only when it streams a chunked body unbuffered, which newproxy does not do.
     "proxy_internal_chunked": lambda ctx: "",
+    # ngx_http_stub_status_module's, summed over every worker (newproxy/stats.py).
+    "connections_active": lambda ctx: str(stats.connections()[0]),
+    "connections_reading": lambda ctx: str(stats.connections()[1]),
+    "connections_writing": lambda ctx: str(stats.connections()[2]),
+    "connections_waiting": lambda ctx: str(stats.connections()[3]),
 }
 
 _PREFIXED: dict[str, Callable[[str], Getter]] = {

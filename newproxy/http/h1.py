@@ -31,6 +31,7 @@ from httptools import (
     HttpRequestParser,
 )
 
+from newproxy.config import ClientConfig
 from newproxy.engine.servers import host_valid
 from newproxy.engine.types import TlsInfo
 from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPass, Request, Response, Result
@@ -41,21 +42,13 @@ from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inl
 from newproxy.http.sendfile import close as close_file
 from newproxy.http.upstream import Exchange
 from newproxy.http.authrequest import AuthExchange, AuthSink
+from newproxy import stats
+from newproxy.stats import ACCEPTED, ACTIVE, HANDLED, READING, REQUESTS, WRITING
 
 if TYPE_CHECKING:
     from newproxy.http.accesslog import AccessLogs
     from newproxy.http.upstream import UpstreamClient
 
-# nginx's defaults for settings the config does not carry (yet).
-CLIENT_HEADER_TIMEOUT = 60.0
-CLIENT_BODY_TIMEOUT = 60.0
-KEEPALIVE_TIMEOUT = 75.0
-SEND_TIMEOUT = 60.0
-KEEPALIVE_REQUESTS = 1000
-LINGERING_TIMEOUT = 5.0
-LINGERING_TIME = 30.0
-LARGE_HEADER_BUFFER = 8192  # large_client_header_buffers 4 8k
-LARGE_HEADER_BUFFERS = 4
 PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a proxied one
 
 PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
@@ -93,7 +86,7 @@ class _Stop(Exception):
 class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
-    __slots__ = ("_ids", "access", "closing", "connections", "draining", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
+    __slots__ = ("_ids", "access", "client", "closing", "connections", "draining", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -105,6 +98,10 @@ class ConnContext:
         self.upstream = upstream
         self.loop = loop
         self.log = log
+        # Timeouts and header limits (client_header_timeout, keepalive_timeout...): the config's, or
+        # nginx's defaults for an engine without one.
+        config = getattr(getattr(engine, "config", None), "client", None)
+        self.client: ClientConfig = config if isinstance(config, ClientConfig) else ClientConfig()
         self.connections: set[H1Protocol] = set()
         self.closing = False
         # Set with closing by a worker drained on reload (newproxy/worker.py): a connection accepted
@@ -146,6 +143,31 @@ class _Wait:
         pass
 
 
+class _Tunnel:
+    """Stands in for the parser once an upstream switched protocols (``H1Protocol.upgraded``):
+    every byte the client sends goes to the peer as it is."""
+
+    __slots__ = ("feed_data",)
+
+    def __init__(self, forward: Callable[[bytes], None]) -> None:
+        self.feed_data = forward
+
+
+class _Hold:
+    """Stands in for the parser while a request with ``Connection: upgrade`` is proxied: what the
+    client sends meanwhile is kept, to go to the peer if it switches protocols (nginx forwards the
+    bytes read past the request), or to be parsed as the next requests if it does not."""
+
+    __slots__ = ("data", "parser")
+
+    def __init__(self, parser: HttpRequestParser, data: bytes) -> None:
+        self.parser = parser
+        self.data = data
+
+    def feed_data(self, data: bytes) -> None:
+        self.data += data
+
+
 class H1Protocol(asyncio.Protocol):
     __slots__ = (
         "_auths",
@@ -161,7 +183,9 @@ class H1Protocol(asyncio.Protocol):
         "_exchange",
         "_expect",
         "_headers",
+        "_hold",
         "_host",
+        "_head_due",
         "_hosts",
         "_hsize",
         "_in_feed",
@@ -179,6 +203,7 @@ class H1Protocol(asyncio.Protocol):
         "_release",
         "_req",
         "_requests",
+        "_st",
         "_stopped",
         "_te",
         "_timer",
@@ -224,6 +249,7 @@ class H1Protocol(asyncio.Protocol):
         self._queue: deque[Request | _Error] = deque()
         self._busy = False
         self._exchange: Exchange | None = None
+        self._hold: _Hold | None = None  # set while an upgrade request is proxied
         self._current: ProxyPass | None = None
         self._release: Callable[[], None] | None = None  # limit_conn: what the answer in flight holds
         self._pacer: PacedWriter | None = None  # limit_rate of the proxied answer in flight
@@ -245,6 +271,8 @@ class H1Protocol(asyncio.Protocol):
         self._rec: LogRecord | None = None
         self._chunk0 = 0
         self._piped = False  # a request ended in the current read: the next one in it is pipelined
+        self._st = 0  # stub_status: 0 waiting, READING, WRITING (newproxy/stats.py)
+        self._head_due = False  # the answer's head is not written yet: _write counts its status
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -256,8 +284,12 @@ class H1Protocol(asyncio.Protocol):
         if sock:
             self.local_addr = (sock[0], sock[1])
         self.ctx.connections.add(self)
+        c = stats.C
+        c[ACCEPTED] += 1
+        c[HANDLED] += 1
+        c[ACTIVE] += 1
         self._last = self.loop.time()
-        self._timer = self.loop.call_at(self._last + CLIENT_HEADER_TIMEOUT, self._on_timer)
+        self._timer = self.loop.call_at(self._last + self.ctx.client.header_timeout, self._on_timer)
         if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
             self.shutdown()
 
@@ -287,6 +319,11 @@ class H1Protocol(asyncio.Protocol):
     def _feed_after_upgrade(self, data: bytes, exc: HttpParserUpgrade) -> None:
         offset = exc.args[0] if exc.args else len(data)
         rest = data[offset:]
+        if self._busy and not self._queue and not self._stopped and type(self._exchange) is Exchange:
+            # The upgrade request is being proxied: keep what follows until the peer answers.
+            hold = self._hold = _Hold(self.parser, rest)
+            self.parser = hold  # type: ignore[assignment]
+            return
         while rest and not self._stopped and not self._closed:
             try:
                 self.parser.feed_data(rest)
@@ -298,6 +335,12 @@ class H1Protocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._lingering:
             return False
+        ex = self._exchange
+        if ex is not None and getattr(ex, "upgraded", False):
+            # nginx ends a tunnel when either side closes (no half-close): the peer's connection
+            # closes, then ours, after what is buffered either way is written.
+            ex.finish()  # type: ignore[union-attr]
+            return True
         # A half-closed client may still read: keep writing the response(s) it asked for.
         if self._busy or self._queue:
             self._closing = True
@@ -307,6 +350,11 @@ class H1Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.ctx.connections.discard(self)
+        c = stats.C
+        c[ACTIVE] -= 1
+        if self._st:
+            c[self._st] -= 1
+            self._st = 0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -340,6 +388,11 @@ class H1Protocol(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_message = True
+        c = stats.C
+        c[REQUESTS] += 1
+        if not self._st:  # a pipelined request behind one being written stays counted as writing
+            c[READING] += 1
+            self._st = READING
         self._url = b""
         self._headers = []
         self._body = None
@@ -356,7 +409,7 @@ class H1Protocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > LARGE_HEADER_BUFFER:
+        if len(self._url) > self.ctx.client.large_header_buffer_size:
             self._reject(414, None)
             raise _Stop
 
@@ -364,7 +417,9 @@ class H1Protocol(asyncio.Protocol):
         n = len(name)
         line = n + len(value) + 4
         self._hsize += line
-        if line > LARGE_HEADER_BUFFER or self._hsize > LARGE_HEADER_BUFFER * LARGE_HEADER_BUFFERS:
+        client = self.ctx.client
+        if line > client.large_header_buffer_size or \
+                self._hsize > client.large_header_buffer_size * client.large_header_buffers:
             self._reject(494, None)
             raise _Stop
         if n == 4 or n == 6 or n == 14 or n == 17 or n == 13:
@@ -388,9 +443,16 @@ class H1Protocol(asyncio.Protocol):
         parser = self.parser
         version = _VERSIONS.get(parser.get_http_version())
         self._requests += 1
+        if self._st == READING:
+            c = stats.C
+            c[READING] -= 1
+            c[WRITING] += 1
+            self._st = WRITING
         # A stopping worker answers "Connection: close", so the client does not reuse a connection
         # the worker is about to close (that race would reset its next request).
-        keepalive = parser.should_keep_alive() and self._requests < KEEPALIVE_REQUESTS and not self.ctx.closing
+        client = self.ctx.client
+        keepalive = parser.should_keep_alive() and self._requests < client.keepalive_requests \
+            and client.keepalive_timeout > 0 and not self.ctx.closing
         req = Request(
             parser.get_method(), self._url, version or b"1.1", self._headers, b"",
             self.client_addr, self.local_addr, "http", keepalive,
@@ -472,7 +534,7 @@ class H1Protocol(asyncio.Protocol):
         """The status nginx answers before finding a location, or 0. Order follows nginx."""
         if version is None:
             return 505 if self.parser.get_http_version() >= "2" else 400
-        if len(self._url) + len(req.method) + 12 > LARGE_HEADER_BUFFER:
+        if len(self._url) + len(req.method) + 12 > self.ctx.client.large_header_buffer_size:
             return 414
         if self._auths > 1:
             return 400  # ngx_http_process_unique_header_line: "client sent duplicate header line"
@@ -537,6 +599,7 @@ class H1Protocol(asyncio.Protocol):
 
     def _send_error_and_close(self, status: int, req: Request | None) -> None:
         resp = self._error_response(status, req, False)
+        self._head_due = True
         if self.ctx.access is not None:
             self._rec = req.log if req is not None and req.log is not None else self._prec  # type: ignore[assignment]
             self._prec = None
@@ -555,6 +618,7 @@ class H1Protocol(asyncio.Protocol):
     # -- dispatch ---------------------------------------------------------------------------
     def _dispatch(self, req: Request) -> None:
         self._rec = req.log  # type: ignore[assignment]
+        self._head_due = True
         try:
             result = self.ctx.handle(req)
         except Exception as exc:  # noqa: BLE001 - an engine bug must cost one request, not the process
@@ -642,6 +706,8 @@ class H1Protocol(asyncio.Protocol):
             self._close()
         else:
             self._last = self.loop.time()
+            if not self._in_message:
+                self._idle()
 
     def _send_file(self, resp: FileResponse) -> None:
         """A file answer (newproxy/http/sendfile.py): small ones inline, large ones by a FileSender
@@ -694,6 +760,37 @@ class H1Protocol(asyncio.Protocol):
             self._draining = False
 
     # -- called by the upstream exchange (ClientSink) -------------------------------------------
+    def upgraded(self, forward: Callable[[bytes], None]) -> None:
+        """The peer answered 101 to a request with Upgrade: the connection is a tunnel now, the
+        client's bytes going to ``forward`` untouched (no parsing, no HTTP timeouts of ours)."""
+        hold = self._hold
+        self._hold = None
+        self.parser = _Tunnel(forward)  # type: ignore[assignment]
+        if hold is not None and hold.data:
+            forward(hold.data)
+
+    def tunnel_flow(self, on: bool) -> None:
+        """A tunnel's peer stopped (or went on) reading: so does the client's side."""
+        transport = self.transport
+        if transport is not None and not self._closed:
+            if on and not self._write_paused:
+                transport.resume_reading()
+            elif not on:
+                transport.pause_reading()
+
+    def _unhold(self) -> None:
+        """The peer did not switch: parse what the client sent meanwhile as its next requests."""
+        hold = self._hold
+        if hold is not None:
+            self._hold = None
+            self.parser = hold.parser
+            if hold.data:
+                self.loop.call_soon(self._replay, hold.data)
+
+    def _replay(self, data: bytes) -> None:
+        if not self._closed:
+            self.data_received(data)
+
     def _released(self) -> None:
         """The answer is over: give back the limit_conn counts it held."""
         release = self._release
@@ -702,6 +799,8 @@ class H1Protocol(asyncio.Protocol):
             release()
 
     def upstream_done(self, keepalive: bool) -> None:
+        if self._hold is not None:
+            self._unhold()
         pacer = self._pacer
         if pacer is not None and not pacer.idle:  # limit_rate: the answer is over once all is sent
             pacer.finish(lambda: self._paced_done(keepalive))
@@ -723,12 +822,16 @@ class H1Protocol(asyncio.Protocol):
             self._drain()
         if self._closing and not self._busy and not self._queue:
             self._close()
+        elif not self._busy and not self._queue and not self._in_message:
+            self._idle()
 
     def _paced_done(self, keepalive: bool) -> None:
         self._unpace()
         self.upstream_done(keepalive)
 
     def upstream_error(self, status: int) -> None:
+        if self._hold is not None:
+            self._unhold()
         self._unpace()
         pp = self._current
         req = pp.request if pp is not None else None
@@ -786,6 +889,12 @@ class H1Protocol(asyncio.Protocol):
         self._queue.clear()
         self._close()
 
+    def _idle(self) -> None:
+        """stub_status: the answer is out and no request is being read: the connection waits."""
+        if self._st:
+            stats.C[self._st] -= 1
+            self._st = 0
+
     # -- access log -------------------------------------------------------------------------
     def _logged(self) -> None:
         """The log phase of the request being answered (newproxy/http/accesslog.py)."""
@@ -799,6 +908,9 @@ class H1Protocol(asyncio.Protocol):
         rec = self._rec
         if rec is not None:
             rec.wrote(data)
+        if self._head_due and data[9:12] != b"100" and data[:5] == b"HTTP/":  # not a 100 Continue
+            self._head_due = False
+            stats.count_status(data)  # responses by status, for /metrics
         if self._in_feed:
             self._out.append(data)
         elif not self._closed and self.transport is not None:
@@ -855,11 +967,11 @@ class H1Protocol(asyncio.Protocol):
         if transport is None:
             return
         now = self.loop.time()
-        self._linger_until = now + LINGERING_TIME
+        self._linger_until = now + self.ctx.client.lingering_time
         self._last = now
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.loop.call_at(now + LINGERING_TIMEOUT, self._on_timer)
+        self._timer = self.loop.call_at(now + self.ctx.client.lingering_timeout, self._on_timer)
         transport.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
@@ -878,17 +990,18 @@ class H1Protocol(asyncio.Protocol):
         if self._closed:
             return
         now = self.loop.time()
+        client = self.ctx.client
         if self._lingering:
-            due = min(self._last + LINGERING_TIMEOUT, self._linger_until)
+            due = min(self._last + client.lingering_timeout, self._linger_until)
         elif self._busy:
             # The upstream exchange has its own timers; only a client that stopped reading is ours.
-            due = self._last + SEND_TIMEOUT if self._write_paused else now + SEND_TIMEOUT
+            due = self._last + client.send_timeout if self._write_paused else now + client.send_timeout
         elif self._in_message:
-            due = self._last + CLIENT_BODY_TIMEOUT
+            due = self._last + client.body_timeout
         elif self._requests == 0:
-            due = self._last + CLIENT_HEADER_TIMEOUT
+            due = self._last + client.header_timeout
         else:
-            due = self._last + KEEPALIVE_TIMEOUT
+            due = self._last + client.keepalive_timeout
         if now >= due:
             self._closed = True
             if self.transport is not None:

@@ -10,11 +10,13 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from newproxy import stats
 from newproxy.http.accesslog import AccessLogs, open_access_logs
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1 import ConnContext, H1Protocol
 from newproxy.http.tls import ListenTls, TlsConfigError, TlsConnection, listen_tls
 from newproxy.http.upstream import ClientResponseHead, UpstreamClient
+from newproxy.stats import ACCEPTED
 
 if TYPE_CHECKING:
     from newproxy.engine.engine import Engine
@@ -56,6 +58,7 @@ class _Refused(asyncio.Protocol):
     """An accepted connection over worker_connections: closed at once, as nginx closes it."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stats.C[ACCEPTED] += 1  # accepted, not handled: stub_status's two counts differ by these
         transport.close()
 
 
@@ -148,10 +151,22 @@ class Server:
     async def start(self) -> None:
         for sock, key in zip(self.sockets, self._keys):
             factory = self._protocol if key not in self.tls else self._tls_factory(key)
+            if key == self.engine.metrics_address:  # type: ignore[attr-defined]
+                factory = self._metrics_factory()
             if self.max_connections:
                 factory = _capped(factory, self.connections, self.max_connections, self.log)
             server = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
             self._servers.append(server)  # type: ignore[arg-type]
+
+    def _metrics_factory(self) -> Callable[[], H1Protocol]:
+        """The Prometheus endpoint's connections (newproxy/http/metrics.py), in the same registry
+        as the others so that a stop drains them too."""
+        from newproxy.http.metrics import MetricsEndpoint
+
+        ctx = ConnContext(MetricsEndpoint(self.engine.config.metrics, self.engine.maker),  # type: ignore[arg-type]
+                          self.upstream, self.loop, self.log)
+        ctx.connections = self.connections
+        return lambda: H1Protocol(ctx)
 
     def _tls_factory(self, key: tuple[str, int]) -> Callable[[], TlsConnection]:
         # self.ctx and self.tls are read at accept time, so a reload's engine serves new connections.

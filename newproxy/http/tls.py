@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from newproxy.config import TlsConfig
 from newproxy.engine.servers import InvalidHost, NameTable, canonical_address, normalise_host
 from newproxy.engine.types import TlsInfo
-from newproxy.http.h1 import CLIENT_HEADER_TIMEOUT, PLAIN_ON_TLS_PORT, ConnContext, H1Protocol
+from newproxy.http.h1 import PLAIN_ON_TLS_PORT, ConnContext, H1Protocol
 
 if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledServer
@@ -220,7 +220,7 @@ class TlsConnection(asyncio.Protocol):
         self.raw = transport  # type: ignore[assignment]
         # nginx bounds the first byte and the handshake by client_header_timeout; H1Protocol's own
         # timers take over once it runs.
-        self.timer = self.ctx.loop.call_later(CLIENT_HEADER_TIMEOUT, self._timed_out)
+        self.timer = self.ctx.loop.call_later(self.ctx.client.header_timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         if not self.handshaken and self.raw.get_protocol() is self:

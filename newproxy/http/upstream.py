@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from newproxy.http.errorlog import ErrorLog
 
@@ -129,6 +129,10 @@ class UpstreamConn(asyncio.Protocol):
         ex.last = self._loop.time()
         try:
             self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:  # llhttp stops after a 101 head: the rest is not HTTP
+            if self.exchange is ex and not ex.done:
+                ex.switched(self, data[exc.args[0]:] if exc.args else b"")
+            return
         except HttpParserCallbackError:
             if ex.intercepted and self.exchange is ex and not ex.done:
                 ex.intercept()
@@ -165,12 +169,16 @@ class UpstreamConn(asyncio.Protocol):
             self.pool.discard(self)
 
     def pause_writing(self) -> None:
-        pass
+        ex = self.exchange
+        if ex is not None and ex.upgraded:  # a tunnel: stop reading the client until the peer reads
+            ex.sink.tunnel_flow(False)  # type: ignore[attr-defined]
 
     def resume_writing(self) -> None:
         ex = self.exchange
         if ex is not None:
             ex.last = self._loop.time()  # the peer is reading the request: progress for send_timeout
+            if ex.upgraded:
+                ex.sink.tunnel_flow(True)  # type: ignore[attr-defined]
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -245,6 +253,19 @@ class UpstreamConn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+class _Raw:
+    """The parser of a connection whose 101 was relayed: what the upstream sends goes to the client
+    untouched (``Exchange.switched``), so the byte path after a switch has no HTTP parsing."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    def feed_data(self, data: bytes) -> None:
+        self.exchange.out.append(data)
 
 
 class _Pool:
@@ -419,6 +440,7 @@ class Exchange:
         "sink",
         "stale_retried",
         "timeout",
+        "upgraded",
     )
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
@@ -450,6 +472,7 @@ class Exchange:
         self.fail_status = 502
         self.paused = False
         self.interim = False
+        self.upgraded = False  # a 101 switched protocols: a byte tunnel between client and peer
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
         # ``attempt`` is this try's entry: [addr, status, start, connect, header, response].
@@ -584,24 +607,26 @@ class Exchange:
             what = "sending request to" if self.sending else "reading response header from"
             self._failed("timeout", f"upstream timed out (110: Connection timed out) while {what} upstream")
         else:
-            self._log("upstream timed out (110: Connection timed out) while reading upstream")
+            what = "proxying upgraded connection" if self.upgraded else "reading upstream"
+            self._log(f"upstream timed out (110: Connection timed out) while {what}")
             self._abort_client()
 
     # -- the response, called by UpstreamConn --------------------------------------------------
     def on_head(self, conn: UpstreamConn, status: int) -> None:
         if status < 200:
-            if status == 101:
-                raise HttpParserError("101 Switching Protocols is not supported")
-            self.interim = True  # 100/102/103: skip it, the final response follows
-            return
+            if status != 101:
+                self.interim = True  # 100/102/103: skip it, the final response follows
+                return
+            if self.pp.relay.pass_through:  # the strangler fallback: no tunnel to legacy (a 502)
+                raise HttpParserError("101 Switching Protocols through the fallback is not supported")
         if self.attempt is not None:
             self.attempt[1] = status
             self._timed(4)
         if status in self.pp.intercept:
             self.intercepted = status
             raise _Intercepted  # stops the parser; UpstreamConn.data_received calls intercept()
-        if self.is_head or status == 204 or status == 304:
-            framing = "none"
+        if self.is_head or status == 204 or status == 304 or status == 101:
+            framing = "none"  # a 101's bytes after the head are relayed raw (switched)
         elif conn.chunked:
             framing = "chunked"
         elif conn.has_length:
@@ -620,6 +645,39 @@ class Exchange:
         self.close_out = out_framing == "close"
         self.bodiless = out_framing == "none"
         self.out.append(head)
+
+    def switched(self, conn: UpstreamConn, rest: bytes) -> None:
+        """llhttp stopped after a 101 head (``rest`` is what followed it in the read). As nginx
+        (ngx_http_proxy_process_header, ngx_http_upstream_upgrade): when the client's request had
+        an Upgrade header, the connection becomes a tunnel, bytes flowing both ways untouched until
+        either side closes or proxy_read_timeout passes without traffic either way; otherwise the
+        101 is relayed as an answer whose body runs raw to the upstream's close, the client's bytes
+        not forwarded. Either way the peer connection is never pooled (framing "close")."""
+        self.complete = False
+        self.bodiless = False
+        self.framing = "close"
+        self.close_out = True
+        conn.parser = _Raw(self)  # type: ignore[assignment]
+        upgraded = getattr(self.sink, "upgraded", None)
+        if upgraded is not None and any(len(n) == 7 and n.lower() == b"upgrade" for n, _ in self.pp.request.headers):
+            self.flush()  # the 101 head, at once (nginx flushes it when switching)
+            self.upgraded = True
+            self.sending = False
+            self.timeout = self.pp.proxy.read_timeout
+            upgraded(self.to_upstream)
+        # Not switching, nginx's write filter holds the head (postpone_output) until body bytes
+        # or the end come: it stays in ``out``, written with the next read, the close or a timeout.
+        if rest:
+            self.out.append(rest)
+            self.flush()
+
+    def to_upstream(self, data: bytes) -> None:
+        """A tunnel's client bytes: to the peer as they are; traffic either way resets the idle
+        timeout (nginx re-arms the upstream read timer on every pass of process_upgraded)."""
+        conn = self.conn
+        if conn is not None and conn.transport is not None and not self.done:
+            self.last = self.client.loop.time()
+            conn.transport.write(data)
 
     def on_complete(self) -> None:
         if self.interim:

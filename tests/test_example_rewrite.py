@@ -22,4 +22,4 @@ def test_rewrite_example_is_equivalent_under_newproxy(tmp_path: Path) -> None:
     # none unsupported or unknown.
     levels = {item["directive"]: item["level"] for item in report.gaps["items"]}
     assert set(levels.values()) == {"caveat"}, levels
-    assert set(levels) == {"worker_processes", "worker_connections", "server_tokens"}, levels
+    assert set(levels) == {"worker_processes", "worker_connections", "server_tokens", "proxy_pass"}, levels

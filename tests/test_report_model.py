@@ -63,9 +63,10 @@ def entry(report: Report, directive: str):  # type: ignore[no-untyped-def]
 def test_levels_contexts_and_suggestions(tmp_path: Path) -> None:
     report = report_of(tmp_path)
     proxy = entry(report, "proxy_pass")
-    assert (proxy.level, proxy.line) == ("exact", 10)
+    assert (proxy.level, proxy.line) == ("caveat", 10)  # an upstream's X-Accel-Redirect is not followed
     assert proxy.context == "http > server[example.com:8080] > location /api/"
-    assert proxy.suggestion == ""
+    assert proxy.suggestion == registry.DEFAULT_SUGGESTIONS["caveat"]
+    assert entry(report, "server_name").suggestion == ""  # exact: nothing to do
     ssi = entry(report, "ssi")  # a directive nobody translates yet
     assert ssi.level == "unsupported" and ssi.suggestion == registry.DEFAULT_SUGGESTIONS["unsupported"]
     assert registry.suggestion("fastcgi_pass", "unsupported") == registry.SUGGESTIONS["fastcgi_pass"]
@@ -82,7 +83,7 @@ def test_levels_contexts_and_suggestions(tmp_path: Path) -> None:
 
 def test_report_cannot_claim_exact_without_a_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With proxy_pass taken out of the registry, neither the translator nor the report says exact."""
-    assert entry(report_of(tmp_path), "proxy_pass").level == "exact"
+    assert entry(report_of(tmp_path), "proxy_pass").level == "caveat"
     rules = dict(registry.RULES)
     del rules["proxy_pass"]
     monkeypatch.setattr(registry, "RULES", rules)
@@ -109,10 +110,11 @@ def test_units_and_readiness(tmp_path: Path) -> None:
     units = {u.key: u for u in report.units}
     server = "server example.com www.example.com (nginx.conf:5)"
     api = units[f"{server} {GROUP_SEP} location /api/"]
-    # location, proxy_pass exact; ssi unsupported; the nested location is its own unit
-    assert (api.counts.exact, api.counts.unsupported, api.counts.scored) == (2, 1, 3)
-    assert api.readiness == pytest.approx(2 / 3) and api.fallback_candidate
-    assert api.blockers == [f"{tmp_path}/nginx.conf:11 ssi: {entry(report, 'ssi').reason}"]
+    # location exact, proxy_pass caveat (X-Accel-Redirect); ssi unsupported; the nested location is its own unit
+    assert (api.counts.exact, api.counts.caveat, api.counts.unsupported, api.counts.scored) == (1, 1, 1, 3)
+    assert api.readiness == pytest.approx(1 / 3) and api.fallback_candidate
+    assert api.blockers == [f"{tmp_path}/nginx.conf:10 proxy_pass: {entry(report, 'proxy_pass').reason}",
+                            f"{tmp_path}/nginx.conf:11 ssi: {entry(report, 'ssi').reason}"]
     nested = units[f"{server} {GROUP_SEP} location /api/ > location /api/inner/"]
     assert nested.readiness == 1.0 and not nested.fallback_candidate and nested.blockers == []
     whole = units[server]
@@ -194,8 +196,8 @@ def test_plan_order_and_fallback_candidates(tmp_path: Path) -> None:
     assert order[0] == f"{server} {GROUP_SEP} location = /ok"  # translated and shadow-verified leads
     tiers = [tier(u) for u in ordered(report)]
     assert tiers == sorted(tiers)
-    # fallback candidates last, by readiness: 2/3, 1/2, 1/3
-    assert order[-3:] == [f"{server} {GROUP_SEP} location /api/", f"{server} {GROUP_SEP} location /mystery",
+    # fallback candidates last, by readiness: 1/2, 1/3, 1/3
+    assert order[-3:] == [f"{server} {GROUP_SEP} location /mystery", f"{server} {GROUP_SEP} location /api/",
                           f"{server} {GROUP_SEP} location /lua"]
     text = render(report)
     assert "strangler-fallback candidate" in text and "Blocked by:" in text

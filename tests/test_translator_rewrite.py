@@ -40,7 +40,8 @@ def test_rewrite_steps_are_explicit(tmp_path: Path) -> None:
     assert steps[1].condition.operator == "~*" and steps[1].condition.operand == "^(\\d+)$"
     # the if block is an implicit location that inherits the proxy_pass
     assert steps[1].location is not None and steps[1].location.proxy is not None
-    assert not translation.gaps
+    # Nothing untranslated: only proxy_pass's stated caveat (an upstream's X-Accel-Redirect).
+    assert [(g.directive, g.level) for g in translation.gaps] == [("proxy_pass", "caveat")]
 
 
 def test_static_handler_reachable_after_break_is_not_a_gap(tmp_path: Path) -> None:

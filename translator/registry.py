@@ -136,7 +136,9 @@ RULES: dict[str, Rule] = {
     "autoindex_format": Rule("exact", "html; json, xml and jsonp are reported"),
     "uninitialized_variable_warn": Rule("ignored", "only affects error-log warnings"),
     # Proxy module.
-    "proxy_pass": Rule("exact"),
+    "proxy_pass": Rule("caveat", "URI rules, the request and response headers, bodies and upgrades as nginx; "
+                                 "an upstream's X-Accel-Redirect is not followed (nginx does, unless "
+                                 "proxy_ignore_headers X-Accel-Redirect)"),
     "proxy_set_header": Rule("exact"),
     "proxy_http_version": Rule("exact"),
     "proxy_connect_timeout": Rule("exact"),
@@ -336,4 +338,6 @@ def suggestion(name: str, level: Level) -> str:
         return ""
     if "_by_lua" in name:
         return _LUA_SUGGESTION
+    if level == "caveat":  # SUGGESTIONS say what to do about a form that is not translated
+        return DEFAULT_SUGGESTIONS[level]
     return SUGGESTIONS.get(name, DEFAULT_SUGGESTIONS[level])

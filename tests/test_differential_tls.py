@@ -9,7 +9,6 @@ was shown, the protocol and cipher, and whether the session was resumed, and com
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import shutil
 import subprocess
@@ -18,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from newproxy.config import NewproxyConfig
-from shadow.client import TlsClient, send
 from nginx_parser import parse_config
+from shadow.client import TlsClient
 from shadow.rewire import Plan, access_log_name, plan
 from shadow.runner import started_targets
 from shadow.traffic import Request

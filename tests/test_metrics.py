@@ -7,8 +7,6 @@ both workers.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from newproxy.config import MetricsConfig
 from newproxy.configfile import ConfigError, load_newproxy_config
 from tests.io_upstream import free_port
+from tests.processes import stop_group
 from tests.test_process_model import _wait, get
 from translator.adapter import load_nginx_config
 
@@ -61,15 +60,7 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]
         assert process.poll() is None, (tmp / "stderr.log").read_text()
         yield port, metrics_port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_group(process)
         if process.poll() is None:
             process.wait(timeout=5)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.io_upstream import FakeUpstream, free_port
+from tests.processes import stop_group
 
 NGINX = "/usr/sbin/nginx"
 
@@ -90,16 +91,7 @@ def newproxy(tmp: Path, text: str, port: int, workers: int = 2) -> Iterator[Runn
         assert get(port) is not None
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the workers too, whatever happened
-        except ProcessLookupError:
-            pass
+        stop_group(process)
         if process.poll() is None:
             process.wait(timeout=5)
 

@@ -10,21 +10,17 @@ its place, a rewritten Set-Cookie is written again from its parsed attributes.
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from nginx_parser import ConfigError, parse_config
 from shadow.rewire import Plan
 from shadow.traffic import Request
 from tests.differential import assert_equivalent, get, shadow
-from translator import translate
+from tests.nginx_check import assert_same_verdict_as_nginx_t
 
 DATA = Path(__file__).parent / "data" / "differential"
-_EMERG = re.compile(r"\[emerg\] (?:\d+#\d+: )?(?P<message>.*?) in (?P<file>\S+):(?P<line>\d+)$", re.MULTILINE)
 
 
 def marked(path: str, *headers: tuple[str, str]) -> str:
@@ -132,17 +128,4 @@ def test_config_errors_like_nginx_t(body: str, tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text("events {}\nhttp {\n    access_log off;\n    server {\n        listen 127.0.0.1:18098;\n"
                     f"        {body}\n    }}\n}}\n")
-    run = subprocess.run(["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-e",
-                          str(tmp_path / "error.log"), "-g", f"pid {tmp_path}/nginx.pid; user root;"],
-                         check=False, capture_output=True, text=True, timeout=20)
-    try:
-        translate(parse_config(str(conf)))
-        ours = None
-    except ConfigError as exc:
-        ours = str(exc)
-    if run.returncode == 0:
-        assert ours is None, ours
-    else:
-        emerg = _EMERG.search(run.stderr)
-        assert emerg is not None, run.stderr
-        assert ours == f"{conf}:{emerg['line']}: {emerg['message']}", (ours, run.stderr)
+    assert_same_verdict_as_nginx_t(conf, tmp_path)

@@ -3,14 +3,11 @@ parser must reject the same configs with nginx's message at nginx's line, and ac
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from nginx_parser import ConfigError, parse_config
-from translator import translate
+from tests.nginx_check import assert_same_verdict_as_nginx_t
 
 TEMPLATE = """events {{}}
 http {{
@@ -48,24 +45,10 @@ CASES = [
     "ip_hash; server 127.0.0.1:1 down; server 127.0.0.1:2 weight=2 max_conns=1;",
     "zone z 64k; least_conn; server 127.0.0.1:1;",
 ]
-_EMERG = re.compile(r"\[emerg\] (?:\d+#\d+: )?(?P<message>.*?) in (?P<file>\S+):(?P<line>\d+)$", re.MULTILINE)
 
 
 @pytest.mark.parametrize("body", CASES)
 def test_upstream_errors_like_nginx_t(body: str, tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text(TEMPLATE.format(tmp=tmp_path, body="        " + body))
-    run = subprocess.run(["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-e",
-                          str(tmp_path / "error.log"), "-g", f"pid {tmp_path}/nginx.pid; user root;"],
-                         check=False, capture_output=True, text=True, timeout=20)
-    emerg = _EMERG.search(run.stderr)
-    try:
-        translate(parse_config(str(conf)))
-        ours = None
-    except ConfigError as exc:
-        ours = str(exc)
-    if run.returncode == 0:
-        assert ours is None, ours
-    else:
-        assert emerg is not None, run.stderr
-        assert ours == f"{conf}:{emerg['line']}: {emerg['message']}", (ours, run.stderr)
+    assert_same_verdict_as_nginx_t(conf, tmp_path)

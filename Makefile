@@ -22,6 +22,11 @@ system-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx wrk openssl curl; \
 	fi
+	@# h2load (nghttp2-client): the HTTP/2 interop test and benchmarks/h2_bench.py
+	@if ! command -v h2load >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nghttp2-client; \
+	fi
 	@# headless Chromium renders the HTML gap report in tests/test_report_formats.py
 	@if [ ! -x /usr/bin/chromium ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-NGINX = os.environ.get("BENCH_NGINX", "nginx")
+from common import NGINX, missing_tool, server_command, work_directory
+
 WRK = os.environ.get("BENCH_WRK", "wrk")
 
 UPSTREAM_CONF = """\
@@ -206,18 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--workers: a comma list of numbers, not {args.workers!r}")
 
-    for tool in (NGINX, WRK):
-        if shutil.which(tool) is None:
-            print(f"h1_proxy: {tool} not found in PATH", file=sys.stderr)
-            return 1
-    work = Path(tempfile.mkdtemp(prefix="h1_proxy_"))
-    try:
+    if missing_tool("h1_proxy", (NGINX, WRK)):
+        return 1
+    with work_directory("h1_proxy_", args.keep) as work:
         upstream_port, status_port, nginx_port, newproxy_port = free_port(), free_port(), free_port(), free_port()
         (work / "upstream.conf").write_text(
             UPSTREAM_CONF.format(work=work, port=upstream_port, status_port=status_port, body="x" * args.body_size)
         )
-        nginx_cmd = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
-        newproxy_cmd = [sys.executable, "-m", "newproxy", "-p", str(work), "-c", str(work / "newproxy.conf")]
         results: list[Result] = []
         upstream_cmd = [NGINX, "-p", str(work), "-c", str(work / "upstream.conf")]
         with started("upstream", upstream_cmd, upstream_port, work):
@@ -226,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                     (work / f"{name}.conf").write_text(
                         PROXY_CONF.format(work=work, name=name, port=port, upstream_port=upstream_port, workers=workers)
                     )
-                for name, command, port in (("nginx", nginx_cmd, nginx_port), ("newproxy", newproxy_cmd, newproxy_port)):
-                    with started(name, command, port, work):
+                for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
+                    with started(name, server_command(name, work, work / f"{name}.conf"), port, work):
                         if args.warmup not in ("0", "0s"):
                             run_wrk(name, port, args.warmup, args.connections, args.threads)
                         accepts = upstream_accepts(status_port)
@@ -238,11 +232,6 @@ def main(argv: list[str] | None = None) -> int:
                         if args.verbose:
                             print(f"--- {name} ({workers} workers)\n{result.raw}")
         report(results, args)
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

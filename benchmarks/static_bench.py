@@ -12,23 +12,15 @@ test: nothing asserts a threshold; the ratio from one run on one machine is what
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from h1_proxy import NGINX, WRK, Result, add_wrk_options, free_port, run_wrk, started
+from common import CONF_HEAD, NGINX, missing_tool, server_command, work_directory
+from h1_proxy import WRK, Result, add_wrk_options, free_port, run_wrk, started
 
-CONF = """\
-worker_processes 1;
-pid {work}/{name}.pid;
-error_log {work}/{name}-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
+CONF = CONF_HEAD + """\
     types {{ text/html html; }}
     default_type application/octet-stream;
     server {{
@@ -45,13 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     add_wrk_options(parser, "server")
     parser.add_argument("--size", type=int, default=1024, help="bytes in the served file (default 1024)")
     args = parser.parse_args(argv)
-    for tool in (NGINX, WRK):
-        if shutil.which(tool) is None:
-            print(f"static_bench: {tool} not found in PATH", file=sys.stderr)
-            return 1
-    work = Path(tempfile.mkdtemp(prefix="static_bench_"))
-    work.chmod(0o755)
-    try:
+    if missing_tool("static_bench", (NGINX, WRK)):
+        return 1
+    with work_directory("static_bench_", args.keep) as work:
+        work.chmod(0o755)
         site = work / "site"
         site.mkdir(mode=0o755)
         (site / "small.html").write_bytes(b"x" * args.size)
@@ -59,12 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         for name in ("nginx", "newproxy"):
             port = free_port()
-            (work / f"{name}.conf").write_text(CONF.format(work=work, name=name, port=port))
-            if name == "nginx":
-                command = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
-            else:
-                command = [sys.executable, "-m", "newproxy", "-p", str(work), "-c", str(work / "newproxy.conf")]
-            with started(name, command, port, work):
+            conf = work / f"{name}.conf"
+            conf.write_text(CONF.format(work=work, name=name, port=port, connections=4096))
+            with started(name, server_command(name, work, conf), port, work):
                 if args.warmup not in ("0", "0s"):
                     run_wrk(name, port, args.warmup, args.connections, args.threads, "/small.html")
                 result = run_wrk(name, port, args.duration, args.connections, args.threads, "/small.html")
@@ -79,11 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         nginx, newproxy = results
         print(f"newproxy/nginx: throughput {newproxy.requests_per_sec / nginx.requests_per_sec:.2f}x, "
               f"p50 {newproxy.p50_ms / nginx.p50_ms:.2f}x, p99 {newproxy.p99_ms / nginx.p99_ms:.2f}x")
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

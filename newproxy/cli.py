@@ -412,7 +412,8 @@ def _install_signals(
         except ConfigError as exc:
             log.log("emerg", f"reload failed, keeping the old configuration: {exc}")
             return
-        if sorted(new_engine.listen_addresses) != sorted(server.engine.listen_addresses):
+        if sorted(new_engine.listen_addresses) != sorted(server.engine.listen_addresses) or \
+                sorted(new_engine.quic_addresses) != sorted(server.engine.quic_addresses):
             log.log("emerg", "reload failed: the listening sockets changed; restart newproxy to change them")
             return
         server.reload(new_engine)

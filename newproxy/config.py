@@ -34,6 +34,12 @@ class ListenConfig(_Model):
     ipv6only: bool = True
     ssl: bool = Field(default=False, description="TLS on this socket (nginx `listen ... ssl`); the server's `tls` "
                                                  "block gives the certificates")
+    quic: bool = Field(default=False, description="a UDP socket serving HTTP/3 over QUIC (nginx >= 1.25 `listen ... "
+                                                  "quic`), apart from any TCP socket on the same port; the server's "
+                                                  "`tls` block gives the certificate, `http3` the settings")
+    http2: bool = Field(default=False, description="HTTP/2 on this address:port (nginx 1.22 `listen ... http2`): "
+                                                   "with ssl offered by ALPN next to http/1.1, without it h2c with "
+                                                   "prior knowledge only; the default server's `http2` settings apply")
     source: str | None = None
 
 
@@ -306,6 +312,9 @@ class ProxyConfig(_Model):
         default_factory=lambda: ["error", "timeout"]
     )
     next_upstream_tries: int = 0
+    next_upstream_timeout: float = Field(
+        default=0.0, description="nginx `proxy_next_upstream_timeout`: no next peer once this long has passed since "
+                                 "the first was tried; 0 is no limit")
     intercept_errors: bool = Field(
         default=False, description="nginx `proxy_intercept_errors`: an upstream status >= 300 with an error_page gets the page"
     )
@@ -317,6 +326,25 @@ class ProxyConfig(_Model):
         default_factory=list, description="nginx `proxy_cookie_domain`: the Domain attributes of Set-Cookie")
     cookie_paths: list[RewriteRuleConfig] = Field(
         default_factory=list, description="nginx `proxy_cookie_path`: the Path attributes of Set-Cookie")
+    accel_redirect: bool = Field(
+        default=True,
+        description="follow an upstream's X-Accel-Redirect (nginx's default; false: `proxy_ignore_headers "
+                    "X-Accel-Redirect`): the answer is dropped and the request redirected internally "
+                    "(newproxy/engine/accel.py)")
+    request_buffering: bool = Field(
+        default=True, description="nginx `proxy_request_buffering`: off, with proxy_http_version 1.1, sends a "
+                                  "chunked body that was still arriving when the head was read upstream chunked "
+                                  "(newproxy reads it whole first, then sends it in one chunk)")
+    accel_limit_rate: bool = Field(
+        default=True, description="an upstream's X-Accel-Limit-Rate paces the answer (nginx's default; false: "
+                                  "`proxy_ignore_headers X-Accel-Limit-Rate`)")
+    buffering: bool = Field(
+        default=True, description="nginx `proxy_buffering`: newproxy streams the answer either way; on keeps "
+                                  "nginx's quirk for a response head that fills proxy_buffer_size exactly (the "
+                                  "body is not read: the client gets the head, then a close)")
+    buffer_size: int = Field(
+        default=4096, description="nginx `proxy_buffer_size`: an upstream response head (status line and "
+                                  "headers) longer than this is answered with 502, \"upstream sent too big header\"")
     hide_headers: list[str] = Field(
         default_factory=lambda: ["Date", "Server", "X-Pad", "X-Accel-Expires", "X-Accel-Redirect", "X-Accel-Limit-Rate", "X-Accel-Buffering", "X-Accel-Charset"],
         description="upstream response headers not passed to the client",
@@ -333,7 +361,50 @@ class ProxyConfig(_Model):
         description="with pass_through: the nginx location had a *_pass directive, so nginx answers its "
                     "path without the final \"/\" with a redirect; such requests are handed to legacy too",
     )
+    protocol: Literal["http", "grpc"] = Field(
+        default="http",
+        description="grpc: nginx `grpc_pass` (newproxy/http/grpc_upstream.py): the request goes out as an HTTP/2 "
+                    "stream (:authority is `proxy_host`; empty when grpc_set_header sets Host, which then goes as a header), `uri` is null, `headers` are "
+                    "grpc_set_header with nginx's grpc defaults, and response trailers are relayed")
+    tls: UpstreamTlsConfig | None = Field(
+        default=None, description="grpcs:// (TLS with ALPN h2 to the peer); null: plain (h2c for grpc)")
+    url: str | None = Field(
+        default=None,
+        description="nginx `proxy_pass` with variables: the URL (a complex value) evaluated per request; "
+                    "`upstream` and `proxy_host` are then empty. Its host names an upstream block (no port) or "
+                    "a group made for a literal proxy_pass (same host and port), else is an IP address, else "
+                    "is resolved with `resolver` (none: 502, as nginx)")
+    resolver: ResolverConfig | None = Field(
+        default=None, description="nginx `resolver`/`resolver_timeout` in effect where the proxy_pass is")
     source: str | None = None
+
+
+class ResolverConfig(_Model):
+    """nginx ``resolver``: the DNS servers asked (over UDP, in turn) for names in a proxy_pass URL made
+    of variables. Answers are cached for ``valid`` seconds, or for their TTL when null."""
+
+    servers: list[str] = Field(description="\"IP:PORT\" (\"[IPv6]:PORT\") of each DNS server")
+    valid: float | None = None
+    ipv4: bool = True
+    ipv6: bool = True
+    timeout: float = Field(default=30.0, description="nginx `resolver_timeout`")
+
+
+class UpstreamTlsConfig(_Model):
+    """The client side of TLS to a peer (nginx's grpc_ssl_* settings), nginx's defaults written out:
+    no SNI, no certificate check."""
+
+    server_name: bool = Field(default=False, description="send SNI (grpc_ssl_server_name)")
+    name: str | None = Field(default=None, description="the SNI name and the name checked (grpc_ssl_name; "
+                                                      "proxy_ssl_name, a complex value for proxy_pass); null: "
+                                                      "the host of grpc_pass, $proxy_host for proxy_pass")
+    verify: bool = Field(default=False, description="check the peer's certificate (grpc_ssl_verify)")
+    trusted_certificate: str | None = Field(default=None, description="PEM CA file for verify")
+    verify_depth: int = 1
+    certificate: str | None = Field(default=None, description="client certificate (grpc_ssl_certificate)")
+    certificate_key: str | None = None
+    protocols: list[TlsProtocol] = Field(default_factory=lambda: ["TLSv1", "TLSv1.1", "TLSv1.2"])
+    ciphers: str = "DEFAULT"
 
 
 class ClientConfig(_Model):
@@ -349,17 +420,20 @@ class ClientConfig(_Model):
     send_timeout: float = Field(default=60.0, description="between two writes the client accepts")
     lingering_time: float = Field(default=30.0, description="how long a closing connection's input is drained")
     lingering_timeout: float = Field(default=5.0, description="the wait for more input while draining")
+    header_buffer_size: int = Field(
+        default=1024, description="client_header_buffer_size: the first buffer a request head is read into")
     large_header_buffer_size: int = Field(
         default=8192, description="large_client_header_buffers size: the longest request line or header line")
     large_header_buffers: int = Field(default=4, description="large_client_header_buffers number")
+    reset_timedout_connection: bool = Field(
+        default=False, description="reset_timedout_connection: a request that timed out (head begun, body, send) "
+                                   "is closed with a TCP RST (SO_LINGER 0), not a FIN")
 
 
 class LimitReqZoneConfig(_Model):
     """nginx ``limit_req_zone KEY zone=NAME:SIZE rate=RATE``: one leaky bucket per distinct ``key``
     value (an empty value is not limited). ``rate`` is in milli-requests per second, as nginx keeps it
-    (``10r/s`` -> 10000, ``30r/m`` -> 500). State lives in each worker process (newproxy/process.py):
-    with ``worker_processes: 1`` that is nginx's shared zone; with more, each worker has its own zone, so
-    the rate applies per worker (nginx shares the zone between workers; newproxy does not, yet)."""
+    (``10r/s`` -> 10000, ``30r/m`` -> 500). Shared by every worker, as nginx's zone (newproxy/zones.py)."""
 
     name: str
     key: str = Field(description="a complex value, e.g. $binary_remote_addr")
@@ -369,8 +443,8 @@ class LimitReqZoneConfig(_Model):
 
 
 class LimitConnZoneConfig(_Model):
-    """nginx ``limit_conn_zone KEY zone=NAME:SIZE``: requests in flight per distinct ``key`` value.
-    Counted in each worker process: with ``worker_processes`` over 1 the limit applies per worker."""
+    """nginx ``limit_conn_zone KEY zone=NAME:SIZE``: requests in flight per distinct ``key`` value,
+    counted over every worker, as nginx's zone (newproxy/zones.py)."""
 
     name: str
     key: str
@@ -409,6 +483,10 @@ class LimitsConfig(_Model):
     conn_dry_run: bool = False
     rate: str = Field(default="0", description="nginx `limit_rate`: bytes per second, a complex value (0: none)")
     rate_after: str = Field(default="0", description="nginx `limit_rate_after`: bytes sent before pacing starts")
+    req_log_level: Literal["info", "notice", "warn", "error"] = Field(
+        default="error", description="nginx `limit_req_log_level`: rejections; delays one level lower")
+    conn_log_level: Literal["info", "notice", "warn", "error"] = Field(
+        default="error", description="nginx `limit_conn_log_level`")
 
 
 class AccessLogConfig(_Model):
@@ -495,6 +573,9 @@ class LocationConfig(_Model):
     static: StaticConfig = Field(default_factory=StaticConfig, description="how files under root/alias are served")
     access_logs: list[AccessLogConfig] = Field(
         default_factory=list, description="where a request handled here is logged (inheritance resolved); empty: off")
+    error_log: str | None = Field(default=None, description="nginx `error_log FILE [LEVEL]` for the messages about a "
+                                                            "request handled here (inheritance resolved); null: the "
+                                                            "main error_log")
     gzip: GzipConfig | None = Field(default=None, description="nginx's gzip filter; null: gzip off")
     limits: LimitsConfig | None = Field(default=None, description="limit_req/limit_conn/limit_rate; null: none")
     headers: ResponseHeadersConfig | None = Field(default=None, description="expires, add_header, add_trailer")
@@ -506,6 +587,28 @@ class LocationConfig(_Model):
                                    "(newproxy/stats.py) instead of files")
     locations: list[LocationConfig] = Field(default_factory=list)
     source: str | None = None
+
+
+class Http3Config(_Model):
+    """nginx's http_v3 and quic settings of a server (nginx >= 1.25), inheritance resolved."""
+
+    enabled: bool = Field(default=True, description="`http3 on|off`: off refuses HTTP/3 requests on quic listens")
+    max_concurrent_streams: int = Field(default=128, description="`http3_max_concurrent_streams`: bidirectional "
+                                                                 "streams a client may open at once")
+    retry: bool = Field(default=False, description="`quic_retry`: validate client addresses with a Retry packet")
+    stream_buffer_size: int = Field(default=65536, description="`http3_stream_buffer_size`: per-stream flow control "
+                                                               "window")
+
+
+class Http2Config(_Model):
+    """nginx 1.22's http_v2 settings of a server (those of the default server of an address:port apply
+    to its connections, as in nginx)."""
+
+    max_concurrent_streams: int = Field(default=128, description="`http2_max_concurrent_streams`: streams over "
+                                                                 "it are refused (RST_STREAM REFUSED_STREAM)")
+    chunk_size: int = Field(default=8192, description="`http2_chunk_size`: the largest DATA frame sent")
+    body_preread_size: int = Field(default=65536, description="`http2_body_preread_size`: the initial stream "
+                                                              "window announced to clients")
 
 
 class ServerConfig(_Model):
@@ -524,6 +627,8 @@ class ServerConfig(_Model):
     access_logs: list[AccessLogConfig] = Field(
         default_factory=list, description="logs for requests that end outside any location (server-level return, "
                                           "front-end errors); empty: off")
+    error_log: str | None = Field(default=None, description="nginx `error_log FILE [LEVEL]` for requests matching no "
+                                                            "location; null: the main error_log")
     gzip: GzipConfig | None = Field(default=None, description="gzip for requests matching no location")
     limits: LimitsConfig | None = Field(default=None, description="limits for requests matching no location")
     headers: ResponseHeadersConfig | None = Field(
@@ -534,6 +639,9 @@ class ServerConfig(_Model):
         default=True, description="nginx applies the setting of the default server of the address:port"
     )
     tls: TlsConfig | None = Field(default=None, description="certificates and TLS settings for `ssl` listens")
+    http2: Http2Config = Field(default_factory=Http2Config, description="HTTP/2 settings of `http2` listens")
+    http3: Http3Config | None = Field(default=None, description="HTTP/3 settings of `quic` listens (those of the "
+                                                                "default server of an address:port apply there)")
     stub_status: bool = Field(default=False, description="nginx `stub_status` at server level: the content for "
                                                          "requests that match no location")
     source: str | None = None
@@ -544,8 +652,10 @@ BUILTIN_MIME_TYPES: dict[str, str] = {"html": "text/html", "gif": "image/gif", "
 
 
 class UpstreamServerConfig(_Model):
-    host: str
-    port: int
+    host: str = Field(description="an IP address or a name (resolved when connecting); \"localhost\" for a unix socket")
+    port: int = Field(description="0 for a unix socket")
+    unix_path: str | None = Field(
+        default=None, description="nginx `unix:/path`: connect to this unix socket instead of host:port")
     name: str | None = Field(
         default=None, description="the address as written in the server line (hash consistent places its points by "
                                   "it); null: host:port")
@@ -560,7 +670,8 @@ class UpstreamServerConfig(_Model):
 
 class UpstreamConfig(_Model):
     """nginx ``upstream``. Peer state (failures, least_conn counts, round-robin position) lives in each
-    worker process: with ``worker_processes`` over 1 it is per worker, as in nginx without ``zone``."""
+    worker process, as in nginx without ``zone``; with ``zone`` and ``worker_processes`` over 1 it is
+    shared between the workers, as nginx's (newproxy/zones.py)."""
 
     name: str
     balancer: Literal["round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random", "random_two"] = Field(
@@ -574,6 +685,8 @@ class UpstreamConfig(_Model):
     keepalive_requests: int = 1000
     keepalive_timeout: float = 60.0
     implicit: bool = Field(default=False, description="made for a proxy_pass to a plain address")
+    zone: str | None = Field(default=None, description="nginx `zone NAME`: with worker_processes over 1 the "
+                                                      "peers' state is shared between workers (newproxy/zones.py)")
     source: str | None = None
 
 

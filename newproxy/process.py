@@ -15,10 +15,10 @@ it waits for signals (``sigtimedwait``, no event loop, so forking is safe) and:
 - USR1: reopen the error log, and tell the workers to reopen theirs and the access logs.
 - CHLD: a worker of the current generation that dies is restarted, with an ``alert`` line.
 
-State is per worker: limit_req/limit_conn zones and upstream peer state (failures, least_conn
-counts) are not shared between workers (nginx keeps them in shared memory). With
-``worker_processes 1`` this is exactly nginx's behaviour; with more, each limit applies per worker.
-Shared: the stub_status and /metrics counters (newproxy/stats.py), an anonymous shared mmap
+Shared between workers, as nginx shares them: limit_req/limit_conn zones and the peer state of
+upstream groups with ``zone`` (newproxy/zones.py: the master gives them shared memory and a lock
+before it forks a generation of more than one worker, and frees a lock a dead worker held); the
+stub_status and /metrics counters (newproxy/stats.py), an anonymous shared mmap
 created before the first fork, one slot per worker that the master hands out at fork
 (``stats.claim``) and takes back when it reaps the worker (``stats.release``).
 """
@@ -35,10 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from newproxy import stats
+from newproxy import reqmetrics, stats
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.server import BindError, open_listener
 from newproxy.worker import EXIT_FATAL, WorkerSpec, child_exit, worker_main
+from newproxy.zones import SharedState
 
 if TYPE_CHECKING:
     from newproxy.config import NewproxyConfig
@@ -61,6 +62,7 @@ class Worker:
     generation: int
     spec: WorkerSpec
     slot: int  # its counters in newproxy/stats.py's shared block
+    lane: int = 0  # its lane in the engine's request metrics (newproxy/reqmetrics.py), kept by a respawn
 
 
 class Master:
@@ -80,6 +82,7 @@ class Master:
         self.spec: WorkerSpec | None = None
         self.stopping: str | None = None  # "graceful" or "fast" once a stop began
         self.failed = False  # a worker could not start: stop, exit 1
+        self.shared = SharedState()  # zones in shared memory (newproxy/zones.py), with N > 1 workers
 
     # -- sockets --------------------------------------------------------------------------------
     def bind(self, engine: Engine) -> dict[ListenKey, socket.socket]:
@@ -117,7 +120,7 @@ class Master:
             shutdown_timeout=config.worker_shutdown_timeout,
         )
 
-    def spawn(self, spec: WorkerSpec) -> None:
+    def spawn(self, spec: WorkerSpec, lane: int = 0) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         master = os.getpid()
@@ -127,18 +130,22 @@ class Master:
             code = 1
             try:
                 stats.own(slot)
+                reqmetrics.own(lane)
                 code = worker_main(spec, master)
             except BaseException as exc:  # noqa: BLE001 - a worker must exit, whatever happened
                 sys.stderr.write(f"newproxy: worker process failed: {exc!r}\n")
             child_exit(code)
-        self.workers[pid] = Worker(pid, self.generation, spec, slot)
+        self.workers[pid] = Worker(pid, self.generation, spec, slot, lane)
         self.log.log("notice", f"start worker process {pid}")
 
     def start_generation(self, config: NewproxyConfig, engine: Engine) -> None:
         self.generation += 1
         self.spec = self.make_spec(config, engine)
-        for _ in range(worker_count(config)):
-            self.spawn(self.spec)
+        if worker_count(config) > 1:  # one worker keeps its zones in its own memory, lock-free
+            self.shared.share(engine)
+        self.shared.forget_locks([engine] + [w.spec.engine for w in self.workers.values()])
+        for lane in range(worker_count(config)):
+            self.spawn(self.spec, lane)
 
     def signal_workers(self, sig: int, generation: int | None = None) -> None:
         for worker in list(self.workers.values()):
@@ -160,6 +167,8 @@ class Master:
             if worker is None:
                 continue
             stats.release(worker.slot)
+            for _ in self.shared.force_unlock(pid):  # nginx: "shared memory zone ... was locked by PID"
+                self.log.log("alert", f"shared memory zone was locked by {pid}")
             if os.WIFSIGNALED(status):
                 how, level = f"exited on signal {os.WTERMSIG(status)}", "alert"
             else:
@@ -172,7 +181,7 @@ class Master:
             self.log.log(level, f"worker process {pid} {how}")
             current = worker.generation == self.generation and self.spec is not None
             if current and self.stopping is None and not self.failed:
-                self.spawn(self.spec)  # type: ignore[arg-type]
+                self.spawn(self.spec, worker.lane)  # type: ignore[arg-type]
 
     # -- signals --------------------------------------------------------------------------------
     def reload(self) -> None:

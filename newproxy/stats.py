@@ -70,6 +70,14 @@ def own(slot: int) -> None:
     S = _statuses[slot * STATUSES:(slot + 1) * STATUSES]
 
 
+def connection_opened() -> None:
+    """A client connection accepted (any protocol): stub_status's accepts, handled and active."""
+    c = C
+    c[ACCEPTED] += 1
+    c[HANDLED] += 1
+    c[ACTIVE] += 1
+
+
 def totals() -> list[int]:
     """The sums over every slot: [accepted, handled, requests, active, reading, writing]."""
     out = [0] * 6

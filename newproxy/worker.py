@@ -71,6 +71,7 @@ def worker_main(spec: WorkerSpec, master: int) -> int:
     except OSError as exc:
         sys.stderr.write(f'newproxy: open() "{log.path}" failed ({exc.errno}: {exc.strerror})\n')
         return EXIT_FATAL
+    log.open_scoped(spec.engine.config)  # http/server/location error_log files
     if spec.rlimit_nofile is not None:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (spec.rlimit_nofile, spec.rlimit_nofile))
@@ -156,7 +157,7 @@ async def drain(server: Server, idle_grace: float, timeout: float | None, log: E
 
 async def _wait_closed(server: Server, deadline: float | None, poll: float) -> None:
     loop = asyncio.get_running_loop()
-    while server.connections and (deadline is None or loop.time() < deadline):
+    while (server.connections or server.quic_open()) and (deadline is None or loop.time() < deadline):
         await asyncio.sleep(poll)
 
 

@@ -68,10 +68,20 @@ def parse_listen(directive: Directive) -> Listen:
             listen["ssl"] = True
         elif flag == "http2":
             listen["http2"] = True
+        elif flag == "quic":
+            listen["quic"] = True
         elif flag == "ipv6only=off":
             listen["ipv6only"] = False
         else:
             listen["options"].append(flag)
+    if listen.get("quic"):  # ngx_http_core_listen (nginx >= 1.25)
+        for other in ("ssl", "http2"):
+            if listen.get(other):
+                raise ConfigError(f'"{other}" parameter is incompatible with "quic"', directive.file,
+                                  directive.error_line)
+        if "proxy_protocol" in listen["options"]:
+            raise ConfigError('"proxy_protocol" parameter is incompatible with "quic"', directive.file,
+                              directive.error_line)
     return Listen(**listen)
 
 

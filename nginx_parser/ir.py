@@ -99,6 +99,7 @@ class Listen(BaseModel):
     default_server: bool = False
     ssl: bool = False
     http2: bool = False
+    quic: bool = False  # nginx >= 1.25: a UDP socket for QUIC/HTTP/3, separate from a TCP one on the same port
     ipv6only: bool = True
     unix_path: str | None = None
     options: list[str] = Field(default_factory=list)

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from rich.console import Console
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shadow.traffic import Request
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic" / "nginx.conf"
+_T = TypeVar("_T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,6 +144,11 @@ def _shadow_options(parser: argparse.ArgumentParser) -> None:
                              "each request carries an X-Shadow-Id header to attribute upstream requests)")
     parser.add_argument("--rate", type=float, default=None, metavar="PAIRS_PER_S",
                         help="start at most this many request pairs per second")
+    parser.add_argument("--protocol", choices=["h1", "h2", "h3"], default="h1",
+                        help="h2: send the traffic of `listen ... http2` addresses over HTTP/2 (h2c, or TLS with "
+                             "ALPN h2) to both targets (default h1: HTTP/1.x, as each request says); h3: the "
+                             "traffic of addresses with `listen ... quic` over HTTP/3 to newproxy, compared with "
+                             "nginx's and newproxy's HTTP/1.1 answers (nginx 1.22 has no HTTP/3: shadow/h3.py)")
     parser.add_argument("--header-order", choices=["note", "strict"], default="note",
                         help="a header list in another order: a note (default) or a difference")
     parser.add_argument("--allow-unsafe", action="store_true",
@@ -208,6 +214,8 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
     from shadow.report import render, write_json
     from shadow.runner import HarnessError, run_shadow
 
+    if args.protocol == "h3":
+        return _shadow_h3(config, args, console)
     try:
         for path in [*args.access_log, *args.har]:
             if not os.path.isfile(path):
@@ -236,6 +244,7 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
                 rate=args.rate,
                 strict_order=args.header_order == "strict",
                 allow_unsafe=args.allow_unsafe,
+                protocol=args.protocol,
                 progress=progress.update,
                 **({"fallback": True} if getattr(args, "fallback", False) else {}),
                 **({"nginx_prefix": os.path.abspath(args.prefix)} if args.prefix else {}),
@@ -258,6 +267,44 @@ def _shadow(config: str, args: argparse.Namespace, console: Console) -> int:
 
         Path(args.html).write_text(render_html(report), encoding="utf-8")
     return 0 if report.all_equivalent else 1
+
+
+def _shadow_h3(config: str, args: argparse.Namespace, console: Console) -> int:
+    """--protocol h3: shadow.h3.run_shadow_h3, and one line per request that differs."""
+    import tempfile
+
+    from shadow.h3 import run_shadow_h3
+
+    results = _guarded(lambda: run_shadow_h3(config, args.keep or tempfile.mkdtemp(prefix="shadow-h3-"),
+                                             max_requests=args.max_requests, seed=args.seed))
+    if isinstance(results, int):
+        return results
+    different = [r for r in results if not r.equivalent]
+    for result in different[:args.max_diffs]:
+        fields = sorted({d.field for d in result.nginx_h1.diffs + result.newproxy_h1.diffs})
+        where = "h3 front end" if not result.h3_faithful else "also over HTTP/1.1"
+        console.print(f"[red]different[/red] {result.request.method} {result.request.target} "
+                      f"({result.request.label}; {where}): {', '.join(fields)}", highlight=False)
+    console.print(f"HTTP/3: {len(results)} requests, {len(results) - len(different)} equivalent over h3 and "
+                  f"HTTP/1.1, {len(different)} different "
+                  f"({sum(not r.h3_faithful for r in different)} from the h3 front end)", highlight=False)
+    return 0 if not different else 1
+
+
+def _guarded(run: Callable[[], _T]) -> _T | int:
+    """``run()``, or the exit status when it fails as a run may: 1 for a config error (its
+    "file:line: message" on stderr), 2 when the harness itself could not run."""
+    from nginx_parser import ConfigError
+    from shadow.runner import HarnessError
+
+    try:
+        return run()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except HarnessError as exc:
+        print(f"nginx-migrate: harness error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _mirror(args: argparse.Namespace, console: Console) -> int:
@@ -307,22 +354,15 @@ def _raw(args: argparse.Namespace, console: Console) -> int:
     import json
     from collections import Counter
 
-    from nginx_parser import ConfigError
     from shadow.h1_corpus import corpus
     from shadow.raw import RAW_CONFIG, run_raw
-    from shadow.runner import HarnessError
 
     cases = [c for c in corpus(args.host) if not args.family or c.family in args.family
              or c.family.removeprefix("mutated-") in args.family]
-    try:
-        with console.status(f"sending {len(cases)} raw cases to nginx and newproxy…"):
-            results = run_raw(args.config or str(RAW_CONFIG), cases)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except HarnessError as exc:
-        print(f"nginx-migrate: harness error: {exc}", file=sys.stderr)
-        return 2
+    with console.status(f"sending {len(cases)} raw cases to nginx and newproxy…"):
+        results = _guarded(lambda: run_raw(args.config or str(RAW_CONFIG), cases))
+    if isinstance(results, int):
+        return results
     differing = [r for r in results if r.diffs]
     for result in differing:
         console.print(f"[bold]{result.case.name}[/bold]: " + "; ".join(result.diffs)[:300], markup=True,

@@ -36,6 +36,7 @@ class Response:
     connection: str = ""
     error: str | None = None
     interim: list[int] = field(default_factory=list)  # 1xx statuses seen before the final one
+    trailers: Headers = field(default_factory=list)  # HTTP/2 trailers (HTTP/1.1 ones stay in raw_body)
     # Over TLS: the handshake's outcome — protocol, cipher, the certificate presented (SHA-256 of its
     # DER and its subject CN), whether the session was resumed; or {"error": OpenSSL's reason} when
     # the handshake failed. None over plain TCP.
@@ -275,27 +276,29 @@ async def exchange(data: bytes, port: int, method: str, *, host: str = "127.0.0.
 
     try:
         await asyncio.wait_for(run(), timeout)
-    except asyncio.TimeoutError:
-        response.outcome, response.error = "timeout", f"no complete response within {timeout}s"
-    except ConnectionRefusedError as exc:
-        response.outcome, response.error = "refused", str(exc)
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        response.outcome, response.error = "reset", str(exc)
-    except asyncio.IncompleteReadError as exc:
-        response.outcome, response.error = "truncated", f"closed after {len(exc.partial)} of {exc.expected} bytes"
-    except FramingError as exc:
-        response.outcome, response.error = "bad-response", str(exc)
-    except ssl.SSLError as exc:
-        if response.tls is None:  # the handshake itself failed: the alert's reason is the outcome
-            response.outcome, response.error = "tls-failed", str(exc)
-            response.tls = {"error": exc.reason or exc.__class__.__name__}
-        else:
-            response.outcome, response.error = "reset", str(exc)
-    except OSError as exc:
-        response.outcome, response.error = "reset", str(exc)
+    except (OSError, asyncio.IncompleteReadError, FramingError) as exc:  # TimeoutError is an OSError
+        record_failure(response, exc, timeout)
     if response.outcome != "response" and not response.connection:
         response.connection = "closed"
     return Exchange(response, reader, writer, timeout)
+
+
+def record_failure(response: Response, exc: Exception, timeout: float) -> None:
+    """Set ``response.outcome`` and ``.error`` for how an exchange ended early (HTTP/1 and HTTP/2)."""
+    if isinstance(exc, TimeoutError):
+        response.outcome, response.error = "timeout", f"no complete response within {timeout}s"
+    elif isinstance(exc, ConnectionRefusedError):
+        response.outcome, response.error = "refused", str(exc)
+    elif isinstance(exc, asyncio.IncompleteReadError):
+        response.outcome, response.error = "truncated", f"closed after {len(exc.partial)} of {exc.expected} bytes"
+    elif isinstance(exc, FramingError):
+        response.outcome, response.error = "bad-response", str(exc)
+    elif isinstance(exc, ssl.SSLError) and response.tls is None:
+        # The handshake itself failed: the alert's reason is the outcome.
+        response.outcome, response.error = "tls-failed", str(exc)
+        response.tls = {"error": exc.reason or exc.__class__.__name__}
+    else:  # reset, broken pipe, a TLS error after the handshake
+        response.outcome, response.error = "reset", str(exc)
 
 
 async def send(

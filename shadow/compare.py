@@ -161,7 +161,10 @@ def _fix_content_length(headers: list[list[str]], resp: Response, body: bytes) -
 
 
 def _trailers(resp: Response) -> list[tuple[str, str]]:
-    """The trailer fields after the last chunk of a chunked body (shadow.http1 keeps them raw)."""
+    """The trailer fields after the last chunk of a chunked body (shadow.http1 keeps them raw), or
+    the HTTP/2 trailers (shadow/h2client.py)."""
+    if resp.trailers:
+        return list(resp.trailers)
     if not has_token(resp.headers, "Transfer-Encoding", "chunked"):
         return []
     raw, pos = resp.raw_body, 0

@@ -12,6 +12,7 @@ corpus on every run, so a difference is reproducible by name.
 from __future__ import annotations
 
 import codecs
+import re
 from functools import cache
 from pathlib import Path
 
@@ -32,10 +33,14 @@ def _decode(text: str) -> bytes:
     return codecs.escape_decode(text.encode("latin-1"))[0]  # type: ignore[no-any-return]
 
 
+_REPEAT = re.compile(rb"\{([a-z])\*(\d+)\}")  # {a*1000}: 1000 times "a" (sizes at nginx's buffer edges)
+
+
 def _fill(data: bytes, host: str) -> bytes:
     long7k = b"a" * 7000
     long9k = b"b" * 9000
     many = b"".join(b"X-H%d: %d\r\n" % (i, i) for i in range(120))
+    data = _REPEAT.sub(lambda m: m.group(1) * int(m.group(2)), data)
     return (data.replace(b"{host}", host.encode()).replace(b"{long7k}", long7k).replace(b"{long9k}", long9k)
             .replace(b"{many_headers}", many))
 

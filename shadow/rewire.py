@@ -51,8 +51,14 @@ _CONF_RELATIVE = {
 }
 # Directives whose relative path nginx resolves against its prefix.
 _PREFIX_RELATIVE = {"root", "alias"}
+# nginx >= 1.25's HTTP/3 directives: nginx 1.22 refuses them, so nginx's side runs without them (and
+# without its quic listens); newproxy is compared over h3 with both over HTTP/1.1 (shadow/h3.py).
+_NGINX_125_ONLY = {"http3", "http3_hq", "http3_max_concurrent_streams", "http3_stream_buffer_size", "quic_retry",
+                   "quic_gso", "quic_host_key", "quic_active_connection_id_limit", "quic_bpf"}
+QUIC_SUFFIX = " quic"  # the logical name of a quic listen: "*:443 quic", apart from the TCP "*:443"
 _OTHER_PASS = {"fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass", "memcached_pass"}
-_URL = re.compile(r"^(?P<scheme>https?)://(?P<rest>.*)$", re.IGNORECASE)
+# The scheme may be a variable ($scheme://backend): only the host decides where a request can go.
+_URL = re.compile(r"^(?P<scheme>https?|\$\w+|\$\{\w+\})://(?P<rest>.*)$", re.IGNORECASE)
 DEFAULT_NGINX_PREFIX = "/usr/share/nginx"
 
 
@@ -66,9 +72,10 @@ def listen_name(listen: Listen) -> str:
     """The logical name of a listen address: how the original config spells the socket."""
     if listen.unix_path is not None:
         return f"unix:{listen.unix_path}"
+    suffix = QUIC_SUFFIX if listen.quic else ""
     if ":" in listen.address:
-        return f"[{listen.address}]:{listen.port}"
-    return f"{listen.address}:{listen.port}"
+        return f"[{listen.address}]:{listen.port}{suffix}"
+    return f"{listen.address}:{listen.port}{suffix}"
 
 
 def _hostport(address: str, default_port: int) -> str:
@@ -92,12 +99,14 @@ class ListenInfo:
     ssl: bool = False
     http2: bool = False
     proxy_protocol: bool = False
+    quic: bool = False  # UDP, newproxy only: h3 traffic from shadow/h3.py
 
     @property
     def plain_http1(self) -> bool:
         """Whether the harness's HTTP/1.x client can talk to it (over TLS for ssl listens:
-        ``traffic.with_tls``); HTTP/2 and proxy_protocol listens get no traffic."""
-        return not (self.http2 or self.proxy_protocol)
+        ``traffic.with_tls``: ALPN lets HTTP/1.1 in next to h2); h2c, proxy_protocol and quic listens
+        get no HTTP/1.x traffic (h2c gets HTTP/2 traffic with ``run_shadow(protocol="h2")``)."""
+        return not ((self.http2 and not self.ssl) or self.proxy_protocol or self.quic)
 
 
 @dataclass
@@ -129,6 +138,7 @@ class Wiring:
     for_nginx: bool = True
     nginx_prefix: str = DEFAULT_NGINX_PREFIX
     conf_dir: str = "."
+    tls_upstreams: frozenset[str] = frozenset()  # logical upstreams whose recording upstream speaks TLS
 
 
 def _proxy_target(url: str, plan: Plan) -> tuple[str, str, str] | None:
@@ -182,6 +192,7 @@ def plan(config: NginxConfig) -> Plan:
                 info = result.listens.setdefault(name, ListenInfo(name=name, port=listen.port))
                 info.ssl |= listen.ssl
                 info.http2 |= listen.http2
+                info.quic |= listen.quic
                 info.proxy_protocol |= "proxy_protocol" in listen.options
     for directive, ctx in _walk(config.tree, ()):
         if directive.name == "server" and ctx[-1:] == ("upstream",) and directive.args:
@@ -196,7 +207,7 @@ def plan(config: NginxConfig) -> Plan:
                 continue
             scheme, name, _uri = target
             result.upstreams.setdefault(name, UpstreamInfo(name=name))
-            if scheme == "https":
+            if scheme != "http":
                 result.notes.append(f"{directive.where}: https upstream {name} is shadowed over plain http")
         elif directive.name in _OTHER_PASS and directive.args:
             address = re.sub(r"^grpcs?://", "", directive.args[0])
@@ -236,8 +247,15 @@ class _Rewriter:
         target = _proxy_target(directive.args[0], self.plan)
         if target is None:
             return directive
-        _scheme, logical, uri = target
-        url = f"http://{self.upstream_addr(logical, directive)}{uri}"
+        scheme, logical, uri = target
+        addr = self.upstream_addr(logical, directive)
+        # A variable scheme is kept as written; https only to a recording upstream that speaks TLS.
+        if not scheme.startswith("$"):
+            scheme = "https" if scheme == "https" and logical in self.wiring.tls_upstreams else "http"
+        if addr.startswith("unix:"):  # http://unix:/path[:/uri]
+            url = f"{scheme}://{addr}:{uri}" if uri else f"{scheme}://{addr}"
+        else:
+            url = f"{scheme}://{addr}{uri}"
         return directive.model_copy(update={"args": [url, *directive.args[1:]]})
 
     def other_pass(self, directive: Directive) -> Directive:
@@ -273,6 +291,9 @@ class _Rewriter:
             if ctx == () and name in _MAIN_OWNED:
                 continue
             if name in _TEMP_PATHS and self.wiring.for_nginx:
+                continue
+            if self.wiring.for_nginx and (name in _NGINX_125_ONLY or (
+                    name == "listen" and ctx[-2:] == ("http", "server") and parse_listen(directive).quic)):
                 continue
             if name == "listen" and ctx[-2:] == ("http", "server"):
                 directive = self.listen(directive)

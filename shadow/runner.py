@@ -18,13 +18,13 @@ import socket
 import tempfile
 import time
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
 
 import uvloop
 from pydantic import BaseModel, Field
 
 from nginx_parser import ConfigError, Directive, NginxConfig, parse_config
-from shadow import client
+from shadow import client, h2client
 from shadow.accepted import Accepted, builtin
 from shadow.compare import Comparison, Normaliser, Observation, compare
 from shadow.concurrent import TAG, TAG_MASK, drive_concurrent
@@ -32,7 +32,7 @@ from shadow.shrink import shrink
 from shadow.rewire import DEFAULT_NGINX_PREFIX, Plan, Wiring, plan, rewire
 from shadow.targets import NewproxyTarget, NginxTarget, Target, TargetError
 from shadow.traffic import Request, generate, with_tls
-from shadow.upstreams import RecordedRequest, UpstreamPool
+from shadow.upstreams import RecordedRequest, TlsUpstream, UpstreamPool
 
 if TYPE_CHECKING:
     from newproxy.config import NewproxyConfig
@@ -223,6 +223,10 @@ async def _exchange(
     request: Request, target: Target, pool: UpstreamPool, timeout: float
 ) -> tuple[client.Exchange, list[RecordedRequest]]:
     port = target.listen_ports[request.listen]
+    if request.version == "2":  # HTTP/2 (shadow/h2client.py)
+        ex = await h2client.exchange(request, port, timeout=timeout)
+        pool.settle()
+        return ex, pool.take()
     ex = await client.exchange(request.to_bytes(), port, request.method, timeout=timeout, source=request.source,
                                tls=request.tls)
     # The response is complete, so the upstream request that produced it has been recorded.
@@ -425,6 +429,9 @@ def started_targets(
     tweak_other: Tweak | None = None,
     fallback: bool = False,
     mutate_translation: Mutation | None = None,
+    upstream_binds: Mapping[str, tuple[str, int]] | None = None,
+    tls_upstreams: Mapping[str, TlsUpstream] | None = None,
+    tweak_reference: Tweak | None = None,
 ) -> Iterator[StartedTargets]:
     """Start the recording upstreams and both targets (rewired into ``base``/nginx and
     ``base``/newproxy or nginx-b), yield them, stop everything on the way out.
@@ -433,7 +440,8 @@ def started_targets(
     tests that need their own schedule (raw bytes, timed sequences) use it directly.
     With ``fallback``, a third target, "legacy" (nginx on the original config, its own ports, the
     same recording upstreams), starts before newproxy, whose translation hands the locations it
-    cannot translate to it.
+    cannot translate to it. ``tweak_reference`` edits the reference nginx's rewired tree (its
+    worker_processes, say), as ``tweak_other`` edits the other target's.
     Raises ``HarnessError`` when a target does not start."""
     if fallback and against != "newproxy":
         raise HarnessError("the strangler fallback is shadowed against newproxy only")
@@ -448,7 +456,11 @@ def started_targets(
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(UpstreamPool())
         for info in the_plan.upstreams.values():
-            pool.add(info.name, refuse=info.refuse or info.name in refuse)
+            # upstream_binds: a recording upstream on the very address the config names (a test's
+            # free port), so a proxy_pass whose host comes from variables reaches it unrewired.
+            bind = (upstream_binds or {}).get(info.name, ("127.0.0.1", 0))
+            pool.add(info.name, refuse=info.refuse or info.name in refuse, bind=bind,
+                     tls=(tls_upstreams or {}).get(info.name))
         upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
         # The listen ports are picked once the upstreams hold theirs: a port free_ports saw free and
         # released could otherwise be the one the kernel gives an upstream next, and the target's
@@ -463,8 +475,9 @@ def started_targets(
                 for_nginx=kind == "nginx",
                 nginx_prefix=nginx_prefix,
                 conf_dir=conf_dir,
+                tls_upstreams=frozenset(tls_upstreams or ()),
             )
-            tweak = tweak_other if label == other_label else None
+            tweak = tweak_other if label == other_label else tweak_reference if label == "nginx" else None
             if label == other_label and fallback:
                 legacy_setting = legacy_fallback(list(wiring.listen_ports.values()),
                                                  ports[len(names): 2 * len(names)])
@@ -511,6 +524,9 @@ def run_shadow(
     strict_order: bool = False,
     allow_unsafe: bool = False,
     fallback: bool = False,
+    protocol: Literal["h1", "h2"] = "h1",
+    upstream_binds: Mapping[str, tuple[str, int]] | None = None,
+    tls_upstreams: Mapping[str, TlsUpstream] | None = None,
 ) -> ShadowReport:
     """Shadow ``nginx_conf_path``: real nginx vs ``against`` on generated traffic.
 
@@ -523,6 +539,9 @@ def run_shadow(
     a snippet is wrapped in the blocks nginx would include it in).
     ``extra_requests`` adds hand-picked requests (built from the plan's logical listen names) to
     the generated ones: how targeted differential tests send exactly the cases they name.
+    ``protocol="h2"``: the traffic of addresses with ``listen ... http2`` goes over HTTP/2 (generated
+    as for HTTP/1.1, then ``h2client.to_h2``; h2c or TLS with ALPN h2), to both targets; requests
+    that say ``version="2"`` go over HTTP/2 whatever this says.
     ``fallback``: translate with the strangler fallback, handing what cannot be translated to a third
     target, legacy nginx on the original config (``report.legacy_requests`` counts what it served).
     ``guided`` adds requests for the config parts the generated ones miss (shadow/guided.py).
@@ -534,6 +553,10 @@ def run_shadow(
     tagged so its upstream requests can be told apart), at most ``rate`` pairs started per second.
     ``allow_unsafe``: run even when a target could reach a real backend (a ``*_pass`` with variables,
     which the rewiring cannot point at a recording upstream); refused otherwise.
+    ``upstream_binds``: logical upstream name -> the address its recording upstream listens on (by
+    default a free port): tests of proxy_pass with variables bind the addresses their requests name.
+    ``tls_upstreams``: logical upstream name -> its certificate: that recording upstream speaks TLS
+    and an ``https://`` proxy_pass to it stays https (by default https upstreams are shadowed over http).
     ``strict_order``: the order of header lines counts (by default an order-only difference is a note).
     ``calibrate`` first runs nginx against a second nginx on the same requests: what differs there
     is the harness's noise, and the same differences in the real run are reported as such (notes
@@ -571,12 +594,15 @@ def run_shadow(
     base = workdir or tempfile.mkdtemp(prefix="shadow-")
     os.makedirs(base, exist_ok=True)
     other_label = "nginx-b" if against == "nginx" else "newproxy"
-    requests, notes = generate(config, the_plan, seed=seed, max_requests=max_requests, nginx_prefix=nginx_prefix)
+    requests, notes = generate(config, h2client.as_http1(the_plan) if protocol == "h2" else the_plan, seed=seed,
+                               max_requests=max_requests, nginx_prefix=nginx_prefix)
     if guided:
         requests = [*requests, *guided_traffic(config, requests, seed)]
     if extra_requests is not None:
         requests = [*requests, *extra_requests(the_plan)]
     requests = with_tls(requests, the_plan)
+    if protocol == "h2":
+        requests = h2client.over_h2(requests, the_plan)
     rules = builtin() + (accept or Accepted())
     noise: dict[int, set[str]] = {}
     try:
@@ -585,7 +611,8 @@ def run_shadow(
                                timeout, probe, rules.masks())
         with started_targets(config, the_plan, base, against=against, refuse=refuse, nginx_prefix=nginx_prefix,
                              tweak_other=tweak_other, fallback=fallback,
-                             mutate_translation=mutate_translation) as started:
+                             mutate_translation=mutate_translation, upstream_binds=upstream_binds,
+                             tls_upstreams=tls_upstreams) as started:
             pool, targets = started.pool, started.targets
             upstream_addrs = {name: u.hostport for name, u in pool.upstreams.items()}
             masks = rules.masks()

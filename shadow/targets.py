@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from nginx_parser import Directive, format_tree
+from shadow.rewire import QUIC_SUFFIX
 
 if TYPE_CHECKING:
     from newproxy.config import NewproxyConfig
@@ -120,7 +121,9 @@ class _ProcessTarget(ABC):
     def wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.ready_timeout
-        pending = set(self.listen_ports.values())
+        # Quic listens are UDP (named "... quic" by shadow/rewire.py): nothing to connect to; newproxy
+        # binds them before its TCP listens accept.
+        pending = {port for name, port in self.listen_ports.items() if not name.endswith(QUIC_SUFFIX)}
         while pending:
             code = self.process.poll()
             if code is not None:
@@ -227,7 +230,8 @@ class NewproxyTarget(_ProcessTarget):
 
         translation = translate(build(self.tree, self.main_file, self.files), fallback=self.fallback)
         config = translation.config.model_copy(
-            update={"pid": str(self.workdir / "newproxy.pid"), "error_log": str(self.workdir / "error.log")}
+            # the level the rewiring gives nginx's error_log (shadow/rewire.py), so both logs compare
+            update={"pid": str(self.workdir / "newproxy.pid"), "error_log": f"{self.workdir / 'error.log'} notice"}
         )
         if self.mutate is not None:
             config = self.mutate(config)

@@ -77,6 +77,8 @@ class Request:
             args += ["--interface", self.source]
         if self.version == "1.0":
             args.append("--http1.0")
+        elif self.version == "2":  # shadow/h2client.py: TLS with ALPN h2, or h2c with prior knowledge
+            args.append("--http2" if self.tls is not None and not self.tls.plain else "--http2-prior-knowledge")
         if self.method == "HEAD":
             args.append("-I")
         elif self.method != "GET" or self.body:

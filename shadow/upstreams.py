@@ -19,7 +19,23 @@ Last-Modified, ETag), ``/__chunked/`` sends the echo with chunked encoding: how 
 ``/__upgrade/`` answers ``101 Switching Protocols`` (``Upgrade``: the request's, or "websocket";
 ``Connection: upgrade``) and then echoes every read back as ``ECHO(`` bytes ``)``, so the
 direction of each byte is visible; a read containing ``__bye__`` is echoed, then the upstream
-closes first. It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
+closes first; after a read containing ``__stall__`` it reads nothing more (proxy_send_timeout).
+It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
+``/__noread/`` records the request head and reads nothing more, not even the body, holding the
+connection open (a stalled reader: proxy_send_timeout while the request body is sent).
+
+Faults (for proxy_next_upstream, tests/test_differential_next_upstream.py): ``/__reset/N`` sends the
+answer's first N bytes (0: none) then resets the connection (RST); ``/__close/`` closes it before
+answering; ``/__slowhead/MS`` waits MS after the status line, ``/__slowbody/MS`` after half the body;
+``/__badheader/`` adds a header with a NUL (an invalid header to nginx and newproxy); ``/__garbage/``
+answers without a status line. ``/__at/PORT/MARKER`` scopes one marker (``/__name`` or
+``/__name/DIGITS``) to the upstream whose logical name ends in ``:PORT``: the others ignore it, so
+one request makes a chosen peer of a group fail.
+
+An upstream whose logical name is ``unix:PATH`` listens on a unix socket (in a directory of the
+pool's own), so unix socket peers are really connected to over AF_UNIX; one made with ``tls=``
+(``TlsUpstream``) speaks TLS and adds to its echo a ``tls`` object: the SNI it got (null: none), the
+protocol, the cipher and the client certificate's CN (null: none), checked against ``client_ca``.
 
 All upstreams of a run live in one ``UpstreamPool``: a background thread with its own event loop.
 The listening sockets are bound and listening before ``add`` returns, so the address is usable at
@@ -32,8 +48,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
+import shutil
 import socket
+import ssl
+import struct
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +69,10 @@ from shadow.http1 import FramingError, Headers, has_token, parse_head, read_body
 _STATUS_MARKER = re.compile(r"/__status/([45]\d\d)(?!\d)")
 _DELAY_MARKER = re.compile(r"/__delay/(\d{1,4})(?!\d)")
 _HEADER_MARKER = re.compile(r"/__header/([A-Za-z0-9-]+)=([^/?]*)")
+_AT_MARKER = re.compile(r"/__at/(\d+)(/__[a-z]+(?:/\d+)?)")
+_RESET_MARKER = re.compile(r"/__reset/(\d{1,5})(?!\d)")
+_SLOW_HEAD_MARKER = re.compile(r"/__slowhead/(\d{1,4})(?!\d)")
+_SLOW_BODY_MARKER = re.compile(r"/__slowbody/(\d{1,4})(?!\d)")
 
 
 def header_markers(uri: str) -> list[tuple[str, str]]:
@@ -64,6 +89,25 @@ CACHE_HEADERS = (
 
 
 @dataclass(frozen=True)
+class TlsUpstream:
+    """A recording upstream that speaks TLS (for ``proxy_pass https://``): its certificate chain and
+    key, and the CA whose client certificates it asks for and checks (None: none asked)."""
+
+    certificate: str
+    key: str
+    client_ca: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certificate, self.key)
+        context.set_ciphers("DEFAULT")
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(self.client_ca)
+        return context
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One request as an upstream received it."""
 
@@ -76,6 +120,9 @@ class RecordedRequest:
     body: bytes  # decoded payload
     connection_seq: int  # 1 for the first request on its connection, 2 for the next, ...
     seq: int = 0  # arrival order across the whole pool
+    # Over TLS (a recording upstream made with ``tls=``): the SNI the proxy sent (None: none), the
+    # protocol, cipher and the client certificate's subject CN (None: none presented).
+    tls: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +146,8 @@ def echo_body(record: RecordedRequest) -> bytes:
         "headers": [list(h) for h in record.headers],
         "body": record.body.decode("latin-1"),
     }
+    if record.tls is not None:  # in the answer, so the comparison sees how each proxy spoke TLS
+        echo["tls"] = record.tls
     return json.dumps(echo).encode()
 
 
@@ -115,6 +164,8 @@ class RecordingUpstream:
     _inflight: int = 0
     _server: asyncio.Server | None = None
     _seq: Any = None  # the pool's shared counter
+    tls: ssl.SSLContext | None = None  # a TLS server (an https:// upstream), else plain HTTP
+    _sni: dict[int, str] = field(default_factory=dict)  # id(SSLObject) -> the SNI it got
 
     @property
     def address(self) -> tuple[str, int]:
@@ -123,6 +174,9 @@ class RecordingUpstream:
 
     @property
     def hostport(self) -> str:
+        """"127.0.0.1:PORT", or "unix:PATH" for a unix socket upstream (as nginx writes both)."""
+        if self.sock.family == socket.AF_UNIX:
+            return f"unix:{self.sock.getsockname()}"
         host, port = self.address
         return f"{host}:{port}"
 
@@ -139,7 +193,28 @@ class RecordingUpstream:
     async def serve(self) -> None:
         if self.refuse:
             return
-        self._server = await asyncio.start_server(self._handle, sock=self.sock, limit=1 << 20)
+        if self.tls is not None:
+            self.tls.sni_callback = self._got_sni
+        if self.sock.family == socket.AF_UNIX:
+            self._server = await asyncio.start_unix_server(self._handle, sock=self.sock, limit=1 << 20, ssl=self.tls)
+        else:
+            self._server = await asyncio.start_server(self._handle, sock=self.sock, limit=1 << 20, ssl=self.tls)
+
+    def _got_sni(self, sslobj: Any, name: str | None, _context: ssl.SSLContext) -> None:
+        if name is not None:
+            if len(self._sni) > 1000:  # handshakes that failed never collect theirs
+                self._sni.clear()
+            self._sni[id(sslobj)] = name
+
+    def _tls_info(self, writer: asyncio.StreamWriter) -> dict[str, Any] | None:
+        sslobj = writer.get_extra_info("ssl_object")
+        if sslobj is None:
+            return None
+        cert = sslobj.getpeercert() or {}
+        cn = next((value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"), None)
+        cipher = sslobj.cipher()
+        return {"sni": self._sni.pop(id(sslobj), None), "protocol": sslobj.version(),
+                "cipher": cipher[0] if cipher else None, "client_cert": cn}
 
     async def close(self) -> None:
         if self._server is not None:
@@ -147,6 +222,7 @@ class RecordingUpstream:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tls = self._tls_info(writer) if self.tls is not None else None
         try:
             for connection_seq in itertools.count(1):
                 head = await read_head(reader)
@@ -154,7 +230,7 @@ class RecordingUpstream:
                     break
                 self._inflight += 1
                 try:
-                    keep_alive = await self._one_request(head, connection_seq, reader, writer)
+                    keep_alive = await self._one_request(head, connection_seq, reader, writer, tls)
                 finally:
                     self._inflight -= 1
                 if not keep_alive:
@@ -169,12 +245,20 @@ class RecordingUpstream:
                 pass
 
     async def _one_request(
-        self, head: bytes, connection_seq: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, head: bytes, connection_seq: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        tls: dict[str, Any] | None = None,
     ) -> bool:
         start, headers = parse_head(head)
         if len(start) != 3 or not start[2].startswith("HTTP/"):
             raise FramingError(f"bad request line {start!r}")
         method, uri, version = start[0], start[1], start[2][5:]
+        if "/__noread/" in uri:  # a stalled reader: the proxy's writes of the body back up (proxy_send_timeout)
+            with self._lock:
+                self._records.append(RecordedRequest(
+                    upstream=self.name, raw=head, method=method, uri=uri, version=version, headers=headers, body=b"",
+                    connection_seq=connection_seq, seq=next(self._seq) if self._seq is not None else 0, tls=tls))
+            await asyncio.sleep(60)  # until the pool stops (the proxy's close is not seen: nothing is read)
+            return False
         raw_body, body = await read_body(reader, headers, until_close=False)
         record = RecordedRequest(
             upstream=self.name,
@@ -186,6 +270,7 @@ class RecordingUpstream:
             body=body,
             connection_seq=connection_seq,
             seq=next(self._seq) if self._seq is not None else 0,
+            tls=tls,
         )
         with self._lock:
             self._records.append(record)
@@ -193,8 +278,11 @@ class RecordingUpstream:
             keep_alive = not has_token(headers, "Connection", "close")
         else:
             keep_alive = has_token(headers, "Connection", "keep-alive")
+        uri = self._scoped(uri)  # the markers that apply to this upstream (the record keeps the URI)
         if "/__upgrade/" in uri:
             await self._upgrade(headers, reader, writer)
+            return False
+        if "/__close/" in uri:  # FIN before any answer: "upstream prematurely closed connection"
             return False
         delay = _DELAY_MARKER.search(uri)
         if delay:
@@ -223,8 +311,52 @@ class RecordingUpstream:
             lines.append("Connection: close")
         elif version != "1.1":
             lines.append("Connection: keep-alive")
+        if "/__badheader/" in uri:  # a NUL in a header value: both proxies' "invalid header"
+            lines.append("X-Bad: a\x00b")
         response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        writer.write(response if method == "HEAD" else response + payload)
+        data = response if method == "HEAD" else response + payload
+        if "/__garbage/" in uri:  # no status line at all
+            data = b"garbage, not HTTP\r\n\r\n" + payload
+        return await self._send_faulty(uri, data, len(response), writer, keep_alive)
+
+    def _scoped(self, uri: str) -> str:
+        """``/__at/PORT/MARKER`` applies MARKER only on the upstream whose logical name ends in
+        ``:PORT`` (the others see neither): how one request makes a chosen peer of a group fail."""
+        if "/__at/" not in uri:
+            return uri
+        own = self.name.rpartition(":")[2]
+        return _AT_MARKER.sub(lambda m: m.group(2) if m.group(1) == own else "", uri)
+
+    async def _send_faulty(self, uri: str, data: bytes, head_len: int, writer: asyncio.StreamWriter,
+                           keep_alive: bool) -> bool:
+        """Write ``data`` (head then body), as the fault markers say: ``/__reset/N`` sends the
+        first N bytes then resets the connection (RST); ``/__slowhead/MS`` sends the status line,
+        waits MS, then the rest; ``/__slowbody/MS`` sends the head and half the body, waits MS,
+        then the rest."""
+        reset = _RESET_MARKER.search(uri)
+        slow_head = _SLOW_HEAD_MARKER.search(uri)
+        slow_body = _SLOW_BODY_MARKER.search(uri)
+        if reset:
+            if int(reset.group(1)):
+                writer.write(data[:int(reset.group(1))])
+                await writer.drain()
+                await asyncio.sleep(0.02)  # let the bytes go out before the RST
+            sock = writer.get_extra_info("socket")
+            if sock is not None and sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        split = 0
+        if slow_head:
+            split, wait = data.find(b"\r\n") + 2, int(slow_head.group(1))
+        elif slow_body:
+            split, wait = head_len + (len(data) - head_len) // 2, int(slow_body.group(1))
+        if split:
+            writer.write(data[:split])
+            await writer.drain()
+            await asyncio.sleep(wait / 1000)
+            data = data[split:]
+        writer.write(data)
         await writer.drain()
         return keep_alive
 
@@ -242,6 +374,9 @@ class RecordingUpstream:
             await writer.drain()
             if b"__bye__" in data:
                 return
+            if b"__stall__" in data:  # stop reading: the proxy's writes back up (proxy_send_timeout)
+                await asyncio.sleep(60)
+                return
 
 
 class UpstreamPool:
@@ -255,6 +390,7 @@ class UpstreamPool:
         self._seq = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._unix_dir: str | None = None  # where unix socket upstreams listen (made on first use)
 
     def __enter__(self) -> UpstreamPool:
         self.start()
@@ -305,21 +441,32 @@ class UpstreamPool:
         loop.close()
         for upstream in self.upstreams.values():
             upstream.sock.close()
+        if self._unix_dir is not None:
+            shutil.rmtree(self._unix_dir, ignore_errors=True)
 
     def _call(self, coro: Any) -> Any:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
 
     def add(self, name: str, *, refuse: bool = False, status: int = 200,
-            bind: tuple[str, int] = ("127.0.0.1", 0)) -> RecordingUpstream:
+            bind: tuple[str, int] = ("127.0.0.1", 0), tls: TlsUpstream | None = None) -> RecordingUpstream:
         """A new upstream for ``name`` on a free 127.0.0.1 port, or on ``bind`` (or the existing one
-        of that name). Raises OSError when ``bind`` cannot be bound."""
+        of that name); over TLS with ``tls``. Raises OSError when ``bind`` cannot be bound."""
         if name in self.upstreams:
             return self.upstreams[name]
-        sock = socket.socket(socket.AF_INET6 if ":" in bind[0] else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if name.startswith("unix:"):
+            # A unix socket upstream listens on a unix socket too (in the pool's own directory; the
+            # path stays short: sun_path holds 107 bytes), so both proxies' unix paths are exercised.
+            if self._unix_dir is None:
+                self._unix_dir = tempfile.mkdtemp(prefix="shadow-u")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            bind_to: Any = os.path.join(self._unix_dir, f"{len(self.upstreams)}.sock")
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in bind[0] else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bind_to = bind
         try:
-            sock.bind(bind)
+            sock.bind(bind_to)
         except OSError:
             sock.close()
             raise
@@ -327,7 +474,8 @@ class UpstreamPool:
             sock.listen(128)
         # A refusing upstream keeps its port bound but never listens: connects get RST, and no
         # other process can take the port meanwhile.
-        upstream = RecordingUpstream(name=name, sock=sock, refuse=refuse, status=status, _seq=self._seq)
+        upstream = RecordingUpstream(name=name, sock=sock, refuse=refuse, status=status, _seq=self._seq,
+                                     tls=tls.context() if tls is not None else None)
         self.upstreams[name] = upstream
         if self._loop is not None:
             self._call(upstream.serve())

@@ -155,6 +155,12 @@ http {
         location /exp/ { expires off; }
         location /files/ { }
     }
+
+    server {
+        listen 8080;
+        server_name second.test;
+        location / { return 200 "second\\n"; }
+    }
 }
 """
 
@@ -240,6 +246,13 @@ def header_requests(plan: Plan) -> list[Request]:
     out.append(get(other, "/files/a.txt", None, "400 on a server without add_header"))
     add("/a b", "400: a space in the request line")
     add("/files/a.txt", "400: a header without a colon", extra=(("Broken header", ""),))
+    # Errors found once the head is read (ngx_http_process_request_header) are answered by the
+    # server the Host chose: second.test has no "always" headers, the default server has.
+    for vhost in (host, "second.test"):
+        out.append(get(main, "/files/a.txt", vhost, f"405: TRACE to {vhost}", method="TRACE"))
+        out.append(get(main, "/files/a.txt", vhost, f"501: Transfer-Encoding gzip to {vhost}",
+                       extra=(("Transfer-Encoding", "gzip"),)))
+        out.append(get(main, "/../../x", vhost, f"400: a URI above the root, Host {vhost}"))
     # Error pages: built-in, error_page URI, =200, named.
     for path in ("/errp/missing", "/errp200/missing", "/errnamed/missing", "/noerr/missing", "/target.txt",
                  "/errp/missing?x", "/noerr/", "/errurl/missing", "/rewrite/a.txt"):

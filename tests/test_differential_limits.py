@@ -416,5 +416,5 @@ def test_gap_levels(tmp_path: Path) -> None:
         occurrences = translate(parse_config(str(conf))).occurrences
         levels.append({o.directive: o.level for o in occurrences if o.directive.startswith("limit_")})
     assert levels[0] == {"limit_req_zone": "caveat", "limit_conn_zone": "caveat", "limit_req": "exact",
-                         "limit_conn": "caveat", "limit_rate": "caveat", "limit_req_log_level": "ignored"}
+                         "limit_conn": "caveat", "limit_rate": "caveat", "limit_req_log_level": "exact"}
     assert levels[1] == {**levels[0], "limit_req": "caveat"}

@@ -2,8 +2,8 @@
 bad escapes, dot segments, merge_slashes off, absolute-form targets, bytes outside ASCII. The probes
 echo $uri, $args and $request_uri; the proxied locations show what goes upstream.
 
-Known difference, left out here and reported: a raw byte >= 0x80 in the target ("/\xe9") is served
-by nginx but refused with 400 by newproxy's HTTP/1.1 parser (llhttp, in newproxy/http)."""
+Raw bytes >= 0x80 in the target ("/\xe9", served by nginx) are compared byte for byte by the raw
+corpus (shadow/data/h1_corpus.yaml, tests/test_h1_raw_corpus.py)."""
 
 from __future__ import annotations
 

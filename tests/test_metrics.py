@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from newproxy.config import MetricsConfig
 from newproxy.configfile import ConfigError, load_newproxy_config
-from tests.io_upstream import free_port
+from tests.io_upstream import FakeUpstream, free_port
 from tests.processes import stop_group
 from tests.test_process_model import _wait, get
 from translator.adapter import load_nginx_config
@@ -26,21 +26,29 @@ from translator.adapter import load_nginx_config
 NGINX_CONF = """
 events {}
 http {
+    upstream backend { server 127.0.0.1:%(upstream)d; }
     server {
         listen 127.0.0.1:%(port)d;
+        server_name metrics.test;
         location / { return 200 "ok"; }
         location /teapot { return 418; }
         location = /status { stub_status; }
+        location ^~ /up/ { proxy_pass http://backend/; }
+        location ~ ^/missing { error_page 404 = @fallback; return 404; }
+        location @fallback { return 204; }
     }
 }
 """
+UPSTREAM_DELAY = 0.3  # FakeUpstream's /slow
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+def ports(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[tuple[int, int]]:
     tmp = tmp_path_factory.mktemp("metrics")
     port, metrics_port = free_port(), free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF % {"port": port})
+    upstream = FakeUpstream(delay=UPSTREAM_DELAY).__enter__()
+    request.addfinalizer(lambda: upstream.__exit__(None, None, None))
+    (tmp / "nginx.conf").write_text(NGINX_CONF % {"port": port, "upstream": upstream.port})
     config = load_nginx_config(str(tmp / "nginx.conf"))
     config = config.model_copy(update={
         "worker_processes": 2, "pid": str(tmp / "np.pid"), "error_log": str(tmp / "error.log"),
@@ -101,6 +109,41 @@ def test_parses_and_moves_with_traffic(ports: tuple[int, int]) -> None:
     assert moved("newproxy_http_responses_total", code="418") == 4
     assert after[("newproxy_connections_active", ())] >= 1
     assert after[("newproxy_connections", (("state", "writing"),))] >= 1  # the scrape in progress
+
+
+def test_requests_by_server_location_status_and_upstream_times(ports: tuple[int, int]) -> None:
+    """Known traffic over both workers: each request is counted once on its location's row with its
+    status (a named location reached by error_page on the named row), and every proxied attempt in
+    backend's histogram: 3 quick ones under 0.25 s, 2 slow ones (0.3 s) between 0.25 and 0.5 s."""
+    port, metrics_port = ports
+    before = scrape(metrics_port)
+    for _ in range(6):
+        assert get(port, "/teapot")[0] == 418  # type: ignore[index]
+    for _ in range(3):
+        assert get(port, "/up/quick")[0] == 200  # type: ignore[index]
+    for _ in range(2):
+        assert get(port, "/up/slow")[0] == 200  # type: ignore[index]
+    for _ in range(4):
+        assert get(port, "/missing/x")[0] == 204  # type: ignore[index]
+    after = scrape(metrics_port)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    row = {"server": "metrics.test", "listen": f"127.0.0.1:{port}"}
+    assert moved("newproxy_requests_total", location="/teapot", code="418", **row) == 6
+    assert moved("newproxy_requests_total", location="^~ /up/", code="200", **row) == 5
+    assert moved("newproxy_requests_total", location="@fallback", code="204", **row) == 4
+    assert moved("newproxy_requests_total", location="~ ^/missing", code="404", **row) == 0
+    total = sum(after[k] - before.get(k, 0) for k in after if k[0] == "newproxy_requests_total")
+    assert total == 6 + 5 + 4
+    up = {"upstream": "backend"}
+    assert moved("newproxy_upstream_response_seconds_count", **up) == 5
+    assert moved("newproxy_upstream_response_seconds_bucket", le="0.25", **up) == 3
+    assert moved("newproxy_upstream_response_seconds_bucket", le="0.5", **up) == 5
+    assert moved("newproxy_upstream_response_seconds_bucket", le="+Inf", **up) == 5
+    assert 2 * UPSTREAM_DELAY <= moved("newproxy_upstream_response_seconds_sum", **up) < 2 * UPSTREAM_DELAY + 0.5
 
 
 def test_agrees_with_stub_status(ports: tuple[int, int]) -> None:

@@ -30,6 +30,7 @@ from newproxy.config import (
     UpstreamServerConfig,
 )
 from tests.io_upstream import BIG, FakeUpstream, free_port
+from tests.procstat import rss_kib, worker_pid
 
 PAGE_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -373,32 +374,15 @@ def test_truncated_upstream_body_closes_client(upstream: FakeUpstream, tmp_path:
         client.close()
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _worker_pid(master: int) -> int:
-    """The one worker of a master started with worker_processes 1 (newproxy/process.py)."""
-    deadline = time.monotonic() + 10
-    while not (pids := Path(f"/proc/{master}/task/{master}/children").read_text().split()):
-        assert time.monotonic() < deadline, "no worker process"
-        time.sleep(0.02)  # the port answers once the master has bound it, maybe before the fork
-    (pid,) = pids
-    return int(pid)
-
-
 def test_large_response_streams_with_flow_control(upstream: FakeUpstream, tmp_path: Path) -> None:
     with newproxy(make_config(free_port(), [upstream.port], tmp_path, keepalive=2), tmp_path) as proxy:
-        worker = _worker_pid(proxy.process.pid)  # the process that buffers, if anything does
-        before = _rss_kib(worker)
+        worker = worker_pid(proxy.process.pid)  # the process that buffers, if anything does
+        before = rss_kib(worker)
         client = Client(proxy.port, timeout=30)
         client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         client.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
         time.sleep(1.0)  # the client reads nothing: the proxy must stop reading the upstream
-        assert _rss_kib(worker) - before < 16 * 1024
+        assert rss_kib(worker) - before < 16 * 1024
         reply = client.read()
         assert reply.status == 200 and len(reply.body) == BIG
         client.send(b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n")  # and the connection is still good

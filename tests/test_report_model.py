@@ -63,7 +63,7 @@ def entry(report: Report, directive: str):  # type: ignore[no-untyped-def]
 def test_levels_contexts_and_suggestions(tmp_path: Path) -> None:
     report = report_of(tmp_path)
     proxy = entry(report, "proxy_pass")
-    assert (proxy.level, proxy.line) == ("caveat", 10)  # an upstream's X-Accel-Redirect is not followed
+    assert (proxy.level, proxy.line) == ("caveat", 10)  # X-Accel-Limit-Rate not over HTTP/2...
     assert proxy.context == "http > server[example.com:8080] > location /api/"
     assert proxy.suggestion == registry.DEFAULT_SUGGESTIONS["caveat"]
     assert entry(report, "server_name").suggestion == ""  # exact: nothing to do
@@ -110,7 +110,7 @@ def test_units_and_readiness(tmp_path: Path) -> None:
     units = {u.key: u for u in report.units}
     server = "server example.com www.example.com (nginx.conf:5)"
     api = units[f"{server} {GROUP_SEP} location /api/"]
-    # location exact, proxy_pass caveat (X-Accel-Redirect); ssi unsupported; the nested location is its own unit
+    # location exact, proxy_pass caveat (X-Accel-Limit-Rate cases); ssi unsupported; the nested location is its own unit
     assert (api.counts.exact, api.counts.caveat, api.counts.unsupported, api.counts.scored) == (1, 1, 1, 3)
     assert api.readiness == pytest.approx(1 / 3) and api.fallback_candidate
     assert api.blockers == [f"{tmp_path}/nginx.conf:10 proxy_pass: {entry(report, 'proxy_pass').reason}",

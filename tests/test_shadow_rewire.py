@@ -106,3 +106,28 @@ def test_nginx_accepts_the_rewired_config(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_variable_hosts_are_unsafe_but_a_variable_scheme_is_rewired(tmp_path: Path) -> None:
+    """Only a proxy_pass whose host comes from variables can reach a real backend: ``$scheme://`` with a
+    literal address is rewired (the scheme kept), one naming an upstream block is left to the block's
+    rewired servers; a unix socket upstream is written back in proxy_pass's ``unix:PATH:URI`` form."""
+    path = tmp_path / "nginx.conf"
+    path.write_text("events {}\nhttp {\n upstream backend { server 10.0.0.1:80; }\n server {\n"
+                    "  location /a/ { proxy_pass $scheme://backend; }\n"
+                    "  location /b/ { proxy_pass $scheme://10.0.0.2:8080/b/; }\n"
+                    "  location /c/ { proxy_pass http://$host; }\n"
+                    "  location /d/ { proxy_pass https://10.0.0.3/${uri}x; }\n"
+                    "  location /e/ { proxy_pass http://unix:/run/e.sock:/e/; }\n"
+                    " }\n}\n")
+    config = parse_config(str(path))
+    the_plan = plan(config)
+    assert the_plan.unsafe == [f"{path}:7: proxy_pass http://$host"]
+    wiring = Wiring(workdir=str(tmp_path), listen_ports={name: 41000 for name in the_plan.listens},
+                    upstream_addrs={"10.0.0.1:80": "127.0.0.1:42000", "10.0.0.2:8080": "127.0.0.1:42001",
+                                    "10.0.0.3:443": "127.0.0.1:42002", "unix:/run/e.sock": "unix:/tmp/u/0.sock"},
+                    tls_upstreams=frozenset({"10.0.0.3:443"}))
+    tree = rewire(config, the_plan, wiring)
+    assert [d.args[0] for d in _by_name(tree, "proxy_pass")] == [
+        "$scheme://backend", "$scheme://127.0.0.1:42001/b/", "http://$host", "https://127.0.0.1:42002/${uri}x",
+        "http://unix:/tmp/u/0.sock:/e/"]

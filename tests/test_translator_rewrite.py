@@ -40,7 +40,7 @@ def test_rewrite_steps_are_explicit(tmp_path: Path) -> None:
     assert steps[1].condition.operator == "~*" and steps[1].condition.operand == "^(\\d+)$"
     # the if block is an implicit location that inherits the proxy_pass
     assert steps[1].location is not None and steps[1].location.proxy is not None
-    # Nothing untranslated: only proxy_pass's stated caveat (an upstream's X-Accel-Redirect).
+    # Nothing untranslated: only proxy_pass's stated caveat (an auth_request X-Accel-Redirect...).
     assert [(g.directive, g.level) for g in translation.gaps] == [("proxy_pass", "caveat")]
 
 

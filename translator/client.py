@@ -1,6 +1,6 @@
 """nginx's client connection settings (client_header_timeout, client_body_timeout, keepalive_timeout,
-keepalive_requests, send_timeout, lingering_time, lingering_timeout, large_client_header_buffers)
-as ``newproxy.config.ClientConfig``.
+keepalive_requests, send_timeout, lingering_time, lingering_timeout, client_header_buffer_size,
+large_client_header_buffers, reset_timedout_connection) as ``newproxy.config.ClientConfig``.
 
 newproxy applies one set per process. When every occurrence of a directive in the config gives
 the same value, that value is used and every occurrence is exact; when they differ, the http-level
@@ -33,6 +33,13 @@ def _count(directive: Directive, value: str) -> int:
     return int(value)
 
 
+def _flag(directive: Directive, value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ConfigError(f'invalid value "{value}" in "{directive.name}" directive, it must be "on" or "off"',
+                          directive.file, directive.line)
+    return value == "on"
+
+
 def _size(directive: Directive, value: str) -> int:
     factors = {"k": 1024, "m": 1024 * 1024}
     unit = value[-1:].lower()
@@ -43,7 +50,7 @@ def _size(directive: Directive, value: str) -> int:
 
 
 # directive -> (ClientConfig fields, how each argument is read)
-_SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Directive, str], float | int]]] = {
+_SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Directive, str], float | int | bool]]] = {
     "client_header_timeout": (("header_timeout",), _time),
     "client_body_timeout": (("body_timeout",), _time),
     "send_timeout": (("send_timeout",), _time),
@@ -51,7 +58,15 @@ _SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Directive, str], float | i
     "lingering_timeout": (("lingering_timeout",), _time),
     "keepalive_timeout": (("keepalive_timeout",), _time),
     "keepalive_requests": (("keepalive_requests",), _count),
+    "client_header_buffer_size": (("header_buffer_size",), _size),
+    "reset_timedout_connection": (("reset_timedout_connection",), _flag),
 }
+
+
+def _shown(value: float | bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}"
 
 
 def _occurrences(directives: list[Directive], depth: int = 0) -> Iterator[tuple[Directive, int]]:
@@ -90,7 +105,7 @@ def client_config(translator: Translator, http_directives: list[Directive]) -> C
         else:
             at_http = [values for _, depth, values in entries if depth == 0]
             chosen = at_http[-1] if at_http else {k: getattr(config, k) for k in entries[0][2]}
-            applied = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in chosen.items())
+            applied = ", ".join(f"{k.replace('_', ' ')} {_shown(v)}" for k, v in chosen.items())
             for directive, _, values in entries:
                 if values != chosen:
                     reasons.setdefault(id(directive), (directive, []))[1].append(

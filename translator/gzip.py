@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from newproxy.config import GzipConfig
 from nginx_parser import ConfigError, Directive
+from translator.values import flag, scalar_flag
 
 if TYPE_CHECKING:
     from translator.translate import Translator, _Chain
@@ -24,24 +25,11 @@ PROXIED = ("off", "expired", "no-cache", "no-store", "private", "no_last_modifie
 _SIZE = re.compile(r"^(\d+)([kKmM]?)$")
 
 
-def _flag(directive: Directive) -> bool:
-    value = directive.args[0] if len(directive.args) == 1 else ""
-    if value.lower() not in ("on", "off"):
-        raise ConfigError(f'invalid value "{value}" in "{directive.name}" directive, it must be "on" or "off"',
-                          directive.file, directive.line)
-    return value.lower() == "on"
-
-
-def _scalar_flag(chain: _Chain, name: str, default: bool) -> bool:
-    directive = chain.scalar(name)
-    return _flag(directive) if directive is not None else default
-
-
 def gzip_config(translator: Translator, chain: _Chain) -> GzipConfig | None:
     """The gzip settings in effect for the innermost block of ``chain``; None when gzip is off."""
     _check_all(chain)
     enable = chain.scalar("gzip")
-    if enable is None or not _flag(enable):
+    if enable is None or not flag(enable):
         return None
     config = GzipConfig(source=enable.where)
     types = chain.array("gzip_types")
@@ -63,7 +51,7 @@ def gzip_config(translator: Translator, chain: _Chain) -> GzipConfig | None:
     level = chain.scalar("gzip_comp_level")
     if level is not None:
         config.comp_level = _level(level)
-    config.vary = _scalar_flag(chain, "gzip_vary", False)
+    config.vary = scalar_flag(chain, "gzip_vary", False)
     proxied = chain.array("gzip_proxied")
     if proxied:
         flags: list[str] = []
@@ -87,7 +75,7 @@ def _check_all(chain: _Chain) -> None:
     for directive in (d for scope in chain.scopes for d in scope.directives):
         name = directive.name
         if name in ("gzip", "gzip_vary"):
-            _flag(directive)
+            flag(directive)
         elif name == "gzip_proxied":
             for arg in directive.args:
                 if arg.lower() not in PROXIED:

@@ -179,6 +179,11 @@ def _rate_value(translator: Translator, chain: _Chain, name: str) -> str:
     return value
 
 
+def _scalar_arg(chain: _Chain, name: str, default: str) -> str:
+    directive = chain.scalar(name)
+    return directive.args[0] if directive is not None else default
+
+
 def limits_config(translator: Translator, chain: _Chain) -> LimitsConfig | None:
     """The limits in effect in the innermost block of ``chain``; None when there are none."""
     for name in ("limit_req_log_level", "limit_conn_log_level"):
@@ -211,6 +216,8 @@ def limits_config(translator: Translator, chain: _Chain) -> LimitsConfig | None:
         conn_dry_run=_flag(chain, "limit_conn_dry_run"),
         rate=_rate_value(translator, chain, "limit_rate"),
         rate_after=_rate_value(translator, chain, "limit_rate_after"),
+        req_log_level=_scalar_arg(chain, "limit_req_log_level", "error"),
+        conn_log_level=_scalar_arg(chain, "limit_conn_log_level", "error"),
     )
     if not req and not conn and config.rate == "0":
         return None

@@ -47,14 +47,18 @@ RULES: dict[str, Rule] = {
                                     "only change the Server header and the error-page signature, which the shadow "
                                     "comparator normalises: shadow/compare.py rule 2)"),
     "pid": Rule("exact"),
-    "error_log": Rule("caveat", "main-level file kept; the level and per-block error_log are not applied, "
-                                "and newproxy's messages are its own, not nginx's"),
+    "error_log": Rule("caveat", "file and level at main, http, server and location level, as nginx's "
+                                "(a request's messages go to its location's log); nginx's own lines for "
+                                "upstream connect()/timeout errors, access forbidden by rule, open() failed, "
+                                "directory index forbidden, limiting requests/connections and delaying "
+                                "requests (tests/test_differential_errorlog.py); other messages are "
+                                "newproxy's own; several error_log in one block: only the last; syslog: and "
+                                "memory: are files here"),
     # Process model (translator/process.py, newproxy/process.py, newproxy/worker.py): tests/test_process_model.py.
     "worker_processes": Rule("caveat", "a master and N workers on the listening sockets the master binds, as "
-                                       "nginx's (auto: the CPUs newproxy may run on); 1 is exact, but with N > 1 "
-                                       "each worker keeps its own limit_req/limit_conn zones and upstream peer "
-                                       "state, which nginx shares in memory: limits then apply per worker. On "
-                                       "reload, an old worker's idle keep-alive connections get 1 s to send one "
+                                       "nginx's (auto: the CPUs newproxy may run on); limit_req/limit_conn zones "
+                                       "and upstream zones are shared between workers in shared memory, as "
+                                       "nginx's (tests/test_differential_shared_zones.py). On reload, an old worker's idle keep-alive connections get 1 s to send one "
                                        "more request, answered with Connection: close (nginx closes them at once)"),
     "worker_shutdown_timeout": Rule("exact", "the connections a stopping worker still has are closed at the timeout"),
     "worker_rlimit_nofile": Rule("exact", "setrlimit(RLIMIT_NOFILE) in each worker; a refusal is logged, as nginx does"),
@@ -97,6 +101,40 @@ RULES: dict[str, Rule] = {
     "ssl_ecdh_curve": Rule("caveat", "auto or one curve; of a list only the first is offered"),
     "ssl_reject_handshake": Rule("exact", "the unrecognized_name alert for names (or no name) that pick the server"),
     "ssl": Rule("caveat", "obsolete; translated as listen ... ssl on the server's listens"),
+    # HTTP/2 (nginx 1.22 http_v2; translator/http2.py, newproxy/http/h2.py): tests/test_differential_h2.py
+    # compares newproxy with nginx over h2c and TLS-ALPN h2.
+    "http2_max_concurrent_streams": Rule("exact", "streams over the limit are refused with RST_STREAM REFUSED_STREAM"),
+    "http2_chunk_size": Rule("exact", "the largest DATA frame newproxy sends"),
+    "http2_body_preread_size": Rule("caveat", "announced as the initial stream window; newproxy acknowledges "
+                                              "body data at once instead of buffering what nginx preread (a "
+                                              "grpc_pass body's window opens as the peer takes it)"),
+    "http2_recv_buffer_size": Rule("ignored", "a per-worker read buffer in nginx: no behaviour to carry over"),
+    "http2_idle_timeout": Rule("ignored", "obsolete in nginx 1.22, which ignores it too (keepalive_timeout applies)"),
+    "http2_max_field_size": Rule("ignored", "obsolete in nginx 1.22, which ignores it too "
+                                            "(large_client_header_buffers applies)"),
+    "http2_max_header_size": Rule("ignored", "obsolete in nginx 1.22, which ignores it too "
+                                             "(large_client_header_buffers applies)"),
+    "http2_max_requests": Rule("ignored", "obsolete in nginx 1.22, which ignores it too (keepalive_requests applies)"),
+    "http2_recv_timeout": Rule("ignored", "obsolete in nginx 1.22, which ignores it too (client_header_timeout "
+                                          "applies)"),
+    "http2_push": Rule("unsupported", "newproxy does not push resources (server push)"),
+    "http2_push_preload": Rule("unsupported", "newproxy does not push resources named by Link: preload"),
+    "http2_max_concurrent_pushes": Rule("ignored", "newproxy never pushes, so no push is ever over the limit"),
+    # HTTP/3 (nginx >= 1.25; translator/http3.py, newproxy/http/h3.py): tests/test_h3.py compares newproxy
+    # over h3 with newproxy and nginx 1.22 over HTTP/1.1 on the same config (shadow/h3.py).
+    "http3": Rule("exact", "off: the QUIC handshake offers no h3 ALPN and fails, as nginx's (the default server's "
+                           "setting of the address:port)"),
+    "http3_max_concurrent_streams": Rule("exact", "the QUIC initial_max_streams_bidi, raised as streams end"),
+    "http3_stream_buffer_size": Rule("caveat", "the per-stream flow-control window; nginx's buffering differs"),
+    "http3_hq": Rule("exact", "off, nginx's default, is what newproxy does; on (hq-interop, HTTP/0.9 over QUIC) "
+                              "is reported unsupported"),
+    "quic_retry": Rule("exact", "address validation with a Retry packet before the handshake"),
+    "quic_gso": Rule("ignored", "newproxy batches a connection's datagrams per loop turn, without UDP GSO"),
+    "quic_host_key": Rule("caveat", "newproxy makes a key per process: retry tokens do not survive a restart"),
+    "quic_active_connection_id_limit": Rule("ignored", "aioquic's connection id limit (8) applies"),
+    "ssl_early_data": Rule("caveat", "0-RTT is not accepted (over TCP nor QUIC): clients fall back to a full "
+                                     "handshake, so requests arrive one round trip later; nothing is replayable"),
+    "quic_bpf": Rule("ignored", "no eBPF routing of QUIC packets between workers: run one worker with quic"),
     # Log module (translator/logs.py, newproxy/engine/logformat.py, newproxy/http/accesslog.py):
     # tests/test_differential_accesslog.py compares the lines with nginx's.
     "log_format": Rule("exact", "escape=default|json|none and the variables nginx logs; a format using a "
@@ -104,7 +142,9 @@ RULES: dict[str, Rule] = {
     "access_log": Rule("caveat", "several per block, per location and if, off, if=, buffer= and flush=, lines "
                                  "equal to nginx's apart from timing fields; a request line the HTTP parser refuses "
                                  "logs \"-\" as $request, and a file sent by sendfile() counts whole in $bytes_sent "
-                                 "even if the client left early; syslog, gzip and paths with variables are reported"),
+                                 "even if the client left early; over HTTP/2 $bytes_sent counts the frames as nginx "
+                                 "(its frames of a proxied answer follow its reads, so a large one may count "
+                                 "otherwise); syslog, gzip and paths with variables are reported"),
     # Rewrite module.
     "return": Rule("exact"),
     "rewrite": Rule("exact"),
@@ -136,52 +176,135 @@ RULES: dict[str, Rule] = {
     "autoindex_format": Rule("exact", "html; json, xml and jsonp are reported"),
     "uninitialized_variable_warn": Rule("ignored", "only affects error-log warnings"),
     # Proxy module.
-    "proxy_pass": Rule("caveat", "URI rules, the request and response headers, bodies and upgrades as nginx; "
-                                 "an upstream's X-Accel-Redirect is not followed (nginx does, unless "
-                                 "proxy_ignore_headers X-Accel-Redirect)"),
+    "proxy_pass": Rule("caveat", "URI rules, the request and response headers, bodies and upgrades as nginx; an "
+                                 "upstream's X-Accel-Redirect is followed as nginx does (the copied headers, GET, "
+                                 "named locations: tests/test_differential_accel_redirect.py) and its "
+                                 "X-Accel-Limit-Rate paces the answer, or the redirect's file or proxied answer "
+                                 "(tests/test_differential_accel_limit_rate.py; over HTTP/2 nginx's pacing ends "
+                                 "up to ~0.5 s later than newproxy's), "
+                                 "but an auth_request subrequest's X-Accel-Redirect is not followed (nginx does "
+                                 "both). Also unix: sockets "
+                                 "(tests/test_differential_unix_upstreams.py), https:// "
+                                 "(tests/test_differential_proxy_ssl.py) and URLs with variables: an upstream "
+                                 "block, a literal proxy_pass's group, an IP address, else `resolver` "
+                                 "(tests/test_differential_proxy_variables.py)"),
+    "resolver": Rule("exact", "newproxy's own DNS client over UDP (not getaddrinfo, not /etc/hosts, as nginx): "
+                              "A and AAAA, valid=, ipv4=/ipv6=; a failed lookup is kept for valid= or 10 s; "
+                              "servers given by name are reported; status_zone is ignored"),
+    "resolver_timeout": Rule("exact"),
+    "proxy_ssl_server_name": Rule("exact", "SNI off by default; never for an IP address"),
+    "proxy_ssl_name": Rule("exact", "with variables ($host...), rendered per request; its port is stripped"),
+    "proxy_ssl_verify": Rule("exact", "the chain during the handshake, then the name (DNS names, else the CN; "
+                                      "wildcards in the leftmost label) also when no SNI is sent"),
+    "proxy_ssl_trusted_certificate": Rule("exact"),
+    "proxy_ssl_verify_depth": Rule("caveat", "kept in the config, not applied: Python's ssl has no depth setter "
+                                             "(nginx's default 1 accepts a leaf signed by a trusted root, as newproxy)"),
+    "proxy_ssl_certificate": Rule("exact", "a client certificate from a file (no variables)"),
+    "proxy_ssl_certificate_key": Rule("exact"),
+    "proxy_ssl_protocols": Rule("caveat", "bounded by min/max (a list with a hole is widened); SSLv2/3 never"),
+    "proxy_ssl_ciphers": Rule("exact", "the OpenSSL cipher string of the client context"),
+    "proxy_ssl_session_reuse": Rule("exact", "off is what newproxy does: a full handshake per connection; with on "
+                                             "(the default) nginx resumes sessions and each https proxy_pass "
+                                             "carries a caveat"),
     "proxy_set_header": Rule("exact"),
     "proxy_http_version": Rule("exact"),
     "proxy_connect_timeout": Rule("exact"),
     "proxy_read_timeout": Rule("exact"),
-    "proxy_send_timeout": Rule("exact"),
+    "proxy_send_timeout": Rule("exact", "from the last progress while a write to the peer is blocked: 504 (or the "
+                                        "next peer) while the request is sent, a close in a WebSocket/Upgrade "
+                                        "tunnel (tests/test_differential_send_timeout.py); checked every 50 ms"),
     "proxy_pass_request_headers": Rule("exact"),
     "proxy_pass_request_body": Rule("exact"),
     "proxy_hide_header": Rule("exact"),
     "proxy_pass_header": Rule("exact", "takes the name out of the hidden set (nginx's defaults too: Date, "
                                        "Server, X-Accel-*), caselessly"),
-    "proxy_ignore_headers": Rule("exact", "newproxy has no cache and never acts on X-Accel-Redirect, -Expires, "
-                                          "-Limit-Rate, -Buffering, -Charset, Expires, Cache-Control, Set-Cookie "
-                                          "or Vary, which is what ignoring them does without a cache (the headers "
-                                          "still reach the client unless hidden); values are checked. Without it, "
-                                          "nginx follows an upstream's X-Accel-Redirect internally: newproxy "
-                                          "drops the header and relays the answer (a gap of proxy_pass)"),
-    "proxy_buffering": Rule("ignored", "newproxy always streams the answer as it arrives (nginx's off); on only "
-                                       "changes timing and when the upstream connection is freed, not the bytes "
-                                       "or framing the client gets (compared in tests/test_differential_proxy_body.py)"),
-    "proxy_request_buffering": Rule("caveat", "newproxy reads the whole request body before connecting; with off, "
-                                              "proxy_http_version 1.1 and a chunked body still arriving after the "
-                                              "head, nginx sends it upstream chunked as it comes (newproxy: with "
-                                              "Content-Length). A body by length, one that came with the head, or "
-                                              "an HTTP/1.0 upstream gets the same upstream request (tested)"),
+    "proxy_ignore_headers": Rule("exact", "X-Accel-Redirect: the upstream's answer is relayed instead of followed; "
+                                          "newproxy has no cache and does not act on the other values (-Expires, "
+                                          "-Buffering, -Charset, Expires, Cache-Control, Set-Cookie, Vary), which "
+                                          "is what ignoring them does without a cache (the headers still reach "
+                                          "the client unless hidden); values are checked. X-Accel-Limit-Rate: "
+                                          "the answer is not paced by it"),
+    "proxy_buffer_size": Rule("caveat", "the most an upstream's response head may take: past it, 502 (\"upstream "
+                                        "sent too big header\", or the next peer with proxy_next_upstream "
+                                        "invalid_header), at nginx's byte, and nginx's quirk for a head that "
+                                        "fills it exactly with proxy_buffering on (the head, then a close) "
+                                        "(tests/test_differential_upstream_limits.py); an upstream's "
+                                        "X-Accel-Buffering does not switch that quirk as it does in nginx"),
+    "proxy_buffering": Rule("exact", "newproxy always streams the answer as it arrives (nginx's off); on only "
+                                     "changes timing and when the upstream connection is freed, not the bytes "
+                                     "or framing the client gets (compared in tests/test_differential_proxy_body.py), "
+                                     "and nginx's quirk for a head filling proxy_buffer_size exactly (kept)"),
+    "proxy_request_buffering": Rule("caveat", "the upstream request is nginx's (tests/test_differential_request_"
+                                              "streaming.py): with off, proxy_http_version 1.1 and a chunked body "
+                                              "still arriving after the head, Transfer-Encoding: chunked; else "
+                                              "Content-Length. But newproxy reads the whole body before it connects, "
+                                              "so the upstream sees it later than from nginx, which streams it; and "
+                                              "after a body nginx streamed, an error_page or X-Accel-Redirect to "
+                                              "another proxy_pass sends it again (nginx cannot: 504)"),
     "proxy_method": Rule("exact", "with variables; also replaces the GET an error_page redirect makes"),
     "proxy_set_body": Rule("exact", "with variables, for any method: Content-Length is the value's length "
                                     "and the client's body (read and checked against client_max_body_size) "
                                     "is not sent"),
-    "proxy_next_upstream": Rule("exact"),
+    "proxy_next_upstream": Rule("exact", "error, timeout, invalid_header, http_500/502/503/504/403/404/429, "
+                                         "non_idempotent, off: the same retry targets in the same order "
+                                         "(tests/test_differential_next_upstream.py)"),
     "proxy_next_upstream_tries": Rule("exact"),
+    "proxy_next_upstream_timeout": Rule("exact", "counted from the first try; a retry is not started once it "
+                                                 "has passed (the running attempt is not cut short)"),
     "proxy_redirect": Rule("exact", "default, off, explicit and regex rules on Location and Refresh; a rewritten "
                                     "relative Location is made absolute as nginx's header filter does"),
     "proxy_cookie_domain": Rule("exact", "Set-Cookie Domain attributes; the cookie is written again as nginx does"),
     "proxy_cookie_path": Rule("exact", "Set-Cookie Path attributes; the cookie is written again as nginx does"),
     "proxy_intercept_errors": Rule("caveat", "the error_page replaces the upstream's response; a 401's "
                                              "WWW-Authenticate is not carried over to the page"),
+    # gRPC module (translator/grpc.py, newproxy/engine/grpc.py, newproxy/http/grpc_upstream.py):
+    # tests/test_differential_grpc.py compares the upstream's h2 request and the client's answer with nginx's.
+    "grpc_pass": Rule("caveat", "grpc://, grpcs:// (TLS, ALPN h2), an address or an upstream name; the HTTP/2 "
+                                "request headers, messages and the trailers relayed as nginx does (in the last "
+                                "chunk for HTTP/1.1 clients), upstream keepalive reusing h2 connections; an HTTP/2 "
+                                "client's body goes to the peer as it comes (bidirectional calls, with flow "
+                                "control both ways), except in a location or server with rewrite directives or "
+                                "try_files, and from HTTP/1.1 clients, where it is read whole first; variables and "
+                                "unix sockets are reported"),
+    "grpc_set_header": Rule("exact", "with nginx's defaults (Content-Length, TE: trailers when the client's TE has "
+                                     "it, Host/Connection/... hidden); Host replaces :authority"),
+    "grpc_hide_header": Rule("exact"),
+    "grpc_pass_header": Rule("exact", "takes the name out of the hidden set (Date, Server, X-Accel-*), caselessly"),
+    "grpc_connect_timeout": Rule("exact"),
+    "grpc_read_timeout": Rule("exact", "between two reads from the peer (checked every 50 ms)"),
+    "grpc_send_timeout": Rule("exact", "between two writes the peer accepts (checked every 50 ms)"),
+    "grpc_next_upstream": Rule("caveat", "error, timeout, invalid_header (RST_STREAM or GOAWAY before the "
+                                         "answer) and non_idempotent retry the next peer; the http_* statuses "
+                                         "are not acted on for grpc"),
+    "grpc_next_upstream_tries": Rule("exact"),
+    "grpc_intercept_errors": Rule("caveat", "the error_page replaces the upstream's answer (a status >= 300 that "
+                                            "has one), as proxy_intercept_errors"),
+    "grpc_ignore_headers": Rule("exact", "newproxy has no cache and acts on none of these headers (X-Accel-*, "
+                                         "Expires, Cache-Control, Set-Cookie, Vary): ignoring them is what it "
+                                         "does anyway; values are checked"),
+    "grpc_buffer_size": Rule("ignored", "buffer sizing: no effect on what the client gets"),
+    "grpc_ssl_server_name": Rule("exact", "SNI off by default, as nginx"),
+    "grpc_ssl_name": Rule("exact", "a name without variables"),
+    "grpc_ssl_verify": Rule("caveat", "the chain against grpc_ssl_trusted_certificate, then the name (grpc_ssl_name, "
+                                      "else the grpc_pass host) as X509_check_host, with or without SNI "
+                                      "(newproxy/http/upstream_tls.py); grpc_ssl_verify_depth is not applied"),
+    "grpc_ssl_trusted_certificate": Rule("exact"),
+    "grpc_ssl_verify_depth": Rule("caveat", "kept in the config, not applied: Python's ssl has no depth setter"),
+    "grpc_ssl_certificate": Rule("exact", "a client certificate from a file (no variables)"),
+    "grpc_ssl_certificate_key": Rule("exact"),
+    "grpc_ssl_protocols": Rule("caveat", "bounded by min/max (a list with a hole is widened); SSLv2/3 never"),
+    "grpc_ssl_ciphers": Rule("exact", "the OpenSSL cipher string of the client context"),
+    "grpc_ssl_session_reuse": Rule("caveat", "newproxy never resumes a session (a full handshake per call); "
+                                             "nginx's default (on) resumes per peer, across the locations that "
+                                             "share it"),
     # Headers filter module (translator/headers.py, newproxy/engine/headers.py).
     "add_header": Rule("exact", "the status filter, always, variables, empty values, ETag/Last-Modified replaced, "
                                 "inheritance replaced whole (if blocks too); on files, returns, redirects, error "
                                 "pages and proxied responses"),
     "expires": Rule("exact", "off, epoch, max, times, negative, modified, @time of day, variable values; replaces "
                              "a proxied Expires/Cache-Control"),
-    "add_trailer": Rule("exact", "sent with chunked HTTP/1.1 bodies, which it makes chunked as nginx does"),
+    "add_trailer": Rule("exact", "sent with chunked HTTP/1.1 bodies, which it makes chunked as nginx does, and "
+                                 "over HTTP/2 in a trailing HEADERS frame"),
     # gzip filter (translator/gzip.py, newproxy/engine/gzip.py): tests/test_differential_gzip.py.
     "gzip": Rule("exact", "static files, return/error pages, autoindex and proxied responses (streamed); the "
                           "compressed bytes are zlib's, not nginx's (they decompress to the same body); a "
@@ -202,30 +325,27 @@ RULES: dict[str, Rule] = {
                                        "compressed on the fly instead"),
     # limit_req, limit_conn, limit_rate (translator/limits.py, newproxy/engine/limits.py):
     # tests/test_differential_limits.py.
-    "limit_req_zone": Rule("caveat", "state lives in each worker process: with worker_processes 1 as nginx's "
-                                     "shared zone, but with N > 1 every worker has its own zone, so the rate "
-                                     "applies per worker (up to N times it overall), and a reload starts the "
-                                     "zone afresh (nginx keeps it); how many keys a zone holds "
-                                     "is estimated from its size"),
+    "limit_req_zone": Rule("caveat", "shared by all workers as nginx's zone (newproxy/zones.py) and kept "
+                                     "over a reload when its name, size and key are unchanged, except with "
+                                     "worker_processes 1, where a reload starts it afresh (nginx keeps it); "
+                                     "how many keys a zone holds is estimated from its size"),
     "limit_req": Rule("exact", "nginx's leaky bucket ported in integers: burst, nodelay, delay=, several per "
                                "block, empty key not limited; a delay waits without blocking"),
     "limit_req_status": Rule("exact"),
     "limit_req_dry_run": Rule("exact", "nothing delayed or rejected; $limit_req_status tells what would have been"),
-    "limit_req_log_level": Rule("ignored", "only the error-log level of limit messages, which newproxy does not write"),
-    "limit_conn_zone": Rule("caveat", "state lives in each worker process: with worker_processes 1 as nginx's "
-                                      "shared zone, but with N > 1 every worker counts its own connections, so "
-                                      "the limit applies per worker, and a reload starts the zone afresh; how "
-                                      "many keys a zone holds is estimated "
-                                      "from its size"),
+    "limit_req_log_level": Rule("exact", "the level of the limiting/delaying lines in the error log"),
+    "limit_conn_zone": Rule("caveat", "shared by all workers as nginx's zone (newproxy/zones.py) and kept "
+                                      "over a reload when its name, size and key are unchanged, except with "
+                                      "worker_processes 1, where a reload starts it afresh; how many keys a zone "
+                                      "holds is estimated from its size"),
     "limit_conn": Rule("caveat", "counts requests in flight until a proxied or file answer is sent; an answer "
                                  "made in memory (return, error page) is counted as over once written"),
     "limit_conn_status": Rule("exact"),
     "limit_conn_dry_run": Rule("exact"),
-    "limit_conn_log_level": Rule("ignored", "only the error-log level of limit messages, which newproxy does not "
-                                            "write"),
+    "limit_conn_log_level": Rule("exact", "the level of the limiting lines in the error log"),
     "limit_rate": Rule("caveat", "file and proxied answers are paced as nginx paces them (also $limit_rate set by "
-                                 "`set`); answers made in memory (return, error pages) are not, nor does an "
-                                 "upstream's X-Accel-Limit-Rate change the rate"),
+                                 "`set`, or by an upstream's X-Accel-Limit-Rate); answers made in "
+                                 "memory (return, error pages) are not"),
     "limit_rate_after": Rule("caveat", "as limit_rate: file and proxied answers"),
     # access, auth_basic, auth_request, realip (translator/access.py, newproxy/engine/access.py,
     # realip.py, htpasswd.py; newproxy/http/authrequest.py): tests/test_differential_access.py.
@@ -260,9 +380,12 @@ RULES: dict[str, Rule] = {
     "send_timeout": Rule("exact", "a client that accepts nothing for this long is disconnected"),
     "lingering_time": Rule("exact"),
     "lingering_timeout": Rule("exact"),
-    "large_client_header_buffers": Rule("exact", "the longest request line (414) and header line (400)"),
-    "client_header_buffer_size": Rule("ignored", "how nginx sizes its first read buffer: no effect on answers "
-                                                 "once large_client_header_buffers is applied"),
+    "reset_timedout_connection": Rule("exact", "a request that timed out is closed with RST; an idle connection "
+                                               "(nothing of a request read yet) still with FIN, as nginx does"),
+    "large_client_header_buffers": Rule("exact", "the longest request line (414) and header line (494), and how "
+                                                 "many large buffers a head may take (newproxy/http/h1parse.py)"),
+    "client_header_buffer_size": Rule("exact", "the first buffer a request head is read into: where a line moves "
+                                               "to a large buffer decides 414/494 at the edges, as in nginx"),
     "auth_delay": Rule("caveat", "a 401 from the access phase is answered after the delay (without blocking); "
                                  "what the client sends meanwhile is not read"),
 }
@@ -280,8 +403,7 @@ UPSTREAM_RULES: dict[str, Rule] = {
     "keepalive": Rule("exact"),
     "keepalive_requests": Rule("exact"),
     "keepalive_timeout": Rule("exact"),
-    "zone": Rule("caveat", "peer state (failures, least_conn counts) lives in each worker process: with "
-                           "worker_processes 1 as nginx's zone, with N > 1 per worker, as nginx without zone"),
+    "zone": Rule("exact"),  # peer state shared between workers like nginx's (newproxy/zones.py)
 }
 
 def classify(name: str, in_upstream: bool = False) -> Rule:
@@ -301,15 +423,16 @@ def classify(name: str, in_upstream: bool = False) -> Rule:
 # something specific to say, else per level (``suggestion``). Shown by every report format.
 SUGGESTIONS: dict[str, str] = {
     "ssl_certificate": "load the certificate from a file (one pair per key type), or keep this server on nginx",
-    "listen": "serve HTTP/1.1 (plain or ssl) from newproxy; keep HTTP/2 on a terminator in front of it",
+    "listen": "serve it from newproxy over a TCP port (unix sockets are not built yet)",
     "add_header": "set the header in the upstream application, or keep this location on nginx",
     "expires": "let the upstream send Cache-Control/Expires, or keep this location on nginx",
     "gzip_static": "turn gzip on for those types (newproxy compresses on the fly), or keep this location on nginx",
     "access_log": "log to a file (syslog: forward the file with your log shipper); drop variables from the path",
     "fastcgi_pass": "put a FastCGI-to-HTTP bridge (e.g. php-fpm behind a small HTTP server) behind proxy_pass",
     "uwsgi_pass": "run the application with an HTTP server (uwsgi --http) and use proxy_pass",
-    "proxy_pass": "use a literal http:// address or an upstream block; variables and https are not built yet",
+    "proxy_pass": "use a literal address, an upstream block, or variables newproxy provides",
     "proxy_cache": "put a cache (Varnish, CDN) in front, or keep this location on nginx",
+    "grpc_pass": "use a literal grpc:// or grpcs:// address or an upstream block (no variables, no unix sockets)",
     "allow": "filter addresses in a firewall or in the upstream, or keep this location on nginx",
     "deny": "filter addresses in a firewall or in the upstream, or keep this location on nginx",
     "auth_basic": "authenticate in the upstream, or keep this location on nginx",
@@ -317,9 +440,10 @@ SUGGESTIONS: dict[str, str] = {
     "limit_req": "rate-limit in front of newproxy or in the upstream, or keep this location on nginx",
     "limit_conn": "limit connections in front of newproxy, or keep this location on nginx",
     "server_tokens": "nothing to do unless clients parse the Server header",
-    "worker_processes": "keep worker_processes 1 where limit_req/limit_conn must count across all traffic, or "
-                        "limit in front of newproxy",
-    "error_log": "newproxy writes its own messages; adjust log parsing that expects nginx's wording",
+    "worker_processes": "clients of a reloaded server see its idle keep-alive connections closed after 1 s, "
+                        "not at once",
+    "error_log": "log parsing that expects nginx's wording works for the common request errors; check "
+                 "rules that match rarer messages",
 }
 _LUA_SUGGESTION = "port the Lua code to a newproxy plugin: start from the generated stub"
 DEFAULT_SUGGESTIONS: dict[Level, str] = {

@@ -14,25 +14,13 @@ from typing import TYPE_CHECKING
 
 from newproxy.config import TlsCertificateConfig, TlsConfig
 from nginx_parser import ConfigError, Directive, parse_time
+from translator.values import flag, scalar_flag
 
 if TYPE_CHECKING:
     from translator.translate import Translator, _Chain
 
 _PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 _ORDER = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-
-
-def _flag(directive: Directive) -> bool:
-    value = directive.args[0].lower() if len(directive.args) == 1 else ""
-    if value not in ("on", "off"):
-        raise ConfigError(f'invalid value "{directive.args[0] if directive.args else ""}" in "{directive.name}" '
-                          'directive, it must be "on" or "off"', directive.file, directive.line)
-    return value == "on"
-
-
-def _scalar_flag(chain: _Chain, name: str, default: bool) -> bool:
-    directive = chain.scalar(name)
-    return _flag(directive) if directive is not None else default
 
 
 def _path(translator: Translator, value: str) -> str:
@@ -44,7 +32,7 @@ def _path(translator: Translator, value: str) -> str:
 def ssl_on(chain: _Chain) -> Directive | None:
     """The obsolete ``ssl on`` of a server (nginx 1.22 warns and still applies it), if set."""
     directive = chain.scalar("ssl")
-    return directive if directive is not None and _flag(directive) else None
+    return directive if directive is not None and flag(directive) else None
 
 
 def tls_config(translator: Translator, chain: _Chain) -> TlsConfig | None:
@@ -53,7 +41,7 @@ def tls_config(translator: Translator, chain: _Chain) -> TlsConfig | None:
     its ssl listens: nginx refuses to start with them)."""
     certificates = chain.array("ssl_certificate")
     keys = chain.array("ssl_certificate_key")
-    reject = _scalar_flag(chain, "ssl_reject_handshake", False)
+    reject = scalar_flag(chain, "ssl_reject_handshake", False)
     if not certificates and not reject:
         return None
     config = TlsConfig(reject_handshake=reject, source=(certificates[0] if certificates else None)
@@ -90,8 +78,8 @@ def tls_config(translator: Translator, chain: _Chain) -> TlsConfig | None:
     ciphers = chain.scalar("ssl_ciphers")
     if ciphers is not None:
         config.ciphers = ciphers.args[0]
-    config.prefer_server_ciphers = _scalar_flag(chain, "ssl_prefer_server_ciphers", False)
-    config.session_tickets = _scalar_flag(chain, "ssl_session_tickets", True)
+    config.prefer_server_ciphers = scalar_flag(chain, "ssl_prefer_server_ciphers", False)
+    config.session_tickets = scalar_flag(chain, "ssl_session_tickets", True)
     timeout = chain.scalar("ssl_session_timeout")
     if timeout is not None:
         config.session_timeout = parse_time(timeout.args[0], timeout)

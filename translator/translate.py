@@ -58,7 +58,12 @@ from translator.access import access_config, real_ip_config
 from translator.limits import limit_zones, limits_config
 from translator.client import client_config
 from translator.process import apply_process_settings
+from translator.http2 import http2_config
+from translator.http3 import http3_listens, shared_quic_ports
 from translator.tls import ssl_on, tls_config
+from translator.grpc import grpc_config
+from translator.proxy_tls import session_reuse_gap, upstream_tls
+from translator.resolver import resolver_config
 
 # ngx_http_proxy_headers: sent unless proxy_set_header names them; empty values only hide the client's.
 DEFAULT_PROXY_HEADERS: list[tuple[str, str]] = [
@@ -239,8 +244,8 @@ class Translator:
         if pid is not None:
             config.pid = pid.args[0]
         error_log = main.last("error_log")
-        if error_log is not None:
-            config.error_log = error_log.args[0]
+        if error_log is not None:  # "FILE [LEVEL]": newproxy/http/errorlog.py reads both
+            config.error_log = " ".join(error_log.args[:2])
         apply_process_settings(config, self.nginx)
         if self.nginx.http is not None:
             http = _Chain([_Scope(list(self.nginx.http.directives()), "http")])
@@ -256,6 +261,7 @@ class Translator:
             config.log_formats = self.logs.formats
             config.client = client_config(self, list(self.nginx.http.directive.children()))
             config.servers = [self._server(server, http) for server in self.nginx.http.servers]
+            shared_quic_ports(self, self.nginx.http.servers, config.servers)
         config.upstreams = self.upstreams
         if self.fallback is not None:
             FallbackPlanner(self, self.fallback).apply(config)
@@ -351,11 +357,9 @@ class Translator:
     def _upstream(self, upstream: Upstream) -> UpstreamConfig:
         servers = []
         for peer in upstream.servers:
-            if peer.address.startswith("unix:"):
-                self.note(peer.directive, "unsupported", "unix socket peers are not built yet; this peer is dropped")
-                continue
-            host, port = _split_host_port(peer.address, peer.directive)
-            servers.append(UpstreamServerConfig(host=host, port=port, name=peer.address, weight=peer.weight,
+            host, port, path = _peer_address(peer.address, peer.directive)
+            servers.append(UpstreamServerConfig(host=host, port=port, unix_path=path, name=peer.address,
+                                                weight=peer.weight,
                                                 max_fails=peer.max_fails, fail_timeout=peer.fail_timeout,
                                                 max_conns=peer.max_conns, backup=peer.backup, down=peer.down,
                                                 source=peer.directive.where))
@@ -372,6 +376,8 @@ class Translator:
                 config.keepalive_requests = int(directive.args[0])
             elif directive.name == "keepalive_timeout":
                 config.keepalive_timeout = parse_time(directive.args[0], directive)
+            elif directive.name == "zone":
+                config.zone = directive.args[0]
         return config
 
     def _balancer(self, directive: Directive) -> tuple[str, str | None]:
@@ -397,17 +403,20 @@ class Translator:
             self.note(ssl_all, "caveat", 'the "ssl" directive is deprecated (nginx warns): translated as '
                                          '"listen ... ssl" on this server\'s listens')
         for listen in server.listens:
-            if listen.directive is not None and (listen.http2 or listen.unix_path):
-                what = "http2" if listen.http2 else "unix sockets"
-                self.note(listen.directive, "unsupported", f"listen with {what} is not built yet; this listen is dropped")
+            if listen.directive is not None and listen.unix_path:
+                self.note(listen.directive, "unsupported", "listen with unix sockets is not built yet; this listen "
+                                                           "is dropped")
                 continue
             if listen.directive is not None and listen.options:
                 self.note(listen.directive, "caveat", f"listen parameters {listen.options} are ignored")
             address = "0.0.0.0" if listen.address == "*" else listen.address
             listens.append(ListenConfig(address=address, port=listen.port, default_server=listen.default_server,
-                                        ipv6only=listen.ipv6only, ssl=listen.ssl or ssl_all is not None,
+                                        ipv6only=listen.ipv6only,
+                                        ssl=(listen.ssl or ssl_all is not None) and not listen.quic, quic=listen.quic,
+                                        http2=listen.http2 and not listen.quic,
                                         source=listen.directive.where if listen.directive else None))
         tls = tls_config(self, chain)
+        listens, http3 = http3_listens(self, chain, server, listens, tls)
         if tls is None and any(listen.ssl for listen in listens):
             for listen in server.listens:
                 if listen.directive is not None and (listen.ssl or ssl_all is not None):
@@ -430,9 +439,12 @@ class Translator:
             headers=headers_config(self, chain),
             gzip=gzip_config(self, chain),
             access_logs=self.logs.access_logs(chain),
+            error_log=self._error_log(chain),
             access=access_config(self, chain),
             real_ip=real_ip_config(self, chain),
             tls=tls,
+            http2=http2_config(self, chain),
+            http3=http3,
             source=server.directive.where,
         )
         config.locations = [self._location(location, chain) for location in server.locations]
@@ -458,6 +470,9 @@ class Translator:
         proxy_pass = chain.scopes[-1].last("proxy_pass")
         if proxy_pass is not None:
             config.proxy = self._proxy(proxy_pass, chain, location)
+        grpc_pass = chain.scopes[-1].last("grpc_pass")
+        if grpc_pass is not None and proxy_pass is None:
+            config.proxy = grpc_config(self, grpc_pass, chain)
         config.locations = [self._location(nested, chain) for nested in location.locations]
         return config
 
@@ -477,7 +492,13 @@ class Translator:
             "access_logs": self.logs.access_logs(chain),
             "access": access_config(self, chain),
             "real_ip": self._location_real_ip(chain),
+            "error_log": self._error_log(chain),
         }
+
+    def _error_log(self, chain: _Chain) -> str | None:
+        """http/server/location ``error_log FILE [LEVEL]``, the innermost one (None: main's)."""
+        directive = chain.scalar("error_log")
+        return " ".join(directive.args[:2]) if directive is not None else None
 
     def _location_real_ip(self, chain: _Chain) -> RealIpConfig | None:
         """realip for a location's preaccess phase: only when it differs from the server's, which the
@@ -503,6 +524,11 @@ class Translator:
                     '"proxy_pass" cannot have URI part in location given by regular expression, or inside named '
                     'location, or inside "if" statement, or inside "limit_except" block', own.file, own.line)
             config.proxy = self._proxy(proxy_pass, chain, location)
+        else:
+            own_grpc = chain.scopes[-1].last("grpc_pass")
+            grpc_pass = own_grpc if own_grpc is not None else chain.scopes[-2].last("grpc_pass")
+            if grpc_pass is not None:
+                config.proxy = grpc_config(self, grpc_pass, chain)
         return config
 
     def _rewrite(self, directives: list[Directive], chain: _Chain | None = None,
@@ -707,42 +733,70 @@ class Translator:
     def _proxy(self, directive: Directive, chain: _Chain, location: Location) -> ProxyConfig | None:
         url = directive.args[0]
         if "$" in url:
-            self.note(directive, "unsupported", "proxy_pass with variables is not built yet; the location answers 404")
-            redirect_rules([(scope.directives, scope.name) for scope in chain.scopes], self._variables_ok)  # errors
-            return None
+            if not self._variables_ok(directive, url):
+                redirect_rules([(scope.directives, scope.name) for scope in chain.scopes], self._variables_ok)
+                return None
+            # The scheme is known per request only: the proxy_ssl_* settings are kept for an https:// one.
+            return self._proxy_settings(directive, chain, upstream="", proxy_host="", uri=None, url=url,
+                                        tls=upstream_tls(self, chain),
+                                        resolver=resolver_config(
+                                            chain.scalar("resolver"), chain.scalar("resolver_timeout"),
+                                            lambda d, why: self.note(d, "unsupported", why)))
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("http", "https"):
             raise ConfigError(f'invalid URL prefix in "{url}"', directive.file, directive.line)
-        if scheme == "https" or rest.startswith("unix:"):
-            self.note(directive, "unsupported", f"proxy_pass to {scheme}{'+unix' if 'unix:' in rest else ''} is not built yet")
-            return None
-        slash = rest.find("/")
-        authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
+        if rest.startswith("unix:"):  # http://unix:/path/to.sock[:/uri] (ngx_parse_unix_domain_url)
+            path, colon, uri_part = rest[5:].partition(":")
+            authority, uri = f"unix:{path}", (uri_part if colon else None)
+        else:
+            slash = rest.find("/")
+            authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
         if uri is not None and location.modifier in ("~", "~*", "@"):
             raise ConfigError(
                 '"proxy_pass" cannot have URI part in location given by regular expression, or inside named '
                 'location, or inside "if" statement, or inside "limit_except" block', directive.file, directive.line)
         if authority in self.upstream_names:
             group = authority
-            if not any(u.name == group and u.servers for u in self.upstreams):
-                self.note(directive, "unsupported", f'upstream "{group}" has no peer newproxy can reach')
+            if not self._reachable_group(directive, group):
                 return None
         else:
-            host, port = _split_host_port(authority, directive)
             group = authority
-            if all(u.name != group for u in self.upstreams):
-                self.upstreams.append(UpstreamConfig(
-                    name=group, servers=[UpstreamServerConfig(host=host, port=port, source=directive.where)],
-                    implicit=True, source=directive.where))
-            if not _is_ip(host):
-                self.note(directive, "caveat", f'"{host}" is resolved when connecting; nginx resolves it once at start')
+            if scheme == "https" and not authority.startswith("unix:") and not _has_port(authority):
+                group = f"{authority}:443"  # https's default port (the group is named apart from :80's)
+            host, port, path = _peer_address(group, directive)
+            self._implicit_group(directive, group, host, port, path)
+            if path is not None:
+                authority = "localhost"  # nginx's $proxy_host (and Host) for a unix socket
+        if scheme == "https":
+            session_reuse_gap(self, chain, directive)
+        return self._proxy_settings(directive, chain, upstream=group, proxy_host=authority, uri=uri,
+                                    tls=upstream_tls(self, chain) if scheme == "https" else None)
+
+    def _reachable_group(self, directive: Directive, group: str) -> bool:
+        """Whether the upstream block a proxy_pass/grpc_pass names has a peer newproxy can reach (else reported)."""
+        if any(u.name == group and u.servers for u in self.upstreams):
+            return True
+        self.note(directive, "unsupported", f'upstream "{group}" has no peer newproxy can reach')
+        return False
+
+    def _implicit_group(self, directive: Directive, group: str, host: str, port: int, path: str | None) -> None:
+        """The one-peer group nginx makes for a pass to an address (once per name); a host name is
+        resolved by newproxy when connecting, by nginx once at start."""
+        if all(u.name != group for u in self.upstreams):
+            self.upstreams.append(UpstreamConfig(
+                name=group, servers=[UpstreamServerConfig(host=host, port=port, unix_path=path,
+                                                          source=directive.where)],
+                implicit=True, source=directive.where))
+        if path is None and not _is_ip(host):
+            self.note(directive, "caveat", f'"{host}" is resolved when connecting; nginx resolves it once at start')
+
+    def _proxy_settings(self, directive: Directive, chain: _Chain, **target: Any) -> ProxyConfig:
+        """Every proxy_* setting of the location, for the target (upstream, proxy_host, uri, url...)."""
         headers = self._proxy_headers(chain)
         _check_ignore_headers(chain)
         blocks = [(scope.directives, scope.name) for scope in chain.scopes]
         return ProxyConfig(
-            upstream=group,
-            proxy_host=authority,
-            uri=uri,
+            **target,
             http_version=self._scalar_arg(chain, "proxy_http_version", "1.0"),  # type: ignore[arg-type]
             headers=headers,
             pass_request_headers=self._scalar_arg(chain, "proxy_pass_request_headers", "on") == "on",
@@ -754,24 +808,35 @@ class Translator:
             read_timeout=self._time(chain, "proxy_read_timeout", 60.0),
             next_upstream=self._next_upstream(chain),
             next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
+            next_upstream_timeout=self._time(chain, "proxy_next_upstream_timeout", 0.0),
             intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
             hide_headers=_hidden_headers(chain),
+            buffer_size=self._size(chain, "proxy_buffer_size", 4096),
+            buffering=self._scalar_arg(chain, "proxy_buffering", "on") == "on",
+            request_buffering=self._scalar_arg(chain, "proxy_request_buffering", "on") == "on",
+            accel_redirect=all(value.lower() != "x-accel-redirect"
+                               for d in chain.array("proxy_ignore_headers") for value in d.args),
+            accel_limit_rate=all(value.lower() != "x-accel-limit-rate"
+                                 for d in chain.array("proxy_ignore_headers") for value in d.args),
             redirects=redirect_rules(blocks, self._variables_ok),
             cookie_domains=cookie_rules(blocks, "proxy_cookie_domain", self._variables_ok),
             cookie_paths=cookie_rules(blocks, "proxy_cookie_path", self._variables_ok),
             source=directive.where,
         )
 
-    def _proxy_headers(self, chain: _Chain) -> list[HeaderSetting]:
+    def _proxy_headers(self, chain: _Chain, set_header: str = "proxy_set_header",
+                       defaults: list[tuple[str, str]] = DEFAULT_PROXY_HEADERS) -> list[HeaderSetting]:
+        """``set_header`` (proxy_set_header, grpc_set_header: the innermost level with any, whole), then
+        the module's defaults not named there."""
         settings: list[HeaderSetting] = []
-        for directive in chain.array("proxy_set_header"):
+        for directive in chain.array(set_header):
             if len(directive.args) != 2:
-                raise ConfigError('invalid number of arguments in "proxy_set_header" directive',
+                raise ConfigError(f'invalid number of arguments in "{set_header}" directive',
                                   directive.file, directive.line)
             if self._variables_ok(directive, directive.args[1]):
                 settings.append(HeaderSetting(name=directive.args[0], value=directive.args[1], source=directive.where))
         names = {s.name.lower() for s in settings}
-        for name, value in DEFAULT_PROXY_HEADERS:
+        for name, value in defaults:
             if name.lower() not in names:
                 settings.append(HeaderSetting(name=name, value=value))
         return settings
@@ -798,6 +863,11 @@ class Translator:
         directive = chain.scalar(name)
         return parse_time(directive.args[0], directive) if directive is not None else default
 
+    @staticmethod
+    def _size(chain: _Chain, name: str, default: int) -> int:
+        directive = chain.scalar(name)
+        return parse_size(directive.args[0], directive) if directive is not None else default
+
 
 _BALANCERS = frozenset({"least_conn", "ip_hash", "hash", "random"})
 _IF_REGEX = ("~", "~*", "!~", "!~*")
@@ -815,28 +885,32 @@ def _groups(pattern: str, directive: Directive) -> list[str]:
                           directive.file, directive.line) from None
 
 
-def _hidden_headers(chain: _Chain) -> list[str]:
-    """ngx_http_upstream_hide_headers_hash: nginx's default hidden set plus proxy_hide_header, minus
-    every proxy_pass_header name (caseless; a passed name wins over a hidden one)."""
+def _hidden_headers(chain: _Chain, hide: str = "proxy_hide_header", pass_: str = "proxy_pass_header",
+                    defaults: list[str] = DEFAULT_HIDDEN) -> list[str]:
+    """ngx_http_upstream_hide_headers_hash: the module's default hidden set plus ``hide``
+    (proxy_hide_header), minus every ``pass_`` (proxy_pass_header) name (caseless; a passed name wins
+    over a hidden one)."""
     hidden: list[str] = []
-    for name in DEFAULT_HIDDEN + [d.args[0] for d in chain.array("proxy_hide_header")]:
+    for name in defaults + [d.args[0] for d in chain.array(hide)]:
         if all(name.lower() != h.lower() for h in hidden):
             hidden.append(name)
-    passed = {d.args[0].lower() for d in chain.array("proxy_pass_header")}
+    passed = {d.args[0].lower() for d in chain.array(pass_)}
     return [name for name in hidden if name.lower() not in passed]
 
 
-def _check_ignore_headers(chain: _Chain) -> None:
-    """proxy_ignore_headers is only checked: see _IGNORABLE."""
-    for directive in chain.array("proxy_ignore_headers"):
+def _check_ignore_headers(chain: _Chain, name: str = "proxy_ignore_headers") -> None:
+    """proxy_ignore_headers (or grpc_ignore_headers) is checked; of its values only X-Accel-Redirect
+    changes what newproxy does (ProxyConfig.accel_redirect, proxy module only): see _IGNORABLE."""
+    for directive in chain.array(name):
         for value in directive.args:
             if value.lower() not in _IGNORABLE:
                 raise ConfigError(f'invalid value "{value}"', directive.file, directive.line)  # nginx's words
 
 
 # proxy_ignore_headers values (ngx_http_upstream_ignore_headers_masks). newproxy has no cache and does
-# not act on any of these headers (an upstream's X-Accel-Redirect, -Charset, -Limit-Rate are dropped:
-# a gap of proxy_pass when they are not ignored), which is what ignoring them means.
+# not act on the others (an upstream's X-Accel-Limit-Rate is dropped: a gap of limit_rate; -Charset,
+# -Expires and -Buffering change nothing nginx sends without a cache or a charset), which is what
+# ignoring them means. X-Accel-Redirect is followed unless ignored (newproxy/engine/accel.py).
 _IGNORABLE = frozenset({"x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-accel-buffering",
                         "x-accel-charset", "expires", "cache-control", "set-cookie", "vary"})
 
@@ -847,6 +921,21 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _has_port(authority: str) -> bool:
+    return ":" in authority.rpartition("]")[2]
+
+
+def _peer_address(address: str, directive: Directive) -> tuple[str, int, str | None]:
+    """(host, port, unix path) of a server address: ``unix:/path`` gives ("localhost", 0, path)."""
+    if address.startswith("unix:"):
+        if len(address) == 5:
+            raise ConfigError(f'no path in the unix domain socket in upstream "{address}"',
+                              directive.file, directive.line)
+        return "localhost", 0, address[5:]
+    host, port = _split_host_port(address, directive)
+    return host, port, None
 
 
 def _split_host_port(address: str, directive: Directive) -> tuple[str, int]:

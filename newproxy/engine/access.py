@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newproxy.config import AccessConfig
+from newproxy.engine import errors
 from newproxy.engine.addresses import Cidr, as_v4, client_address, parse_cidr
 from newproxy.engine.context import RequestContext
 from newproxy.engine.htpasswd import UserFiles, basic_credentials, verify
@@ -35,6 +36,7 @@ from newproxy.engine.types import (
     ProxyPass,
     Response,
     Result,
+    deferred,
 )
 from newproxy.engine.variables import Getter, Template, variable_names
 
@@ -142,18 +144,27 @@ def _rules(ctx: RequestContext, access: CompiledAccess) -> int:
             return _DECLINED
         for mask, network, deny in access.rules4:
             if value & mask == network:
-                return 403 if deny else _OK
+                return _found(ctx, access, deny)
         return _DECLINED
     if family == 6:
         if access.rules6 is None:
             return _DECLINED
         for mask, network, deny in access.rules6:
             if value & mask == network:
-                return 403 if deny else _OK
+                return _found(ctx, access, deny)
         return _DECLINED
     if access.rules_unix:
-        return 403 if access.rules_unix[0] else _OK
+        return _found(ctx, access, access.rules_unix[0])
     return _DECLINED
+
+
+def _found(ctx: RequestContext, access: CompiledAccess, deny: bool) -> int:
+    """ngx_http_access_found: a deny is logged unless `satisfy any` may still let the request in."""
+    if not deny:
+        return _OK
+    if not access.satisfy_any:
+        errors.note(ctx, errors.ERR, "access forbidden by rule")
+    return 403
 
 
 def _basic(ctx: RequestContext, access: CompiledAccess) -> int:
@@ -316,12 +327,9 @@ def with_www_authenticate(ctx: RequestContext, answer: Result) -> Result:
     values = ctx.www_authenticate
     if not values:
         return answer
-    if isinstance(answer, AuthSubrequest):
-        resume = answer.resume
-        return AuthSubrequest(answer.proxy, lambda status, headers: with_www_authenticate(ctx, resume(status, headers)))
-    if isinstance(answer, Delayed):
-        later = answer.resume
-        return Delayed(answer.seconds, lambda: with_www_authenticate(ctx, later()))
+    later = deferred(answer, with_www_authenticate, ctx)
+    if later is not None:
+        return later
     ctx.www_authenticate = None
     lines = b"".join(b"WWW-Authenticate: " + value + b"\r\n" for value in values)
     if isinstance(answer, ProxyPass):  # an error_page that is proxied: before the upstream's headers

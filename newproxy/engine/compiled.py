@@ -32,6 +32,7 @@ from newproxy.engine.access import CompiledAccess, compile_access
 from newproxy.engine.realip import CompiledRealIp, compile_realip
 from newproxy.engine.locations import LocationLevel, LocationNode
 from newproxy.engine.proxy import ResponseRelay
+from newproxy.engine.proxyurl import UNRESOLVED, GroupLookup
 from newproxy.engine.redirects import HeaderRewrites, compile_rules
 from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.rewrite import (
@@ -70,6 +71,9 @@ class CompiledProxy:
     relay: ResponseRelay
     method: Template | None = None  # proxy_method; None: the client's
     body: Template | None = None  # proxy_set_body; None: the client's body
+    url: Template | None = None  # proxy_pass with variables (engine/proxyurl.py); ``group`` is then unused
+    lookup: GroupLookup | None = None  # with ``url``: the groups its host may name
+    tls_name: Template | None = None  # proxy_ssl_name with variables (rendered per request)
 
 
 @dataclass(slots=True)
@@ -216,6 +220,8 @@ class ConfigCompiler:
     def __init__(self, config: NewproxyConfig, groups: dict[str, UpstreamGroup], maker: ResponseMaker) -> None:
         self.groups = groups
         self.maker = maker
+        self.config = config
+        self.lookup: GroupLookup | None = None  # made for the first proxy_pass with variables
         self.header_programs = 0  # how many locations have a headers filter (0: the engine skips it)
         self.gzips = 0  # how many locations and servers have gzip on (0: the engine skips the filter)
         self.mime = compile_mime_tables(config.mime_types)
@@ -322,9 +328,18 @@ class ConfigCompiler:
                 continue  # only hides the client's header of that name
             line = None if value.constant is None else name + b": " + value.constant.encode("latin-1") + b"\r\n"
             sent.append((line, name + b": ", value))
+        lookup = None
+        if config.url is not None:
+            if self.lookup is None:
+                self.lookup = GroupLookup(self.config, self.groups)
+            lookup = self.lookup
         return CompiledProxy(
             config=config,
-            group=self.groups[config.upstream],
+            group=self.groups[config.upstream] if config.url is None else UNRESOLVED,
+            url=self.template(config.url) if config.url is not None else None,
+            lookup=lookup,
+            tls_name=self.template(config.tls.name) if config.tls is not None and config.tls.name is not None
+            and "$" in config.tls.name else None,
             headers=sent,
             suppressed=frozenset(name.lower() for name, _ in set_headers),
             uri=config.uri,
@@ -334,6 +349,8 @@ class ConfigCompiler:
             body=self.template(config.body) if config.body is not None else None,
             relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers),
                                 headers=headers, pass_through=config.pass_through, gzip=gzip,
+                                accel_redirect=config.accel_redirect and not config.pass_through,
+                                accel_limit_rate=config.accel_limit_rate and not config.pass_through,
                                 rewrites=HeaderRewrites.build(compile_rules(config.redirects, self.template),
                                                               compile_rules(config.cookie_domains, self.template),
                                                               compile_rules(config.cookie_paths, self.template))),

@@ -58,6 +58,13 @@ class RequestContext:
     holds: object = None  # the limit_conn counts this request holds (limits.Holds), released at its end
     static_file: tuple[str, object] | None = None  # (path, stat) of a file answered from the file cache
     proxy_body: bytes | None = None  # proxy_set_body's value for this request: its length is the Content-Length
+    # X-Accel-Redirect (newproxy/engine/accel.py): the first upstream's Content-Type, which the answer of the
+    # redirect target keeps unless that sets its own (files and `return` text do not); None: none.
+    accel_type: bytes | None = None
+    accel_head: bytes = b""  # the header lines copied from every X-Accel-Redirect answer so far
+    proxy_chunked: bool = False  # the body goes upstream chunked ($proxy_internal_chunked)
+    # Error-log messages (level, text) the phases noted, written by the IO layer (newproxy/engine/errors.py).
+    errors: list[tuple[int, str]] | None = None
     start_sec: int = 0  # nginx's r->start_sec, kept when limit_req delays the request (0: now is close enough)
 
 

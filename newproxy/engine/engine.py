@@ -11,10 +11,10 @@ import os
 import stat
 
 from newproxy import stats
-from newproxy.config import NewproxyConfig
+from newproxy.config import LocationConfig, NewproxyConfig
 from newproxy.engine.compiled import (CompiledLocation, CompiledProxy, CompiledReturn, CompiledServer,
                                      CompiledTryFiles, ConfigCompiler)
-from newproxy.engine import access, gzip, limits, realip, rewrite, static, trace
+from newproxy.engine import accel, access, grpc, gzip, limits, proxyurl, realip, rewrite, static, trace
 from newproxy.engine.headers import filter_answer
 from newproxy.engine.context import RequestContext, set_captures
 from newproxy.engine.logformat import LogPlan
@@ -22,9 +22,10 @@ from newproxy.engine.memo import StaticMemo
 from newproxy.engine.proxy import pass_through_body, pass_through_head, upstream_body, upstream_head
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
-from newproxy.engine.servers import InvalidHost, ServerRouter, normalise_host
-from newproxy.engine.types import AuthSubrequest, Delayed, LocationFix, ProxyPass, Request, Response, Result
+from newproxy.engine.servers import InvalidHost, ServerRouter, canonical_address, covering, normalise_host
+from newproxy.engine.types import LocationFix, ProxyPass, Request, Response, Result, deferred
 from newproxy.engine.upstreams import UpstreamGroup
+from newproxy.reqmetrics import RequestMetrics, lanes_for
 from newproxy.engine.uri import BadRequest, parse_target
 
 
@@ -45,13 +46,29 @@ class Engine:
         self.zones = compiler.zones  # limit_req/limit_conn state (newproxy/engine/limits.py)
         self.limits_on = self.zones.compiled > 0 or self.zones.rate_set  # False: no limits work per request
         self.router: ServerRouter[CompiledServer] = ServerRouter(compiled)
+        # /metrics by server, location, status and upstream (newproxy/reqmetrics.py); None: not configured.
+        self.request_metrics: RequestMetrics | None = None
+        if config.metrics is not None:
+            self.request_metrics = RequestMetrics([c for _, c in compiled], self.upstream_groups,
+                                                  lanes_for(config.worker_processes))
         self.merge_slashes_everywhere = all(server.merge_slashes for server in config.servers)
+        self.grpc_on = any(_grpc_anywhere(server.locations) for server in config.servers)  # False: no body_streamed work
         ipv6only = {
             (listen.address, listen.port): listen.ipv6only for server in config.servers for listen in server.listen
         }
         self.listen_addresses: list[tuple[str, int, bool]] = [
             (addr, port, ipv6only.get((addr, port), True)) for addr, port in self.router.bind_addresses()
         ]
+        # `listen ... quic` sockets are UDP (newproxy/http/h3.py): apart from the TCP ones above.
+        self.quic_addresses: list[tuple[str, int, bool]] = []
+        if any(listen.quic for server in config.servers for listen in server.listen):
+            tcp: list[tuple[str, int]] = []
+            quic: list[tuple[str, int]] = []
+            for server in config.servers:
+                for listen in server.listen:
+                    (quic if listen.quic else tcp).append((canonical_address(listen.address), listen.port))
+            self.listen_addresses = [(addr, port, ipv6only.get((addr, port), True)) for addr, port in covering(tcp)]
+            self.quic_addresses = [(addr, port, ipv6only.get((addr, port), True)) for addr, port in covering(quic)]
         # newproxy's Prometheus endpoint: bound with the rest, served by newproxy/http/metrics.py.
         self.metrics_address: tuple[str, int] | None = None
         if config.metrics is not None:
@@ -84,18 +101,33 @@ class Engine:
 
     def _early(self, answer: Response, request: Request | None, local_addr: tuple[str, int] | None = None
                ) -> Response:
-        """An error before a server was chosen (a bad request line, Host, header): nginx answers with
-        the default server's configuration, so its ``always`` headers apply."""
+        """An error before a location was chosen. Found while reading the request line or a header
+        (``request`` None), nginx answers with the default server's configuration; found once the
+        head is read (ngx_http_process_request_header: TRACE, Transfer-Encoding, Content-Length),
+        with the server the Host chose. Either way that server's ``always`` headers apply."""
         if not self.filters_headers:
             return answer
         address = request.local_addr if request is not None else local_addr
         if address is None:
             return answer
-        server = self.router.table_for(*address).default
+        ctx = self._context(request) if request is not None else None
+        server = ctx.server if isinstance(ctx, RequestContext) else self._connection_server(address, request)
         if server.headers is None or answer.close_without_response:
             return answer
         answer.head = server.headers.apply(answer.head, answer.status, None, self.maker.date.second)
         return answer
+
+    def _connection_server(self, address: tuple[str, int], request: Request | None) -> CompiledServer:
+        """The server a connection has before any Host: the address's default, or on TLS the one
+        the SNI name chose at the handshake (ngx_http_ssl_servername sets the connection's server)."""
+        table = self.router.table_for(*address)
+        tls = request.tls if request is not None else None
+        if tls is not None and tls.server_name:
+            try:
+                return table.find(normalise_host(tls.server_name.encode()))[0]
+            except InvalidHost:
+                pass
+        return table.default
 
     def max_body_size(self, request: Request) -> int:
         """The client_max_body_size that applies while reading the request body (0: no limit).
@@ -112,6 +144,21 @@ class Engine:
         if ctx.server.rewrite or location is None or location.rewrite or location.proxy is None:
             return 0
         return location.client_max_body_size
+
+    def body_streamed(self, request: Request) -> bool:
+        """HTTP/2: whether the request goes to a grpc_pass location, whose body nginx sends upstream as
+        it arrives (grpc_pass never buffers it), so the front end runs the request at its HEADERS.
+        Only when no rewrite phase could move it elsewhere (those read the body whole first)."""
+        if not self.grpc_on:
+            return False
+        ctx = self._context(request)
+        if isinstance(ctx, Response) or ctx.server.rewrite:
+            return False
+        location = self._find_location(ctx)
+        if location is None or location.rewrite or location.try_files is not None or location.proxy is None:
+            return False
+        config = location.proxy.config
+        return config.protocol == "grpc" and not config.pass_through and config.pass_request_body
 
     def handle(self, request: Request) -> Result:
         memo = self.memo
@@ -137,12 +184,9 @@ class Engine:
     def _output(self, ctx: RequestContext, answer: Result) -> Result:
         """The output filters over what the phases answered; a limit_req delay gets them over the
         answer it resumes with."""
-        if isinstance(answer, Delayed):
-            resume = answer.resume
-            return Delayed(answer.seconds, lambda: self._output(ctx, resume()))
-        if isinstance(answer, AuthSubrequest):  # the filters run over the answer it resumes with
-            resume_auth = answer.resume
-            return AuthSubrequest(answer.proxy, lambda status, headers: self._output(ctx, resume_auth(status, headers)))
+        later = deferred(answer, self._output, ctx)  # the filters run over the answer it resumes with
+        if later is not None:
+            return later
         if self.filters_headers and not isinstance(answer, ProxyPass):  # proxied: in client_response_head
             answer = filter_answer(answer, ctx, self.maker.date.second)  # type: ignore[arg-type]
         if self.gzips and isinstance(answer, Response):  # after the headers filter, as in nginx
@@ -239,11 +283,23 @@ class Engine:
             proxy = location.proxy
             if proxy.config.pass_through:
                 return self._fallback(ctx, proxy)
+            if proxy.config.protocol == "grpc":
+                return grpc.grpc_pass(ctx, location, proxy,
+                                      _balance_key(proxy.group, ctx) if proxy.group.needs_key else b"")
             ctx.proxy_host = proxy.config.proxy_host
+            group, uri, resolve, tls = proxy.group, None, None, proxy.config.tls
+            if proxy.url is not None:  # proxy_pass with variables: where this request goes
+                assert proxy.lookup is not None
+                target = proxyurl.evaluate(proxy.url.render(ctx), proxy.lookup, proxy.config.resolver)
+                if target.error:
+                    return self._fail(ctx, 500)
+                ctx.proxy_host, uri, resolve = target.proxy_host, target.uri, target.resolve
+                group = target.group or proxyurl.UNRESOLVED
+                tls = tls if target.tls else None
             return ProxyPass(
-                upstream=proxy.group,
+                upstream=group,
                 body=upstream_body(ctx, proxy),  # before the head: proxy_set_body fixes its Content-Length
-                head=upstream_head(ctx, proxy),
+                head=upstream_head(ctx, proxy, uri),
                 proxy=proxy.config,
                 request=request,
                 keepalive=request.keepalive,
@@ -251,7 +307,11 @@ class Engine:
                 status_override=ctx.err_status,
                 context=ctx,
                 intercept=location.intercept,
-                balance_key=_balance_key(proxy.group, ctx) if proxy.group.needs_key else b"",
+                balance_key=_balance_key(group, ctx) if group.needs_key else b"",
+                resolve=resolve,
+                tls=tls,
+                tls_name=proxyurl.ssl_name(tls, ctx.proxy_host, proxy.tls_name.render(ctx)
+                                           if proxy.tls_name is not None else None) if tls is not None else "",
             )
         if location.config.stub_status:
             return self._stub_status(ctx)
@@ -314,7 +374,44 @@ class Engine:
         ctx = pp.context
         if not isinstance(ctx, RequestContext):
             return self.maker.error(status, pp.request, pp.keepalive)
+        if pp.redirect is not None:  # the upstream's X-Accel-Redirect, not a failure
+            return accel.follow(self, ctx, pp, self._output)  # type: ignore[arg-type,return-value]
         return self._output(ctx, self._fail(ctx, status))
+
+    # -- internal redirects made outside the phases (X-Accel-Redirect: newproxy/engine/accel.py) ------
+
+    def fail(self, ctx: RequestContext, status: int) -> Response | ProxyPass:
+        return self._fail(ctx, status)
+
+    def uri_redirect(self, ctx: RequestContext, uri: str, args: str) -> Response | ProxyPass:
+        """ngx_http_internal_redirect: the phases again from the server rewrite phase, for ``uri``;
+        the 11th redirect of a request is a 500 (\"rewrite or internal redirection cycle\")."""
+        ctx.uri_changes -= 1
+        if ctx.uri_changes == 0:
+            return self.maker.error(500, ctx.request, False)
+        ctx.internal = True
+        ctx.uri = uri
+        ctx.args = args
+        ctx.valid_unparsed_uri = False
+        ctx.valid_location = True
+        ctx.location = None
+        return self._serve(ctx, _SERVER_REWRITE)
+
+    def named_redirect(self, ctx: RequestContext, name: str) -> Response | ProxyPass:
+        """ngx_http_named_location: the named location's rewrite phase, $uri unchanged; an unknown
+        name or a cycle is a 500."""
+        ctx.uri_changes -= 1
+        if ctx.uri_changes == 0:
+            return self.maker.error(500, ctx.request, False)
+        named = ctx.server.named.get(name)
+        if named is None:  # "could not find named location": a 500 as any other, error_page and all
+            return self._fail(ctx, 500)
+        ctx.internal = True
+        ctx.location = named
+        if trace.tracer is not None:
+            trace.tracer("location", named.config.source, None)
+        ctx.uri_changed = False
+        return self._serve(ctx, _NAMED)
 
     @staticmethod
     def _gzip(ctx: RequestContext, answer: Response) -> None:
@@ -328,6 +425,7 @@ class Engine:
         """ngx_http_special_response_handler: the error_page for ``status`` if there is one, else the
         built-in page."""
         request = ctx.request
+        ctx.accel_type = None  # the handler clears the Content-Type (an X-Accel-Redirect's, say)
         where = ctx.location if ctx.location is not None else ctx.server
         pages = where.error_pages
         if pages is None or ctx.error_page:
@@ -372,7 +470,7 @@ class Engine:
 
     def rewrite_return(self, ctx: RequestContext, step: CompiledReturn) -> Response:
         where = ctx.location if ctx.location is not None else ctx.server
-        return self._return(ctx, step, where.content_type(ctx.uri))
+        return self._return(ctx, step, ctx.accel_type or where.content_type(ctx.uri))
 
     def rewrite_redirect(self, ctx: RequestContext, status: int, target: str) -> Response:
         return self._redirect(ctx, status, target)
@@ -391,7 +489,7 @@ class Engine:
             target = parse_target(request.target, merge)
         except (InvalidHost, BadRequest):
             return self.maker.error(400, request, False)
-        if not hosts and request.version == b"1.1":
+        if not hosts and request.version >= b"1.1":  # HTTP/1.1 and later (2.0, 3.0) need a Host
             return self.maker.error(400, request, False)
         host = target.host if target.host is not None else header_host
         table = self.router.table_for(*request.local_addr)
@@ -499,6 +597,11 @@ class Engine:
         default_port = 443 if request.scheme == "https" else 80
         port_part = "" if port == default_port else f":{port}"
         return f"{request.scheme}://{host}{port_part}{path}".encode("latin-1")
+
+
+def _grpc_anywhere(locations: list[LocationConfig]) -> bool:
+    return any(loc.proxy is not None and loc.proxy.protocol == "grpc" or _grpc_anywhere(loc.locations)
+               for loc in locations)
 
 
 def _declared_length(request: Request) -> int:

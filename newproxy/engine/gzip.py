@@ -226,7 +226,7 @@ def gzip_ok(gz: CompiledGzip, request: Request, facts: ResponseFacts | Callable[
     agent = _first(headers, b"user-agent")
     if gz.disable_msie6 and agent is not None and is_msie6(agent):
         return False
-    if (11 if request.version == b"1.1" else 10) < gz.min_version:
+    if (10 if request.version < b"1.1" else 11) < gz.min_version:  # HTTP/2 and 3 count as >= 1.1
         return False
     if _first(headers, b"via") is not None and not _proxied_ok(
             gz.proxied, request, (facts() if callable(facts) else facts) or ResponseFacts()):

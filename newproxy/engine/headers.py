@@ -370,6 +370,11 @@ def _add_trailers(program: HeaderProgram, answer: Response | FileResponse, ctx: 
     """nginx's chunked filter, asked for trailers: an HTTP/1.1 body (not HEAD, 204, 304) is sent
     chunked, without Content-Length, ending with the trailers."""
     request = ctx.request
+    if request.version >= b"2" and (ctx.method or request.method) != b"HEAD" and answer.status not in _NO_CHUNKS:
+        # HTTP/2 and 3: a trailing HEADERS frame, the length kept (nginx's v2 filter); none when every
+        # value is empty.
+        answer.trailers = program.trailer_lines(answer.status, ctx) or b""
+        return
     if request.version != b"1.1" or (ctx.method or request.method) == b"HEAD" or answer.status in _NO_CHUNKS:
         return
     lines = program.trailer_lines(answer.status, ctx)

@@ -13,8 +13,11 @@ limit_conn counts requests in flight per key; the count is released when the ans
 layer calls ``FileResponse.release`` / ``ProxyPass.release``; a complete in-memory answer releases at
 once, since nothing can run between).
 
-State lives in this process's zones (``Zones``), as nginx keeps it in shared memory. newproxy runs
-one process; a future multi-worker model must share these zones between workers.
+State lives in this process's zones (``Zones``): a dict per zone, which is nginx's shared zone
+exactly when one process serves. With ``worker_processes`` over 1 the master gives each zone a
+table in shared memory before it forks (``ReqZone.shared`` / ``ConnZone.shared``, newproxy/zones.py)
+and every zone operation goes there, under the zone's lock, as nginx's go to its slab pool under
+the shpool mutex. ``shared`` is None otherwise: the single-process path takes no lock.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from newproxy.config import LimitConnZoneConfig, LimitReqZoneConfig, LimitsConfig
+from newproxy.engine import errors
 from newproxy.engine.types import (
     Delayed,
     FileResponse,
@@ -38,6 +42,11 @@ from newproxy.engine.types import (
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
     from newproxy.engine.variables import Template
+    from newproxy.zones import SharedConnTable, SharedReqTable
+
+# A limit_req node: a list [excess, last, count] in a process's own zone, an offset into the shared
+# table in a shared one (newproxy/zones.py); only the zone that made it reads it.
+Node = Any
 
 # r->main->limit_req_status values ($limit_req_status names them).
 REQ_PASSED, REQ_DELAYED, REQ_REJECTED, REQ_DELAYED_DRY_RUN, REQ_REJECTED_DRY_RUN = range(1, 6)
@@ -50,6 +59,8 @@ _DECLINED, _OK, _AGAIN, _BUSY, _ERROR = range(5)
 _NODELAY = (2**63 - 1) // 1000 * 1000  # nginx: delay = NGX_MAX_INT_T_VALUE / 1000, then * 1000
 _EXCESS, _LAST, _COUNT = range(3)  # a limit_req node: [excess, last, count]
 _PAGE = 4096
+CONN_OK, CONN_LIMITED, CONN_FULL = range(3)  # ConnZone.acquire's answers
+_LOG_LEVELS = {"info": errors.INFO, "notice": errors.NOTICE, "warn": errors.WARN, "error": errors.ERR}
 
 
 def _slot(size: int) -> int:
@@ -72,18 +83,22 @@ def monotonic_ms() -> int:
 class ReqZone:
     """A limit_req_zone: nodes by key, least recently used first (nginx's queue, reversed)."""
 
-    __slots__ = ("capacity", "key", "name", "nodes", "rate", "used")
+    __slots__ = ("capacity", "config", "key", "name", "nodes", "rate", "shared", "used")
 
     def __init__(self, config: LimitReqZoneConfig, key: Template) -> None:
+        self.config = config
         self.name = config.name
         self.key = key
         self.rate = config.rate
         self.capacity = _usable(config.size)
         self.used = 0
         self.nodes: OrderedDict[str, list[int]] = OrderedDict()
+        self.shared: SharedReqTable | None = None  # set by the master before it forks N > 1 workers
 
-    def lookup(self, key: str, now: int, burst: int, account: bool) -> tuple[int, int, list[int] | None]:
+    def lookup(self, key: str, now: int, burst: int, account: bool) -> tuple[int, int, Node | None]:
         """ngx_http_limit_req_lookup: (rc, excess, the node reserved when rc is _AGAIN)."""
+        if self.shared is not None:
+            return self.shared.lookup(key, now, burst, account)
         node = self.nodes.get(key)
         if node is not None:
             self.nodes.move_to_end(key)
@@ -114,6 +129,30 @@ class ReqZone:
         self.nodes[key] = node
         return (_OK, 0, None) if account else (_AGAIN, 0, node)
 
+    def unreserve(self, node: Node) -> None:
+        """A later limit rejected the request: the node reserved by lookup is free again."""
+        if self.shared is not None:
+            self.shared.unreserve(node)
+        else:
+            node[_COUNT] -= 1
+
+    def charge(self, node: Node, now: int) -> int:
+        """ngx_http_limit_req_account for one reserved node: drain, add the request, unreserve; the
+        node's new excess."""
+        if self.shared is not None:
+            return self.shared.charge(node, now)
+        ms = now - node[_LAST]
+        if ms < -60000:
+            ms = 1
+        elif ms < 0:
+            ms = 0
+        excess = max(node[_EXCESS] - self.rate * ms // 1000 + 1000, 0)
+        if ms:
+            node[_LAST] = now
+        node[_EXCESS] = excess
+        node[_COUNT] -= 1
+        return excess
+
     def _expire(self, now: int, n: int) -> None:
         """ngx_http_limit_req_expire: n == 1 drops up to two idle, drained nodes; n == 0 first drops the
         oldest by force."""
@@ -138,16 +177,39 @@ class ReqZone:
 class ConnZone:
     """A limit_conn_zone: requests in flight by key."""
 
-    __slots__ = ("capacity", "counts", "key", "name", "used")
+    __slots__ = ("capacity", "config", "counts", "key", "name", "shared", "used")
 
     def __init__(self, config: LimitConnZoneConfig, key: Template) -> None:
+        self.config = config
         self.name = config.name
         self.key = key
         self.capacity = _usable(config.size)
         self.used = 0
         self.counts: dict[str, int] = {}
+        self.shared: SharedConnTable | None = None  # set by the master before it forks N > 1 workers
+
+    def acquire(self, key: str, most: int) -> int:
+        """Count one more request for ``key``: CONN_OK, or (nothing counted) CONN_LIMITED when
+        ``most`` are in flight already, CONN_FULL when the zone has no room for a new key."""
+        if self.shared is not None:
+            return self.shared.acquire(key, most)
+        count = self.counts.get(key)
+        if count is None:
+            size = _slot(36 + len(key))  # rbtree node head (32) + limit_conn node head (4) + key
+            if self.used + size > self.capacity:
+                return CONN_FULL
+            self.used += size
+            self.counts[key] = 1
+            return CONN_OK
+        if count >= most:
+            return CONN_LIMITED
+        self.counts[key] = count + 1
+        return CONN_OK
 
     def release(self, key: str) -> None:
+        if self.shared is not None:
+            self.shared.release(key)
+            return
         count = self.counts[key] - 1
         if count:
             self.counts[key] = count
@@ -181,6 +243,9 @@ class CompiledLimits:
     conn_dry_run: bool
     rate: Template | None  # limit_rate; None when it is the constant 0
     rate_after: Template
+    req_log: int = errors.ERR  # limit_req_log_level (newproxy/engine/errors.py numbers)
+    req_delay_log: int = errors.WARN  # nginx: one level less severe, except info stays info
+    conn_log: int = errors.ERR  # limit_conn_log_level
 
 
 @dataclass
@@ -202,8 +267,10 @@ class Zones:
         req = tuple((self.req[r.zone], r.burst * 1000, _NODELAY if r.nodelay else r.delay * 1000) for r in config.req)
         conn = tuple((self.conn[c.zone], c.conn) for c in config.conn)
         rate = template(config.rate) if config.rate != "0" else None
+        req_log = _LOG_LEVELS[config.req_log_level]
         return CompiledLimits(req, config.req_status, config.req_dry_run, conn, config.conn_status,
-                              config.conn_dry_run, rate, template(config.rate_after))
+                              config.conn_dry_run, rate, template(config.rate_after), req_log,
+                              req_log if req_log == errors.INFO else req_log + 1, _LOG_LEVELS[config.conn_log_level])
 
 
 Fail = Callable[["RequestContext", int], Result]
@@ -233,7 +300,7 @@ def _limit_req(ctx: RequestContext, limits: CompiledLimits, now: int) -> int:
     rc = _DECLINED
     excess = 0
     # The nodes of the earlier limits, reserved (count) by the lookup and charged by _account.
-    reserved: list[tuple[list[int], ReqZone, int]] = []
+    reserved: list[tuple[Node, ReqZone, int]] = []
     chosen = limits.req[0]
     last = len(limits.req) - 1
     for i, limit in enumerate(limits.req):
@@ -250,8 +317,14 @@ def _limit_req(ctx: RequestContext, limits: CompiledLimits, now: int) -> int:
     if rc == _DECLINED:
         return 0
     if rc == _BUSY or rc == _ERROR:
-        for node, _, _ in reserved:
-            node[_COUNT] -= 1
+        for node, zone, _ in reserved:
+            zone.unreserve(node)
+        dry = ", dry run" if limits.req_dry_run else ""
+        if rc == _BUSY:
+            errors.note(ctx, limits.req_log, f'limiting requests{dry}, excess: {excess // 1000}.{excess % 1000:03d} '
+                                         f'by zone "{chosen[0].name}"')
+        else:  # ngx_slab_alloc failed: logged to the main log, without the request's context
+            errors.note(ctx, errors.ALERT | errors.CYCLE, f'could not allocate node in limit_req zone "{chosen[0].name}"')
         if limits.req_dry_run:
             ctx.limit_req_status = REQ_REJECTED_DRY_RUN
             return 0
@@ -259,10 +332,13 @@ def _limit_req(ctx: RequestContext, limits: CompiledLimits, now: int) -> int:
         return -1
     if rc == _AGAIN:
         excess = 0
-    delay = _account(reserved, excess, chosen, now)
+    delay, excess, zone = _account(reserved, excess, chosen, now)
     if not delay:
         ctx.limit_req_status = REQ_PASSED
         return 0
+    dry = ", dry run" if limits.req_dry_run else ""
+    errors.note(ctx, limits.req_delay_log, f'delaying request{dry}, excess: {excess // 1000}.{excess % 1000:03d}, '
+                                  f'by zone "{zone.name}"')
     if limits.req_dry_run:
         ctx.limit_req_status = REQ_DELAYED_DRY_RUN
         return 0
@@ -270,28 +346,22 @@ def _limit_req(ctx: RequestContext, limits: CompiledLimits, now: int) -> int:
     return delay
 
 
-def _account(reserved: list[tuple[list[int], ReqZone, int]], excess: int, limit: tuple[ReqZone, int, int],
-             now: int) -> int:
-    """ngx_http_limit_req_account: charge the reserved nodes; the longest delay of all limits (ms)."""
+def _account(reserved: list[tuple[Node, ReqZone, int]], excess: int, limit: tuple[ReqZone, int, int],
+             now: int) -> tuple[int, int, ReqZone]:
+    """ngx_http_limit_req_account: charge the reserved nodes; the longest delay of all limits (ms),
+    with the excess and zone that gave it (what the "delaying request" line names)."""
     zone, _, delay = limit
     max_delay = 0 if excess <= delay else (excess - delay) * 1000 // zone.rate
+    worst = (excess, zone)
     for node, zone, delay in reversed(reserved):
-        ms = now - node[_LAST]
-        if ms < -60000:
-            ms = 1
-        elif ms < 0:
-            ms = 0
-        excess = node[_EXCESS] - zone.rate * ms // 1000 + 1000
-        excess = max(excess, 0)
-        if ms:
-            node[_LAST] = now
-        node[_EXCESS] = excess
-        node[_COUNT] -= 1
+        excess = zone.charge(node, now)
         if excess <= delay:
             continue
         wait = (excess - delay) * 1000 // zone.rate
-        max_delay = max(max_delay, wait)
-    return max_delay
+        if wait > max_delay:
+            max_delay = wait
+            worst = (excess, zone)
+    return max_delay, worst[0], worst[1]
 
 
 def _limit_conn(ctx: RequestContext, limits: CompiledLimits, fail: Fail, onward: Onward) -> Result:
@@ -303,20 +373,11 @@ def _limit_conn(ctx: RequestContext, limits: CompiledLimits, fail: Fail, onward:
             if not key or len(key) > 255:
                 continue
             ctx.limit_conn_status = CONN_PASSED
-            count = zone.counts.get(key)
-            rejected = False
-            if count is None:
-                size = _slot(36 + len(key))  # rbtree node head (32) + limit_conn node head (4) + key
-                if zone.used + size > zone.capacity:
-                    rejected = True
-                else:
-                    zone.used += size
-                    zone.counts[key] = 1
-            elif count >= most:
-                rejected = True
-            else:
-                zone.counts[key] = count + 1
-            if rejected:
+            refused = zone.acquire(key, most)
+            if refused:
+                if refused == CONN_LIMITED:  # nginx logs nothing when the zone is full
+                    dry = ", dry run" if limits.conn_dry_run else ""
+                    errors.note(ctx, limits.conn_log, f'limiting connections{dry} by zone "{zone.name}"')
                 if holds is not None:
                     holds.release()  # ngx_http_limit_conn_cleanup_all
                 if limits.conn_dry_run:

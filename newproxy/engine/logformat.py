@@ -134,7 +134,7 @@ def _body_bytes_sent(rec: LogRecord) -> str:
 
 def _request_line(rec: LogRecord) -> str | None:
     req = rec.request
-    if req is None:
+    if req is None or not req.target:  # an HTTP/2 request without :path has no request line
         return None
     return f'{req.method.decode("latin-1")} {req.target.decode("latin-1")} HTTP/{req.version.decode("latin-1")}'
 

@@ -38,6 +38,8 @@ class ResponseRelay:
     rewrites: HeaderRewrites | None = None  # proxy_redirect, proxy_cookie_domain/_path; None: none
     headers: HeaderProgram | None = None  # the location's expires/add_header/add_trailer
     gzip: CompiledGzip | None = None  # the location's gzip filter; None: gzip off (no cost)
+    accel_redirect: bool = False  # follow an upstream's X-Accel-Redirect (newproxy/engine/accel.py)
+    accel_limit_rate: bool = False  # an upstream's X-Accel-Limit-Rate paces the answer (newproxy/http/upstream.py)
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
 _ESCAPE = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
@@ -106,14 +108,35 @@ def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
         body = proxy.body.render(ctx).encode("latin-1")
         ctx.proxy_body = body
         return body
-    return ctx.request.body if proxy.config.pass_request_body else b""
+    if not proxy.config.pass_request_body:
+        return b""
+    request = ctx.request
+    if request.chunked_late:
+        request.chunked_late = False  # a later pass (error_page, X-Accel-Redirect) finds it read whole
+        parts, request.body_parts = request.body_parts, None
+        if not proxy.config.request_buffering and proxy.config.http_version == "1.1":
+            # nginx connects while the body still arrives and sends it on chunked
+            # (ngx_http_proxy_create_request: r->reading_body); newproxy has it whole by now and sends
+            # the same bytes in one chunk.
+            ctx.proxy_chunked = True
+            if request.length_added:  # HTTP/2's made-up Content-Length: nginx had none to send
+                request.length_added = False
+                request.headers = [h for h in request.headers if h[0] != b"content-length"]
+            if parts:  # HTTP/2: a chunk per read, as nginx forwarded them
+                return b"".join(b"%x\r\n" % len(part) + part + b"\r\n" for part in parts) + b"0\r\n\r\n"
+            body = request.body
+            return b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n" if body else b"0\r\n\r\n"
+    elif ctx.proxy_chunked:
+        ctx.proxy_chunked = False
+    return request.body
 
 
-def upstream_head(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
+def upstream_head(ctx: RequestContext, proxy: CompiledProxy, uri: bytes | None = None) -> bytes:
+    """The request line and headers; ``uri``: a variable proxy_pass URL's own URI part, sent as it is."""
     # proxy_method replaces the method, also after an error_page made it GET (plcf->method comes first).
     method = proxy.method.render(ctx).encode("latin-1") if proxy.method is not None else None
-    parts = [method if method is not None else ctx.method or ctx.request.method, b" ", upstream_uri(ctx, proxy),
-             proxy.version_suffix]
+    parts = [method if method is not None else ctx.method or ctx.request.method, b" ",
+             upstream_uri(ctx, proxy) if uri is None else uri, proxy.version_suffix]
     for line, prefix, template in proxy.headers:
         if line is not None:
             parts.append(line)
@@ -180,6 +203,8 @@ def client_response_head(
     parts = [b"HTTP/1.1 %d " % status + reason + b"\r\n",
              maker.server_line if b"server" in hidden else b"",
              maker.date.line() if b"date" in hidden else b""]
+    if content_type is None and isinstance(pp.context, RequestContext):
+        content_type = pp.context.accel_type  # an X-Accel-Redirect's upstream sent one: it stays
     if content_type is not None:
         parts.append(b"Content-Type: " + content_type + b"\r\n")
     if content_length is not None and framing in ("length", "none"):
@@ -233,6 +258,8 @@ def _filter_headers(program: HeaderProgram, pp: ProxyPass, status: int, head: by
                 last_modified = parse_http_time(value)
                 break
     head = program.apply(head, status, ctx, pp.relay.maker.date.second, last_modified)
+    if program.trailers and framing != "none" and pp.request.version >= b"2":
+        pp.trailers = program.trailer_lines(status, ctx) or b""  # HTTP/2 and 3: after the body
     if program.trailers and framing != "none" and pp.request.version == b"1.1":
         lines = program.trailer_lines(status, ctx)
         if lines is not None:

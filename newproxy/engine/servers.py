@@ -144,6 +144,14 @@ def canonical_address(address: str) -> str:
         return address
 
 
+def covering(keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Sockets to open for these (canonical address, port) keys, in order: a wildcard on a port
+    covers the specific addresses on it, as in nginx."""
+    wildcard_ports = {(port, ":" in addr) for (addr, port) in keys if is_wildcard(addr)}
+    return [(addr, port) for addr, port in dict.fromkeys(keys)
+            if is_wildcard(addr) or (port, ":" in addr) not in wildcard_ports]
+
+
 class ServerRouter(Generic[S]):
     """Picks the server for (local address, local port, host)."""
 

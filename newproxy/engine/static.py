@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from newproxy.engine import gzip
+from newproxy.engine import errors, gzip
 from newproxy.engine.status import status_line
 from newproxy.engine.types import FileResponse, Response
 from newproxy.engine.variables import Template
@@ -104,6 +104,8 @@ def serve(engine: Engine, ctx: RequestContext) -> Response | FileResponse | Prox
             return autoindex(engine, ctx, where)
         if method not in _ALLOWED:
             return engine._fail(ctx, 405)
+        # ngx_http_core_content_phase: a URI ending in "/" nobody answered
+        errors.note(ctx, errors.ERR, f'directory index of "{map_uri(where, ctx, uri)}" is forbidden')
         return engine._fail(ctx, 403)
     if method not in _ALLOWED:
         return engine._fail(ctx, 405)
@@ -121,6 +123,9 @@ def serve(engine: Engine, ctx: RequestContext) -> Response | FileResponse | Prox
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
+        # ngx_http_static_handler logs every failure (log_not_found is on), a strange one at crit
+        level = errors.ERR if exc.errno in _NOT_FOUND or exc.errno in _FORBIDDEN else errors.CRIT
+        errors.note(ctx, level, f'open() "{path}" failed {errors.os_error(exc)}')
         return engine._fail(ctx, 404 if exc.errno in _NOT_FOUND else 403 if exc.errno in _FORBIDDEN else 500)
     except ValueError:  # a NUL in the path
         return engine._fail(ctx, 404)
@@ -209,11 +214,17 @@ def _index(engine: Engine, ctx: RequestContext, where: CompiledLocation | Compil
         try:
             os.stat(directory + name)
         except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):
+            if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):  # ngx_http_index_error
+                what = "forbidden" if exc.errno == errno.EACCES else "not found"
+                errors.note(ctx, errors.ERR, f'"{directory + name}" is {what} {errors.os_error(exc)}')
                 return engine._fail(ctx, 403 if exc.errno == errno.EACCES else 404)
             if not tested:
                 status = _test_dir(directory)
                 if status:
+                    if status == 404 and exc.errno == errno.ENOENT:  # ngx_http_index_test_dir: no directory
+                        bare = directory[:-1] if directory.endswith("/") and len(directory) > 1 else directory
+                        if not os.path.lexists(bare):  # nginx names the index file it looked for
+                            errors.note(ctx, errors.ERR, f'"{directory + name}" is not found {errors.os_error(exc)}')
                     return engine._fail(ctx, status)
                 tested = True
             if exc.errno == errno.ENOENT:
@@ -267,7 +278,7 @@ def _file_answer(engine: Engine, ctx: RequestContext, where: CompiledLocation | 
     etag, etag_line, last_modified = meta
     ctx.last_modified = mtime
     maker = engine.maker
-    content_type = where.content_type(ctx.uri)
+    content_type = ctx.accel_type or where.content_type(ctx.uri)  # X-Accel-Redirect: the upstream's
     head_only = (ctx.method or request.method) == b"HEAD"
     parts: list[bytes | tuple[int, int]] = [] if head_only or size == 0 else [(0, size)]
     gz = where.gzip

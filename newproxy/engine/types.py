@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
 if TYPE_CHECKING:
-    from newproxy.config import ProxyConfig
+    from newproxy.config import ProxyConfig, UpstreamTlsConfig
+    from newproxy.engine.context import RequestContext
     from newproxy.engine.proxy import ResponseRelay
+    from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.upstreams import UpstreamGroup
 
 
@@ -36,6 +38,15 @@ class Request:
     # The TLS session of the connection (newproxy/http/tls.py TlsInfo) for $ssl_* variables; None
     # on plain connections.
     tls: object = None
+    # HTTP/2 and HTTP/3: the front end appended the Content-Length of a body read whole (nginx's
+    # ngx_http_v2_read_request_body); grpc_pass, which nginx reads unbuffered, takes it out again.
+    length_added: bool = False
+    # A chunked body whose end came in a later read than the head: with proxy_request_buffering off
+    # and HTTP/1.1 upstream, nginx was still reading it when it connected and sends it chunked.
+    chunked_late: bool = False
+    # HTTP/2: a body without Content-Length as it arrived, one piece per read (with chunked_late):
+    # the chunks nginx forwards with proxy_request_buffering off; None: one chunk of the whole body.
+    body_parts: list[bytes] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,6 +68,9 @@ class Response:
     body: bytes  # empty for HEAD requests and bodiless statuses
     keepalive: bool  # False: close the connection after sending
     close_without_response: bool = False  # nginx's 444: send nothing, close
+    # add_trailer's lines ("Name: value\r\n"...) for an HTTP/2 or HTTP/3 answer, sent after the body
+    # (HTTP/1.1 ones are in the chunked body); b"": none.
+    trailers: bytes = b""
 
 
 @dataclass(slots=True)
@@ -78,6 +92,7 @@ class FileResponse:
     release: Callable[[], None] | None = None
     # limit_rate / limit_rate_after (bytes per second; 0: no pacing), decided when the answer is made.
     rate: RateLimit | None = None
+    trailers: bytes = b""  # as Response.trailers
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,9 +136,25 @@ class ProxyPass:
     location_rewrite: LocationFix | None = None
     # ip_hash: the client address; hash: the rendered key (empty for the other methods).
     balance_key: bytes = b""
+    # proxy_pass with variables naming a host to look up (engine/proxyurl.py): the IO layer resolves
+    # it and replaces ``upstream`` with a group of its addresses before connecting. None: connect.
+    resolve: Resolve | None = None
+    # https:// upstream: how to talk TLS to the peer, and the name for SNI and the certificate check
+    # (proxy_ssl_name, else $proxy_host; its port stripped, as ngx_http_upstream_ssl_name does).
+    tls: UpstreamTlsConfig | None = None
+    tls_name: str = ""
     # Header lines the request already holds for the client, written after Connection and before the
     # upstream's: the WWW-Authenticate of a 401 whose error_page is proxied (newproxy/engine/access.py).
     extra_head: bytes = b""
+    # add_trailer's lines for an HTTP/2 or HTTP/3 client, set by the headers filter on the response
+    # head (as Response.trailers); b"": none.
+    trailers: bytes = b""
+    # An upstream's X-Accel-Redirect to follow (its value, and the upstream's headers): set by the upstream
+    # client, read by Engine.upstream_failed (newproxy/engine/accel.py).
+    redirect: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+    # grpc_pass (newproxy/engine/grpc.py): the HTTP/2 request headers, pseudo-headers first, lower-case
+    # names; ``head`` is then empty and newproxy/http/grpc_upstream.py sends them as a HEADERS frame.
+    grpc_headers: list[tuple[bytes, bytes]] | None = None
 
 
 @dataclass(slots=True)
@@ -159,3 +190,16 @@ class AuthSubrequest:
 
 
 Result = Union[Response, FileResponse, ProxyPass, Delayed, AuthSubrequest]
+
+
+def deferred(answer: Result, then: Callable[[RequestContext, Result], Result], ctx: RequestContext) -> Result | None:
+    """For an answer that is not final yet (a limit_req delay, an auth_request subrequest): the same
+    wait, with ``then(ctx, ...)`` applied to whatever it resumes with; None for a final answer (then
+    the caller applies ``then``'s work itself)."""
+    if isinstance(answer, Delayed):
+        resume = answer.resume
+        return Delayed(answer.seconds, lambda: then(ctx, resume()))
+    if isinstance(answer, AuthSubrequest):
+        resume_auth = answer.resume
+        return AuthSubrequest(answer.proxy, lambda status, headers: then(ctx, resume_auth(status, headers)))
+    return None

@@ -10,7 +10,8 @@
 
 Sans-IO: the IO layer asks a ``PeerSelection`` for the next peer to try and reports back whether
 it failed (``failed``) or not (``succeeded``, also when the client went away). State that nginx keeps
-per worker (current/effective weights, failure counts, connection counts) is kept per process here.
+per worker (current/effective weights, failure counts, connection counts) is kept per process here;
+a group with nginx's ``zone`` shares it between workers (newproxy/zones.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from newproxy.config import UpstreamConfig, UpstreamServerConfig
 
@@ -43,6 +44,7 @@ class Peer:
     down: bool
     max_conns: int = 0
     server: bytes = b""  # the address as written in the config: hash consistent's points
+    path: str | None = None  # a unix socket (name "unix:PATH", as nginx's $upstream_addr says it)
     current_weight: int = 0
     effective_weight: int = 0
     fails: int = 0
@@ -53,11 +55,15 @@ class Peer:
     @classmethod
     def from_config(cls, server: UpstreamServerConfig) -> Peer:
         host = server.host
-        name = f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
+        if server.unix_path is not None:
+            name = f"unix:{server.unix_path}"
+        else:
+            name = f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
         return cls(
             host=host, port=server.port, name=name, weight=server.weight, max_fails=server.max_fails,
             fail_timeout=server.fail_timeout, down=server.down, max_conns=server.max_conns,
             server=(server.name or name).encode("latin-1"), effective_weight=server.weight,
+            path=server.unix_path,
         )
 
 
@@ -67,17 +73,17 @@ class PeerSet:
     total_weight: int = 0
     # random: the first weight unit of each peer, for a bisection (ngx_http_upstream_update_random)
     ranges: list[int] = field(default_factory=list)
+    # nginx's peers->single: one peer and no backup tier (init_round_robin clears it for both tiers
+    # when there are backups, so a lone primary is then marked failed and skipped like any other).
+    single: bool = False
 
     def __post_init__(self) -> None:
+        self.single = len(self.peers) == 1
         self.total_weight = sum(peer.weight for peer in self.peers)
         total = 0
         for peer in self.peers:
             self.ranges.append(total)
             total += peer.weight
-
-    @property
-    def single(self) -> bool:
-        return len(self.peers) == 1
 
     def tries(self) -> int:
         return sum(1 for peer in self.peers if not peer.down)
@@ -226,10 +232,17 @@ class UpstreamGroup:
         self.primary = PeerSet([Peer.from_config(s) for s in config.servers if not s.backup])
         backups = [Peer.from_config(s) for s in config.servers if s.backup]
         self.backup = PeerSet(backups) if backups else None
+        if self.backup is not None:
+            self.primary.single = self.backup.single = False
         self.clock = clock
         self.random = rng or random.Random()
         self.points = _Points.build(self.primary.peers) if self.method == "hash_consistent" else None
         self.hash_key = config.hash_key
+        # nginx's `zone`: with N > 1 workers the master moves the peers' changing state to shared
+        # memory (newproxy/zones.py) and sets ``lock``, held while choosing and freeing a peer.
+        self.zone = config.zone
+        self.lock: Any = None
+        self.shared: object | None = None
         # Set by the compiler for hash methods: renders the key for a request (see balance_key).
         self.key_template: Template | None = None
         # Whether the engine must hand begin() a key: the client address or the rendered hash key.
@@ -378,6 +391,13 @@ class PeerSelection:
     current: Peer | None = None  # the peer chosen and not yet freed (its conns counted)
 
     def next(self) -> Peer | None:
+        lock = self.group.lock
+        if lock is not None:
+            with lock:
+                return self._next()
+        return self._next()
+
+    def _next(self) -> Peer | None:
         if self.tries_left <= 0:
             return None
         peer = self.group.choose(self, self.group.clock())
@@ -398,6 +418,13 @@ class PeerSelection:
 
     def failed(self, peer: Peer) -> None:
         """ngx_http_upstream_free_round_robin_peer with NGX_PEER_FAILED."""
+        lock = self.group.lock
+        if lock is not None:
+            with lock:
+                return self._failed(peer)
+        return self._failed(peer)
+
+    def _failed(self, peer: Peer) -> None:
         if not self._free(peer):
             return
         self.tries_left -= 1
@@ -413,6 +440,13 @@ class PeerSelection:
 
     def succeeded(self, peer: Peer) -> None:
         """The free after a response, or when the request ends otherwise (the client left)."""
+        lock = self.group.lock
+        if lock is not None:
+            with lock:
+                return self._succeeded(peer)
+        return self._succeeded(peer)
+
+    def _succeeded(self, peer: Peer) -> None:
         if not self._free(peer):
             return
         self.tries_left -= 1

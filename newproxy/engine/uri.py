@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_SCHEME = re.compile(rb"[A-Za-z]+")
+_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*")  # nginx's sw_schema
 
 
 class BadRequest(ValueError):
@@ -73,7 +73,7 @@ def normalise_path(decoded: bytes, merge_slashes: bool = True) -> bytes:
 
 
 def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
-    """Measured against nginx 1.22: any scheme of letters is accepted in an absolute-form target
+    """Measured against nginx 1.22: any scheme (letters, then letters, digits, "+-.") is accepted in an absolute-form target
     (``ftp://h/x`` is served like ``/x``), userinfo is a 400; a "#" ends the URI and the args
     ($request_uri keeps it)."""
     host: str | None = None
@@ -84,7 +84,11 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
         if not sep or not _SCHEME.fullmatch(scheme):
             raise BadRequest("invalid request target")
         slash = rest.find(b"/")
-        authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+        query = rest.find(b"?")
+        if 0 <= query < slash or slash < 0 <= query:  # "http://h?a": nginx's empty path is "/"
+            authority, path_and_query = rest[:query], b"/" + rest[query:]
+        else:
+            authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
         if b"@" in authority:
             raise BadRequest("userinfo in the request target")
         host_part = authority

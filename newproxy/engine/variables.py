@@ -103,6 +103,8 @@ def _body_length(ctx: RequestContext) -> str:
     # with the length of the body it buffered; with proxy_set_body, that body's length, always.
     if ctx.proxy_body is not None:
         return str(len(ctx.proxy_body))
+    if ctx.proxy_chunked:
+        return ""
     for name, _ in ctx.request.headers:
         low = name.lower()
         if low in (b"content-length", b"transfer-encoding"):
@@ -119,6 +121,16 @@ def _content_length(ctx: RequestContext) -> str:
         # Measured against nginx 1.22: a `return` discards the body first and reads "0"; a proxied
         # request has the whole body buffered.
         return str(len(ctx.request.body)) if ctx.proxy_host else "0"
+    return ""
+
+
+def _grpc_internal_trailers(ctx: RequestContext) -> str:
+    for name, value in ctx.request.headers:
+        if len(name) == 2 and name.lower() == b"te":
+            if any(token.strip().split(b";")[0].strip().lower() == b"trailers" for token in value.split(b",")):
+                return "trailers"
+            # nginx keeps one TE header (r->headers_in.te is the first): later ones are not looked at
+            return ""
     return ""
 
 
@@ -217,8 +229,10 @@ _SIMPLE: dict[str, Getter] = {
     "limit_conn_status": lambda ctx: CONN_STATUS_NAMES[ctx.limit_conn_status],
     "limit_rate": limit_rate_variable,
     "proxy_internal_body_length": _body_length,
-    # nginx sets this only when it streams a chunked body unbuffered, which newproxy does not do.
-    "proxy_internal_chunked": lambda ctx: "",
+    # "chunked" when a chunked body goes upstream as nginx streams it (proxy_request_buffering off).
+    "proxy_internal_chunked": lambda ctx: "chunked" if ctx.proxy_chunked else "",
+    # ngx_http_grpc_module's: "trailers" when the client's TE lists that token (grpc_pass's default TE).
+    "grpc_internal_trailers": _grpc_internal_trailers,
     # ngx_http_stub_status_module's, summed over every worker (newproxy/stats.py).
     "connections_active": lambda ctx: str(stats.connections()[0]),
     "connections_reading": lambda ctx: str(stats.connections()[1]),

@@ -103,6 +103,7 @@ class AccessLogs:
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop | None) -> None:
         self.engine = engine
         self.plan: LogPlan = engine.log_plan
+        self.metrics = getattr(engine, "request_metrics", None)  # newproxy/reqmetrics.py, counted here too
         self.files: dict[str, LogFile] = {}
         # One file per path; as in nginx, a path is buffered when any access_log naming it has a
         # buffer (nginx refuses two different buffer settings for one path).
@@ -128,6 +129,8 @@ class AccessLogs:
         if ctx is None:  # answered by the front end (400, 414...), or unparsable: nginx's default server
             ctx, server, rec.line_only = self.engine.log_context(request, rec.local_addr)
         rec.ctx = ctx  # type: ignore[assignment]
+        if self.metrics is not None:
+            self.metrics.observe(rec)
         specs = self.plan.for_context(ctx, server)  # type: ignore[arg-type]
         files = self.files
         for spec in specs:
@@ -148,7 +151,8 @@ class AccessLogs:
 
 
 def open_access_logs(engine: Engine, loop: asyncio.AbstractEventLoop | None) -> AccessLogs | None:
-    """The access logs of ``engine``'s config, opened; None when it has none (no per-request cost)."""
-    if not engine.log_plan.enabled:
+    """The access logs of ``engine``'s config, opened; None when it has none and no /metrics counts
+    requests (no per-request cost)."""
+    if not engine.log_plan.enabled and getattr(engine, "request_metrics", None) is None:
         return None
     return AccessLogs(engine, loop)

@@ -25,6 +25,7 @@ class AuthExchange(Exchange):
     """An exchange that records the final response head (status and headers as received)."""
 
     __slots__ = ("answer",)
+    follows_accel = False  # the subrequest's status is the upstream's, X-Accel-Redirect or not
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -1,8 +1,12 @@
-"""A minimal nginx-style error log.
+"""nginx's error log: ``error_log FILE [LEVEL]`` at main level, and at http/server/location level
+for the messages about a request (``for_context``: the location's log, else the server's, else the
+main one; inheritance is resolved by the translator).
 
-Only error paths write here (a refused upstream, a timeout, a bad request), so formatting cost is
-paid off the hot path; a message below the configured level is dropped before it is formatted.
-The line format follows nginx: ``2024/01/31 12:00:00 [error] 1234#1234: *5 message``.
+Only error paths write here (a refused upstream, a timeout, a bad request, the engine's notes:
+newproxy/engine/errors.py), so formatting cost is paid off the hot path; a message below the log's
+level is dropped before it is formatted. The line format is nginx's:
+``2024/01/31 12:00:00 [error] 1234#1234: *5 message, client: ..., server: ..., request: "...",
+upstream: "...", host: "...", referrer: "..."`` (``request_context``: ngx_http_log_error_handler).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from newproxy.engine.types import Request
 
 LEVELS: dict[str, int] = {"debug": 8, "info": 7, "notice": 6, "warn": 5, "error": 4, "crit": 3, "alert": 2, "emerg": 1}
 
@@ -18,7 +25,7 @@ LEVELS: dict[str, int] = {"debug": 8, "info": 7, "notice": 6, "warn": 5, "error"
 class ErrorLog:
     """Where runtime errors go. ``target`` is a path, ``stderr``, or ``path level`` as in nginx."""
 
-    __slots__ = ("_pid", "_stream", "level", "path")
+    __slots__ = ("_pid", "_scoped", "_stream", "level", "path", "prefix")
 
     def __init__(self, target: str | None = None, prefix: str | None = None) -> None:
         path, level = "stderr", "error"
@@ -30,9 +37,12 @@ class ErrorLog:
         if path not in ("stderr", "/dev/stderr") and prefix and not os.path.isabs(path):
             path = os.path.join(prefix, path)
         self.path = path
+        self.prefix = prefix
         self.level = LEVELS[level]
         self._stream: TextIO | None = None
         self._pid = os.getpid()
+        # http/server/location error_log targets ("FILE LEVEL"), opened when first written to
+        self._scoped: dict[str, ErrorLog] = {}
 
     def open(self) -> None:
         """Open (or reopen, on SIGUSR1) the log file. Raises OSError when it cannot be opened."""
@@ -43,11 +53,64 @@ class ErrorLog:
         self._stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept open until close()
         if old is not None and old is not sys.stderr:
             old.close()
+        self._pid = os.getpid()
+        for log in self._scoped.values():
+            if log is not self:
+                try:
+                    log.open()
+                except OSError:
+                    pass  # it keeps writing to the file it had open
 
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stderr:
             self._stream.close()
         self._stream = None
+        for log in self._scoped.values():
+            if log is not self:
+                log.close()
+        self._scoped.clear()
+
+    def open_scoped(self, config: object) -> None:
+        """Open the http/server/location error_log files of ``config`` (a NewproxyConfig) now, as
+        nginx opens them with its config: they exist from the start. One that cannot be opened is
+        logged; its messages go to this log."""
+        targets: list[str] = []
+
+        def walk(locations: list) -> None:  # type: ignore[type-arg]
+            for location in locations:
+                if location.error_log is not None:
+                    targets.append(location.error_log)
+                walk(location.locations)
+
+        for server in config.servers:  # type: ignore[attr-defined]
+            if server.error_log is not None:
+                targets.append(server.error_log)
+            walk(server.locations)
+        for target in targets:
+            self._scoped_log(target)
+
+    def for_context(self, ctx: object) -> ErrorLog:
+        """The log for messages about a request: its location's (or server's) error_log, else this."""
+        location = ctx.location  # type: ignore[attr-defined]
+        where = location if location is not None else ctx.server  # type: ignore[attr-defined]
+        target = where.config.error_log
+        if target is None:
+            return self
+        return self._scoped_log(target)
+
+    def _scoped_log(self, target: str) -> ErrorLog:
+        """The log of one error_log target, opened on first use; one that cannot be opened is logged
+        here and its messages go to this log."""
+        log = self._scoped.get(target)
+        if log is None:
+            log = ErrorLog(target, self.prefix)
+            try:
+                log.open()
+            except OSError as exc:
+                self.log("alert", f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+                log = self
+            self._scoped[target] = log
+        return log
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] <= self.level
@@ -66,3 +129,39 @@ class ErrorLog:
 
     def error(self, message: str, conn_id: int = 0) -> None:
         self.log("error", message, conn_id)
+
+    def request_errors(self, ctx: object, conn_id: int) -> None:
+        """Write the messages the engine's phases noted for a request (newproxy/engine/errors.py),
+        with nginx's request context; the notes are taken off the request."""
+        from newproxy.engine.errors import CYCLE, NAMES
+
+        notes = ctx.errors  # type: ignore[attr-defined]
+        ctx.errors = None  # type: ignore[attr-defined]
+        log = self.for_context(ctx)
+        for level, message in notes:
+            if level & CYCLE:
+                self.log(NAMES[level & 0xFF], message)
+            elif level <= log.level:
+                server = ctx.server.primary_name  # type: ignore[attr-defined]
+                log.log(NAMES[level], message + request_context(ctx.request, server), conn_id)  # type: ignore[attr-defined]
+
+
+def request_context(req: Request, server: str, upstream: str = "") -> str:
+    """ngx_http_log_error_handler's tail: ``, client: A, server: S, request: "LINE"[, upstream:
+    "U"], host: "H"[, referrer: "R"]``."""
+    host = referer = None
+    for name, value in req.headers:
+        lower = name.lower()
+        if lower == b"host" and host is None:
+            host = value
+        elif lower == b"referer" and referer is None:
+            referer = value
+    out = (f', client: {req.client_addr[0]}, server: {server}, request: "{req.method.decode("latin-1")} '
+           f'{req.target.decode("latin-1")} HTTP/{req.version.decode("latin-1")}"')
+    if upstream:
+        out += f', upstream: "{upstream}"'
+    if host is not None:
+        out += f', host: "{host.decode("latin-1")}"'
+    if referer is not None:
+        out += f', referrer: "{referer.decode("latin-1")}"'
+    return out

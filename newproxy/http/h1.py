@@ -1,4 +1,5 @@
-"""HTTP/1.1 front end: a raw ``asyncio.Protocol`` driven by httptools' parser callbacks.
+"""HTTP/1.1 front end: a raw ``asyncio.Protocol`` driven by the callbacks of newproxy's own
+nginx-compatible request parser (newproxy/http/h1parse.py).
 
 No task per request: bytes in ``data_received`` go through the parser; a complete request is
 handed to the engine at once; its answer is written (``Response``) or forwarded by the upstream
@@ -19,31 +20,26 @@ client_max_body_size (through the engine), ``Expect: 100-continue``, and the con
 from __future__ import annotations
 
 import asyncio
-import re
-from collections import deque
+import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserUpgrade,
-    HttpRequestParser,
-)
 
 from newproxy.config import ClientConfig
-from newproxy.engine.servers import host_valid
 from newproxy.engine.types import TlsInfo
-from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPass, Request, Response, Result
+from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPass, RateLimit, Request, Response, Result
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
-from newproxy.http.pacing import PacedWriter
+from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
+from newproxy.http.pacing import DelayWait, PacedWriter
 from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
 from newproxy.http.sendfile import close as close_file
 from newproxy.http.upstream import Exchange
+from newproxy.http.grpc_upstream import GrpcExchange
 from newproxy.http.authrequest import AuthExchange, AuthSink
 from newproxy import stats
-from newproxy.stats import ACCEPTED, ACTIVE, HANDLED, READING, REQUESTS, WRITING
+from newproxy.stats import ACTIVE, READING, REQUESTS, WRITING
 
 if TYPE_CHECKING:
     from newproxy.http.accesslog import AccessLogs
@@ -52,31 +48,20 @@ if TYPE_CHECKING:
 PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a proxied one
 
 PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
-# nginx serves HTTP/1.2+ as HTTP/1.1 (only the major version must be 1).
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", **{f"1.{minor}": b"1.1" for minor in range(2, 10)}}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# nginx (ignore_invalid_headers on, underscores_in_headers off) drops header lines whose name has
-# anything but letters, digits and '-'. Names repeat, so the verdict is cached per name.
-_NAME_OK_RE = re.compile(rb"[A-Za-z0-9-]+").fullmatch
-_NAME_OK: dict[bytes, bool] = {}
+_HEAD_ONLY, _BODY_ONLY = 1, 2  # how an error page is cut (H1Protocol._parse_error)
+_LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
 
 
-_HOST_OK: dict[bytes, bool] = {}
-_CACHE_MAX = 4096  # bounded: names and hosts come from clients
-
-
-def _name_ok(name: bytes) -> bool:
-    ok = _NAME_OK_RE(name) is not None
-    if len(_NAME_OK) < _CACHE_MAX:
-        _NAME_OK[name] = ok
-    return ok
-
-
-def _host_ok(host: bytes) -> bool:
-    ok = host_valid(host)
-    if len(_HOST_OK) < _CACHE_MAX:
-        _HOST_OK[host] = ok
-    return ok
+def _reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """SO_LINGER 0: closing the socket sends RST (nginx's reset_timedout_connection). Under TLS the
+    transport hides its socket ("socket" is None there, so that files are not sendfile()d)."""
+    sock = transport.get_extra_info("socket") or transport.get_extra_info("tcp_socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # already gone: nothing to reset
 
 
 class _Stop(Exception):
@@ -118,29 +103,12 @@ class ConnContext:
 class _Error:
     """A front-end error answer waiting its turn in the pipeline queue."""
 
-    __slots__ = ("request", "status")
+    __slots__ = ("cut", "request", "status")
 
-    def __init__(self, status: int, request: Request | None) -> None:
+    def __init__(self, status: int, request: Request | None, cut: int = 0) -> None:
         self.status = status
         self.request = request
-
-
-class _Wait:
-    """A limit_req delay in progress, kept where an exchange would be (``abort`` on connection loss)."""
-
-    __slots__ = ("timer",)
-
-    def __init__(self, timer: asyncio.TimerHandle) -> None:
-        self.timer = timer
-
-    def abort(self) -> None:
-        self.timer.cancel()
-
-    def pause(self) -> None:
-        pass  # nothing is being written
-
-    def resume(self) -> None:
-        pass
+        self.cut = cut  # _HEAD_ONLY / _BODY_ONLY (see _parse_error)
 
 
 class _Tunnel:
@@ -160,7 +128,7 @@ class _Hold:
 
     __slots__ = ("data", "parser")
 
-    def __init__(self, parser: HttpRequestParser, data: bytes) -> None:
+    def __init__(self, parser: RequestParser, data: bytes) -> None:
         self.parser = parser
         self.data = data
 
@@ -170,24 +138,18 @@ class _Hold:
 
 class H1Protocol(asyncio.Protocol):
     __slots__ = (
-        "_auths",
         "_body",
         "_body_len",
         "_busy",
-        "_chunk0",
-        "_cl",
         "_closed",
         "_closing",
         "_current",
         "_draining",
         "_exchange",
-        "_expect",
-        "_headers",
         "_hold",
-        "_host",
         "_head_due",
-        "_hosts",
-        "_hsize",
+        "_head_begun",
+        "_head_start",
         "_in_feed",
         "_in_message",
         "_last",
@@ -202,12 +164,13 @@ class H1Protocol(asyncio.Protocol):
         "_rec",
         "_release",
         "_req",
+        "_reads",
+        "_head_read",
         "_requests",
         "_st",
         "_stopped",
-        "_te",
         "_timer",
-        "_url",
+        "_v09",
         "_write_paused",
         "client_addr",
         "conn_id",
@@ -223,30 +186,22 @@ class H1Protocol(asyncio.Protocol):
         self.ctx = ctx
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = HttpRequestParser(self)
-        # nginx accepts a bare LF ending a header line, and any HTTP/1.x (served as 1.1); the
-        # version itself is checked in _check.
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_version=True)
+        client = ctx.client
+        self.parser = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
+                                    client.large_header_buffers)
         self.conn_id = ctx.next_id()
         # Set by newproxy/http/tls.py on an ssl listen: the session, or PLAIN_ON_TLS_PORT for plain
         # HTTP sent there (nginx's 497). None on plain listens: one test per request.
         self.tls: TlsInfo | int | None = None
         self.client_addr: tuple[str, int] = ("", 0)
         self.local_addr: tuple[str, int] = ("", 0)
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] | None = None
         self._body_len = 0
         self._req: Request | None = None
         self._limit = 0
-        self._hosts = 0
-        self._auths = 0  # Authorization lines: nginx refuses a second one (400)
-        self._host = b""
-        self._te: bytes | None = None
-        self._cl = False
-        self._expect = False
-        self._hsize = 0
-        self._queue: deque[Request | _Error] = deque()
+        # A list, not a deque: an empty deque costs ~700 bytes per idle connection, and the queue is
+        # short (PIPELINE_QUEUE_MAX) and rarely used, so pop(0) costs nothing that matters.
+        self._queue: list[Request | _Error] = []
         self._busy = False
         self._exchange: Exchange | None = None
         self._hold: _Hold | None = None  # set while an upgrade request is proxied
@@ -265,14 +220,21 @@ class H1Protocol(asyncio.Protocol):
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._requests = 0
+        # proxy_request_buffering off: whether a chunked body ended in a later read than its head
+        # (nginx then streams it upstream chunked; newproxy/engine/proxy.py upstream_body).
+        self._reads = 0
+        self._head_read = 0
         self._draining = False
         # Access log: the record of the request being parsed, and of the one being answered.
         self._prec: LogRecord | None = None
         self._rec: LogRecord | None = None
-        self._chunk0 = 0
         self._piped = False  # a request ended in the current read: the next one in it is pipelined
         self._st = 0  # stub_status: 0 waiting, READING, WRITING (newproxy/stats.py)
         self._head_due = False  # the answer's head is not written yet: _write counts its status
+        # Bytes of a next request came (empty lines too, which nginx skips but which make it start
+        # a request): a timeout then is a timed-out request (reset_timedout_connection).
+        self._head_begun = False
+        self._v09 = False  # the answer is to an HTTP/0.9 request: its head is not sent (as nginx)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -284,11 +246,8 @@ class H1Protocol(asyncio.Protocol):
         if sock:
             self.local_addr = (sock[0], sock[1])
         self.ctx.connections.add(self)
-        c = stats.C
-        c[ACCEPTED] += 1
-        c[HANDLED] += 1
-        c[ACTIVE] += 1
-        self._last = self.loop.time()
+        stats.connection_opened()
+        self._last = self._head_start = self.loop.time()  # nginx times the first head from the accept
         self._timer = self.loop.call_at(self._last + self.ctx.client.header_timeout, self._on_timer)
         if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
             self.shutdown()
@@ -296,29 +255,34 @@ class H1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
         self._piped = False
+        self._reads += 1
         if self._lingering or self._stopped:
             return  # discarding what follows an answered error
+        if not self._in_message:
+            self._head_begun = True
+            if self._requests:
+                self._head_begins()
         self._in_feed = True
         try:
             self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            # llhttp stops after a request with "Connection: upgrade"; nginx ignores the upgrade
-            # (unless proxied with the Upgrade header set), so go on with what follows it.
-            self._feed_after_upgrade(data, exc)
-        except HttpParserCallbackError as exc:
+        except _Stop:
+            pass  # a callback answered the request with an error
+        except ParseError as exc:
+            self._parse_error(exc)
+        except UpgradeRequest as exc:
+            # The parser pauses after a request with "Connection: upgrade"; nginx ignores the
+            # upgrade (unless proxied with the Upgrade header set), so go on with what follows it.
+            self._feed_after_upgrade(exc.rest)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one connection, not the process
             if not self._stopped:
-                self.ctx.log.error(f"request processing failed: {exc.__context__!r}", self.conn_id)
+                self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
                 self._bad_request(500 if self._req is not None else 400)
-        except HttpParserError:
-            self._bad_request(400)
         finally:
             self._in_feed = False
         if self._out:
             self._flush()
 
-    def _feed_after_upgrade(self, data: bytes, exc: HttpParserUpgrade) -> None:
-        offset = exc.args[0] if exc.args else len(data)
-        rest = data[offset:]
+    def _feed_after_upgrade(self, rest: bytes) -> None:
         if self._busy and not self._queue and not self._stopped and type(self._exchange) is Exchange:
             # The upgrade request is being proxied: keep what follows until the peer answers.
             hold = self._hold = _Hold(self.parser, rest)
@@ -328,9 +292,13 @@ class H1Protocol(asyncio.Protocol):
             try:
                 self.parser.feed_data(rest)
                 return
-            except HttpParserUpgrade as again:
-                offset = again.args[0] if again.args else len(rest)
-                rest = rest[offset:]
+            except _Stop:
+                return
+            except ParseError as exc:
+                self._parse_error(exc)
+                return
+            except UpgradeRequest as again:
+                rest = again.rest
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -385,7 +353,7 @@ class H1Protocol(asyncio.Protocol):
         if self.transport is not None and not self._closed and len(self._queue) < PIPELINE_QUEUE_MAX:
             self.transport.resume_reading()
 
-    # -- httptools callbacks ----------------------------------------------------------------
+    # -- parser callbacks (newproxy/http/h1parse.py) ----------------------------------------
     def on_message_begin(self) -> None:
         self._in_message = True
         c = stats.C
@@ -393,55 +361,15 @@ class H1Protocol(asyncio.Protocol):
         if not self._st:  # a pipelined request behind one being written stays counted as writing
             c[READING] += 1
             self._st = READING
-        self._url = b""
-        self._headers = []
         self._body = None
         self._body_len = 0
-        self._hosts = 0
-        self._auths = 0  # Authorization lines: nginx refuses a second one (400)
-        self._te = None
-        self._cl = False
-        self._expect = False
-        self._hsize = 0
         if self.ctx.access is not None:
             rec = self._prec = LogRecord(self.conn_id, self.client_addr, self.local_addr)
             rec.pipe = self._piped  # nginx's r->pipeline: read from the previous request's buffer
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.ctx.client.large_header_buffer_size:
-            self._reject(414, None)
-            raise _Stop
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        n = len(name)
-        line = n + len(value) + 4
-        self._hsize += line
-        client = self.ctx.client
-        if line > client.large_header_buffer_size or \
-                self._hsize > client.large_header_buffer_size * client.large_header_buffers:
-            self._reject(494, None)
-            raise _Stop
-        if n == 4 or n == 6 or n == 14 or n == 17 or n == 13:
-            lname = name.lower()
-            if lname == b"authorization":
-                self._auths += 1
-            elif lname == b"host":
-                self._hosts += 1
-                self._host = value
-            elif lname == b"content-length":
-                self._cl = True
-            elif lname == b"transfer-encoding":
-                self._te = value
-            elif lname == b"expect":
-                self._expect = value.lower() == b"100-continue"
-        ok = _NAME_OK.get(name)
-        if ok or (ok is None and _name_ok(name)):
-            self._headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         parser = self.parser
-        version = _VERSIONS.get(parser.get_http_version())
+        version = parser.version
         self._requests += 1
         if self._st == READING:
             c = stats.C
@@ -451,10 +379,10 @@ class H1Protocol(asyncio.Protocol):
         # A stopping worker answers "Connection: close", so the client does not reuse a connection
         # the worker is about to close (that race would reset its next request).
         client = self.ctx.client
-        keepalive = parser.should_keep_alive() and self._requests < client.keepalive_requests \
+        keepalive = parser.keepalive and self._requests < client.keepalive_requests \
             and client.keepalive_timeout > 0 and not self.ctx.closing
         req = Request(
-            parser.get_method(), self._url, version or b"1.1", self._headers, b"",
+            parser.method, parser.target, version, parser.headers, b"",
             self.client_addr, self.local_addr, "http", keepalive,
         )
         self._req = req
@@ -463,9 +391,9 @@ class H1Protocol(asyncio.Protocol):
             req.log = rec
             rec.request = req
             rec.conn_requests = self._requests
-            # The request line and header block as received (CRLF line ends; each header line is
-            # counted in _hsize, dropped ones too, as nginx counts them).
-            rec.request_length = len(req.method) + len(self._url) + 12 + self._hsize + 2
+            # The request line and header block as received (dropped header lines too, as nginx
+            # counts them).
+            rec.request_length = parser.head_length
         # An ssl listen: https and $ssl_* before the checks (their 400s log them too); plain HTTP
         # there is 497 unless a check failed first (nginx's order).
         status = self._check(req, version) if self.tls is None else self._tls_request(req, version)
@@ -475,15 +403,15 @@ class H1Protocol(asyncio.Protocol):
         # client_max_body_size: checked against Content-Length now, against a chunked body as
         # it arrives (nginx does the same), through the engine since the location decides it.
         limit = 0
-        if (self._cl or self._te is not None) and self.ctx.max_body_size is not None:
+        cl = parser.content_length
+        if (cl is not None or parser.te is not None) and self.ctx.max_body_size is not None:
             limit = self.ctx.max_body_size(req) or 0
-            if limit and self._cl:
-                length = self._content_length()
-                if length > limit:
-                    self._reject(413, req)
-                    raise _Stop
+            if limit and cl is not None and parser.length > limit:
+                self._reject(413, req)
+                raise _Stop
         self._limit = limit
-        if self._expect and version == b"1.1" and not self._busy and not self._queue:
+        self._head_read = self._reads
+        if parser.expect and version == b"1.1" and not self._busy and not self._queue:
             self._write(_CONTINUE)
             if rec is not None:
                 rec.sent += len(_CONTINUE)
@@ -499,22 +427,21 @@ class H1Protocol(asyncio.Protocol):
             self._reject(413, self._req)
             raise _Stop
 
-    def on_chunk_header(self) -> None:
-        self._chunk0 = self._body_len
-
-    def on_chunk_complete(self) -> None:
-        rec = self._prec
-        if rec is not None:  # the chunk's framing: size line and CRLF (a body's raw bytes count)
-            rec.body_length += len(b"%x" % (self._body_len - self._chunk0)) + 4
+    def on_chunk(self, size: int) -> None:
+        """A chunk's data begins: over client_max_body_size with it, 413 at once (nginx's check)."""
+        if self._limit and self._body_len + size > self._limit:
+            self._reject(413, self._req)
+            raise _Stop
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._head_begun = False
         req = self._req
         self._req = None
         rec = self._prec
         if rec is not None:
             self._prec = None
-            rec.body_length += self._body_len
+            rec.body_length += self.parser.body_bytes  # as received: chunk framing included
             self._piped = True
         if req is None or self._closed:
             return
@@ -522,6 +449,8 @@ class H1Protocol(asyncio.Protocol):
         if body is not None:
             req.body = body[0] if len(body) == 1 else b"".join(body)
             self._body = None
+        if self._reads != self._head_read and self.parser.te is not None:
+            req.chunked_late = True
         if self._busy or self._queue:
             self._queue.append(req)
             if len(self._queue) >= PIPELINE_QUEUE_MAX and self.transport is not None:
@@ -530,29 +459,23 @@ class H1Protocol(asyncio.Protocol):
         self._dispatch(req)
 
     # -- front-end checks (before any location is known) --------------------------------------
-    def _check(self, req: Request, version: bytes | None) -> int:
-        """The status nginx answers before finding a location, or 0. Order follows nginx."""
-        if version is None:
-            return 505 if self.parser.get_http_version() >= "2" else 400
-        if len(self._url) + len(req.method) + 12 > self.ctx.client.large_header_buffer_size:
-            return 414
-        if self._auths > 1:
-            return 400  # ngx_http_process_unique_header_line: "client sent duplicate header line"
-        if self._hosts:
-            if self._hosts > 1:
-                return 400
-            ok = _HOST_OK.get(self._host)
-            if not ok and (ok is not None or not _host_ok(self._host)):
-                return 400
-        elif version == b"1.1":
+    def _check(self, req: Request, version: bytes) -> int:
+        """The status nginx answers once the head is read, before finding a location, or 0
+        (ngx_http_process_request_header; the parser refused what nginx refuses while reading:
+        request line, header lines, duplicate unique headers, an invalid Host, the sizes)."""
+        parser = self.parser
+        if parser.host is None and version == b"1.1":
             return 400
-        te = self._te
+        cl = parser.content_length
+        if parser.length < 0:  # Content-Length not a number nginx reads (ngx_atoof)
+            return 400
+        te = parser.te
         if te is not None:
             if version != b"1.1":
                 return 400
-            if te.lower() != b"chunked":
+            if len(te) != 7 or te.lower() != b"chunked":
                 return 501
-            if self._cl:
+            if cl is not None:
                 return 400
         method = req.method
         if method == b"TRACE":
@@ -571,15 +494,6 @@ class H1Protocol(asyncio.Protocol):
         req.tls = tls
         return self._check(req, version)
 
-    def _content_length(self) -> int:
-        for name, value in self._headers:
-            if len(name) == 14 and name.lower() == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return 0
-        return 0
-
     def _reject(self, status: int, req: Request | None) -> None:
         """Answer a request nginx refuses before reading its body, then close (lingering)."""
         self._stopped = True
@@ -597,13 +511,32 @@ class H1Protocol(asyncio.Protocol):
             return
         self._reject(status, self._req)
 
-    def _send_error_and_close(self, status: int, req: Request | None) -> None:
+    def _parse_error(self, exc: ParseError) -> None:
+        """A request nginx refuses while reading its head (or chunked body): its error page, cut
+        as nginx cuts it: the body only for an HTTP/0.9 request line (nginx sends no head to 0.9,
+        HEAD or not), else the head only when the method was read as HEAD."""
+        if self._closing or self._closed:
+            return
+        cut = _BODY_ONLY if exc.v09 else _HEAD_ONLY if exc.head_only else 0
+        req = self._req
+        self._stopped = True
+        self._in_message = False
+        self._req = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self._busy or self._queue:
+            self._queue.append(_Error(exc.status, req, cut))
+        else:
+            self._send_error_and_close(exc.status, req, cut)
+
+    def _send_error_and_close(self, status: int, req: Request | None, cut: int = 0) -> None:
         resp = self._error_response(status, req, False)
         self._head_due = True
         if self.ctx.access is not None:
             self._rec = req.log if req is not None and req.log is not None else self._prec  # type: ignore[assignment]
             self._prec = None
-        self._write(resp.head + resp.body)
+        self._v09 = bool(cut & _BODY_ONLY)
+        self._write(resp.head + (b"" if cut & _HEAD_ONLY else resp.body))
         self._logged()
         self._linger()
 
@@ -619,6 +552,7 @@ class H1Protocol(asyncio.Protocol):
     def _dispatch(self, req: Request) -> None:
         self._rec = req.log  # type: ignore[assignment]
         self._head_due = True
+        self._v09 = req.version == b"0.9"
         try:
             result = self.ctx.handle(req)
         except Exception as exc:  # noqa: BLE001 - an engine bug must cost one request, not the process
@@ -665,6 +599,9 @@ class H1Protocol(asyncio.Protocol):
         self._continue(req, lambda: auth.resume(status, headers))
 
     def _answer(self, result: Result, req: Request) -> None:
+        ctx = req.context
+        if ctx is not None and ctx.errors:  # type: ignore[attr-defined]  # noted by the engine's phases
+            self.ctx.log.request_errors(ctx, self.conn_id)
         if isinstance(result, AuthSubrequest):
             self._auth(result, req)
             return
@@ -672,7 +609,7 @@ class H1Protocol(asyncio.Protocol):
             # Like an exchange in flight: later pipelined requests wait, connection loss cancels it.
             self._busy = True
             timer = self.loop.call_later(result.seconds, self._resume, result, req)
-            self._exchange = _Wait(timer)  # type: ignore[assignment]
+            self._exchange = DelayWait(timer)  # type: ignore[assignment]
             return
         if isinstance(result, Response):
             if result.close_without_response:
@@ -694,7 +631,8 @@ class H1Protocol(asyncio.Protocol):
         if result.rate is not None:
             self._pacer = PacedWriter(result.rate, self._write, self._throttle, self.loop)
         # Assigned before start(): the exchange may answer synchronously (no live peer).
-        exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+        exchange = self._exchange = (Exchange if result.grpc_headers is None else GrpcExchange)(
+            self.ctx.upstream, result, self)
         exchange.log = self._rec
         exchange.start()
 
@@ -742,10 +680,10 @@ class H1Protocol(asyncio.Protocol):
         try:
             queue = self._queue
             while queue and not self._busy and not self._closed:
-                item = queue.popleft()
+                item = queue.pop(0)
                 if isinstance(item, _Error):
                     queue.clear()
-                    self._send_error_and_close(item.status, item.request)
+                    self._send_error_and_close(item.status, item.request, item.cut)
                     return
                 self._dispatch(item)
             if (
@@ -850,7 +788,8 @@ class H1Protocol(asyncio.Protocol):
                 self._release = result.release or self._release
                 if result.rate is not None:
                     self._pacer = PacedWriter(result.rate, self._write, self._throttle, self.loop)
-                exchange = self._exchange = Exchange(self.ctx.upstream, result, self)
+                exchange = self._exchange = (Exchange if result.grpc_headers is None else GrpcExchange)(
+                    self.ctx.upstream, result, self)
                 exchange.log = self._rec
                 if self._rec is not None and self._rec.upstream:
                     self._rec.upstream.append(None)  # nginx's " : " between two upstream passes
@@ -905,12 +844,14 @@ class H1Protocol(asyncio.Protocol):
 
     # -- output and closing -----------------------------------------------------------------
     def _write(self, data: bytes) -> None:
-        rec = self._rec
-        if rec is not None:
-            rec.wrote(data)
         if self._head_due and data[9:12] != b"100" and data[:5] == b"HTTP/":  # not a 100 Continue
             self._head_due = False
             stats.count_status(data)  # responses by status, for /metrics
+            if self._v09:  # nginx sends an HTTP/0.9 request no status line and no headers
+                data = data[data.find(b"\r\n\r\n") + 4:]
+        rec = self._rec
+        if rec is not None:
+            rec.wrote(data)
         if self._in_feed:
             self._out.append(data)
         elif not self._closed and self.transport is not None:
@@ -929,6 +870,13 @@ class H1Protocol(asyncio.Protocol):
         exchange = self._exchange
         if exchange is not None:
             exchange.pause() if pause else exchange.resume()
+
+    def accel_rate(self, limit: RateLimit | None) -> None:
+        """An upstream's X-Accel-Limit-Rate, before its answer's head is written: the pacing of the
+        answer from now on (None: none)."""
+        self._unpace()
+        if limit is not None:
+            self._pacer = PacedWriter(limit, self._write, self._throttle, self.loop)
 
     def _unpace(self) -> None:
         pacer = self._pacer
@@ -985,6 +933,17 @@ class H1Protocol(asyncio.Protocol):
             self._close()
 
     # -- timeouts (one lazy timer per connection) ---------------------------------------------
+    def _head_begins(self) -> None:
+        """A request after the first begins: nginx times its head (client_header_timeout) from its
+        first byte, not from each read, so a client trickling bytes is still cut off; a timer set
+        for a later keep-alive deadline is brought forward."""
+        self._head_start = self._last
+        due = self._last + self.ctx.client.header_timeout
+        timer = self._timer
+        if timer is not None and timer.when() > due:
+            timer.cancel()
+            self._timer = self.loop.call_at(due, self._on_timer)
+
     def _on_timer(self) -> None:
         self._timer = None
         if self._closed:
@@ -996,16 +955,37 @@ class H1Protocol(asyncio.Protocol):
         elif self._busy:
             # The upstream exchange has its own timers; only a client that stopped reading is ours.
             due = self._last + client.send_timeout if self._write_paused else now + client.send_timeout
-        elif self._in_message:
+        elif self._in_message and self._req is not None:
             due = self._last + client.body_timeout
-        elif self._requests == 0:
-            due = self._last + client.header_timeout
+        elif self._in_message or self._head_begun or self._requests == 0:
+            # The head: from the accept (first request) or its first byte, as nginx, not the last read.
+            due = self._head_start + client.header_timeout
         else:
             due = self._last + client.keepalive_timeout
         if now >= due:
+            rec = self._prec
+            if rec is not None and self._in_message and self._req is not None:
+                # A body timed out: nginx logs the request with 408 (a timed-out head is not logged
+                # yet: its request line is not kept).
+                self._prec = None
+                rec.status = 408
+                self.ctx.access.log(rec)  # type: ignore[union-attr]
             self._closed = True
-            if self.transport is not None:
-                self.transport.abort() if not self._lingering else self.transport.close()
+            transport = self.transport
+            if transport is not None:
+                if self._lingering:
+                    transport.close()
+                    return
+                # nginx resets only a timed-out request (c->timedout): one begun, being read or
+                # written; an idle connection (nothing read, or kept alive) still gets a FIN, and
+                # under TLS a close_notify (close(); a timed-out request gets none: abort()). Output
+                # still buffered here means the client stopped reading: nginx would be in send_timeout.
+                if self._in_message or self._head_begun or self._busy or transport.get_write_buffer_size():
+                    if client.reset_timedout_connection:
+                        _reset_on_close(transport)
+                    transport.abort()
+                else:
+                    transport.close()
             return
         self._timer = self.loop.call_at(due, self._on_timer)
 

@@ -8,7 +8,8 @@ path 404, another method 405. Scrapes count as connections and requests, as a st
 location's do in nginx.
 
 Exposed: the stub_status numbers (accepted, handled, requests; active, reading, writing, waiting)
-and responses sent by status code.
+and responses sent by status code; requests by server, listen, location and status, and upstream
+response-time histograms by upstream group (newproxy/reqmetrics.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from newproxy.config import MetricsConfig
     from newproxy.engine.responses import ResponseMaker
     from newproxy.engine.types import Request, Response
+    from newproxy.reqmetrics import RequestMetrics
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,7 +34,7 @@ _COUNTERS = (
 )
 
 
-def exposition() -> bytes:
+def exposition(requests: RequestMetrics | None = None) -> bytes:
     """Every metric in the Prometheus text format, read from the shared counters now."""
     totals = stats.totals()
     active, reading, writing, waiting = stats.connections()
@@ -49,15 +51,18 @@ def exposition() -> bytes:
               "# TYPE newproxy_http_responses_total counter"]
     lines += [f'newproxy_http_responses_total{{code="{code}"}} {count}'
               for code, count in sorted(stats.statuses().items())]
+    if requests is not None:
+        lines += requests.exposition()
     return ("\n".join(lines) + "\n").encode()
 
 
 class MetricsEndpoint:
     """Stands in for the engine on the metrics listen (what ``ConnContext`` calls)."""
 
-    def __init__(self, config: MetricsConfig, maker: ResponseMaker) -> None:
+    def __init__(self, config: MetricsConfig, maker: ResponseMaker, requests: RequestMetrics | None = None) -> None:
         self.path = config.path.encode()
         self.maker = maker
+        self.requests = requests  # the engine's per-request counters (newproxy/reqmetrics.py)
 
     def handle(self, request: Request) -> Response:
         from newproxy.engine.types import Response
@@ -67,7 +72,7 @@ class MetricsEndpoint:
             return self.maker.error(404, request, request.keepalive)
         if request.method not in (b"GET", b"HEAD"):
             return self.maker.error(405, request, request.keepalive)
-        body = exposition()
+        body = exposition(self.requests)
         head = self.maker.head(200, request.keepalive, CONTENT_TYPE, len(body))
         return Response(200, head, b"" if request.method == b"HEAD" else body, request.keepalive)
 

@@ -26,6 +26,25 @@ SENDFILE_MAX_CHUNK = 2 * 1024 * 1024  # nginx 1.22's sendfile_max_chunk default,
 QUEUE_HIGH = 1 << 20  # queued bytes above which the exchange is paused (nginx buffers upstream data too)
 
 
+class DelayWait:
+    """A limit_req delay in progress, kept where an upstream exchange would be: connection loss
+    ``abort``s it; flow control has nothing to pause (nothing is being written)."""
+
+    __slots__ = ("timer",)
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.timer = timer
+
+    def abort(self) -> None:
+        self.timer.cancel()
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+
 class RatePacer:
     __slots__ = ("after", "rate", "sent", "start")
 

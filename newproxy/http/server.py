@@ -11,14 +11,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from newproxy import stats
+from newproxy.config import Http2Config
+from newproxy.engine.servers import canonical_address
 from newproxy.http.accesslog import AccessLogs, open_access_logs
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1 import ConnContext, H1Protocol
+from newproxy.http.h2 import H2Protocol
 from newproxy.http.tls import ListenTls, TlsConfigError, TlsConnection, listen_tls
 from newproxy.http.upstream import ClientResponseHead, UpstreamClient
 from newproxy.stats import ACCEPTED
 
 if TYPE_CHECKING:
+    from aioquic.quic.configuration import QuicConfiguration
+
+    from newproxy.config import ServerConfig
+    from newproxy.http.h3 import QuicListener
     from newproxy.engine.engine import Engine
 
 LISTEN_BACKLOG = 511  # nginx's default on Linux
@@ -52,6 +59,14 @@ def _client_response_head() -> ClientResponseHead:
     from newproxy.engine.proxy import client_response_head
 
     return client_response_head
+
+
+def listen_h2(engine: Engine) -> dict[tuple[str, int], Http2Config]:
+    """Every plain address:port some `listen ... http2` names, with its default server's settings."""
+    keys = {(canonical_address(listen.address), listen.port) for server in engine.config.servers
+            for listen in server.listen if listen.http2 and not listen.ssl}
+    return {(address, port): engine.router.table_for(address, port).default.config.http2
+            for address, port, _ in engine.listen_addresses if (address, port) in keys}
 
 
 class _Refused(asyncio.Protocol):
@@ -89,16 +104,23 @@ class Server:
         self.access_logs: list[AccessLogs] = []  # every generation's files, flushed and closed on stop
         # ssl listens (newproxy/http/tls.py), by (address, port); empty when no listen has ssl.
         self.tls: dict[tuple[str, int], ListenTls] = {}
+        # plain `http2` listens (h2c), by (address, port): the default server's HTTP/2 settings.
+        self.h2: dict[tuple[str, int], Http2Config] = {}
         self._keys: list[tuple[str, int]] = []
         self.max_connections = 0  # worker_connections, set by a worker (newproxy/worker.py); 0: no cap
+        # `listen ... quic` (newproxy/http/h3.py): UDP sockets, and their listeners once started.
+        self._udp: list[tuple[socket.socket, ServerConfig, QuicConfiguration]] = []
+        self.quic: list[QuicListener] = []
 
     def bind(self) -> None:
         """Open every listening socket the engine asks for, and the access logs; all or nothing."""
         try:
             self.tls = self._listen_tls(self.engine)
+            self.h2 = listen_h2(self.engine)
             for address, port, ipv6only in self.engine.listen_addresses:
                 self.sockets.append(open_listener(address, port, ipv6only))
                 self._keys.append((address, port))
+            self._open_quic(reuseport=False)
             self.ctx.access = self._open_logs(self.engine)
         except BindError:
             self.close_sockets()
@@ -108,10 +130,32 @@ class Server:
         """A worker's bind(): serve the sockets its master opened (newproxy/process.py), and open the
         access logs and certificates itself. Raises BindError as bind() does."""
         self.tls = self._listen_tls(self.engine)
+        self.h2 = listen_h2(self.engine)
         for key, sock in listeners:
             self.sockets.append(sock)
             self._keys.append(key)
+        # Each worker binds its own quic sockets with SO_REUSEPORT: the kernel hashes a client's
+        # address to one socket, so a connection's datagrams reach the worker that holds its state.
+        self._open_quic(reuseport=True)
         self.ctx.access = self._open_logs(self.engine)
+
+    def _open_quic(self, reuseport: bool) -> None:
+        if not getattr(self.engine, "quic_addresses", ()):
+            return
+        # Imported only when some listen has quic: aioquic and cryptography cost startup time and memory.
+        from newproxy.http.h3 import QuicConfigError, build_configuration, open_udp, quic_server
+
+        for address, port, ipv6only in self.engine.quic_addresses:  # type: ignore[attr-defined]
+            server = quic_server(self.engine, address, port)
+            try:  # the certificate is read at load, as for TCP ssl listens
+                configuration = build_configuration(server, self.ctx.client.keepalive_timeout)
+                sock = open_udp(address, port, ipv6only, reuseport)
+            except QuicConfigError as exc:
+                raise BindError(str(exc)) from None
+            except OSError as exc:
+                raise BindError(f"bind() to {format_address(address, port)} (udp) failed ({exc.errno}: "
+                                f"{exc.strerror})") from None
+            self._udp.append((sock, server, configuration))
 
     @staticmethod
     def _listen_tls(engine: Engine) -> dict[tuple[str, int], ListenTls]:
@@ -147,23 +191,43 @@ class Server:
             sock.close()
         self.sockets = []
         self._keys = []
+        if not self.quic:  # not started: the datagram transports own them once started
+            for udp, _, _ in self._udp:
+                udp.close()
+        self._udp = []
 
     async def start(self) -> None:
         for sock, key in zip(self.sockets, self._keys):
             factory = self._protocol if key not in self.tls else self._tls_factory(key)
+            if key not in self.tls and key in self.h2:
+                factory = self._h2_factory(key)
             if key == self.engine.metrics_address:  # type: ignore[attr-defined]
                 factory = self._metrics_factory()
             if self.max_connections:
                 factory = _capped(factory, self.connections, self.max_connections, self.log)
             server = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
             self._servers.append(server)  # type: ignore[arg-type]
+        for sock, server, configuration in self._udp:
+            self.quic.append(await self._start_quic(sock, server, configuration))
+
+    async def _start_quic(self, sock: socket.socket, server: ServerConfig,
+                          configuration: QuicConfiguration) -> QuicListener:
+        from newproxy.config import Http3Config
+        from newproxy.http.h3 import QuicListener
+
+        local = sock.getsockname()[:2]
+        _, listener = await self.loop.create_datagram_endpoint(
+            lambda: QuicListener(lambda: self.ctx, configuration, server.http3 or Http3Config(), local, self.loop),
+            sock=sock)
+        return listener
 
     def _metrics_factory(self) -> Callable[[], H1Protocol]:
         """The Prometheus endpoint's connections (newproxy/http/metrics.py), in the same registry
         as the others so that a stop drains them too."""
         from newproxy.http.metrics import MetricsEndpoint
 
-        ctx = ConnContext(MetricsEndpoint(self.engine.config.metrics, self.engine.maker),  # type: ignore[arg-type]
+        ctx = ConnContext(MetricsEndpoint(self.engine.config.metrics, self.engine.maker,
+                                          getattr(self.engine, "request_metrics", None)),  # type: ignore[arg-type]
                           self.upstream, self.loop, self.log)
         ctx.connections = self.connections
         return lambda: H1Protocol(ctx)
@@ -171,6 +235,10 @@ class Server:
     def _tls_factory(self, key: tuple[str, int]) -> Callable[[], TlsConnection]:
         # self.ctx and self.tls are read at accept time, so a reload's engine serves new connections.
         return lambda: TlsConnection(self.ctx, self.tls[key])
+
+    def _h2_factory(self, key: tuple[str, int]) -> Callable[[], H2Protocol]:
+        """h2c with prior knowledge (nginx 1.22's `listen ... http2` without ssl: no HTTP/1 there)."""
+        return lambda: H2Protocol(self.ctx, self.h2[key])
 
     def _protocol(self) -> H1Protocol:
         # Reads self.ctx at accept time: after a reload, new connections use the new engine.
@@ -180,6 +248,8 @@ class Server:
         for server in self._servers:
             server.close()
         self._servers = []
+        for listener in self.quic:  # no new QUIC connections; idle ones close, busy ones when done
+            listener.shutdown()
         self.close_sockets()
 
     async def shutdown_graceful(self, poll: float = 0.05) -> None:
@@ -189,10 +259,20 @@ class Server:
         for conn in list(self.connections):
             conn.shutdown()
         self._close_idle_upstreams()
-        while self.connections:
+        while self.connections or self.quic_open():
             await asyncio.sleep(poll)
+        self._close_quic()
         self._close_idle_upstreams()
         self.close_logs()
+
+    def quic_open(self) -> bool:
+        """Whether a QUIC connection is still open (a graceful stop waits for them as for TCP ones)."""
+        return any(listener.live for listener in self.quic)
+
+    def _close_quic(self) -> None:
+        for listener in self.quic:
+            listener.terminate()
+        self.quic = []
 
     def terminate(self) -> None:
         """nginx's TERM/INT: drop everything now."""
@@ -201,6 +281,7 @@ class Server:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        self._close_quic()
         self._close_idle_upstreams()
         self.close_logs()
 
@@ -227,6 +308,7 @@ class Server:
                 self.tls = self._listen_tls(engine)
             except BindError as exc:  # a certificate the new config names cannot be loaded: keep the old ones
                 self.log.log("emerg", str(exc))
+        self.h2 = listen_h2(engine)
         ctx.connections = self.connections  # one registry, so shutdown sees every connection
         ctx._ids = self.ctx._ids  # connection numbers in the log stay unique
         self.ctx = ctx

@@ -19,10 +19,11 @@ import ssl
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from newproxy.config import TlsConfig
+from newproxy.config import Http2Config, TlsConfig
 from newproxy.engine.servers import InvalidHost, NameTable, canonical_address, normalise_host
 from newproxy.engine.types import TlsInfo
 from newproxy.http.h1 import PLAIN_ON_TLS_PORT, ConnContext, H1Protocol
+from newproxy.http.h2 import H2Protocol
 
 if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledServer
@@ -34,6 +35,10 @@ _VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
 _ORDER = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+# nginx 1.22's ALPN lists (ngx_http_ssl_alpn_select: its own order of preference): h2 first only on
+# an address:port with `http2`; without it, a client offering h2 gets http/1.1.
+ALPN_H1 = ["http/1.1", "http/1.0", "http/0.9"]
+ALPN_H2 = ["h2", *ALPN_H1]
 
 
 class TlsConfigError(Exception):
@@ -86,8 +91,9 @@ class ListenTls:
     it) and, per server reachable there, the context its SNI name switches to."""
 
     def __init__(self, table: NameTable[CompiledServer], contexts: dict[int, ssl.SSLContext],
-                 rejects: dict[int, bool]) -> None:
+                 rejects: dict[int, bool], http2: Http2Config | None = None) -> None:
         self.table = table
+        self.http2 = http2  # `listen ... ssl http2`: ALPN h2 gets the HTTP/2 front end with these settings
         self._contexts = contexts  # id(ServerConfig) -> its context
         self._rejects = rejects
         default = table.default.config
@@ -95,6 +101,7 @@ class ListenTls:
         if initial is None:  # a default server without TLS settings of its own: nginx's defaults
             initial = build_context(TlsConfig())
             initial.sni_callback = _sni
+            initial.set_alpn_protocols(ALPN_H2 if http2 is not None else ALPN_H1)
         self.initial = initial
 
     def select(self, sslobj: ssl.SSLObject, name: str | None) -> int | None:
@@ -128,22 +135,40 @@ def _sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int |
 def listen_tls(engine: Engine) -> dict[tuple[str, int], ListenTls]:
     """For every address:port with an ``ssl`` listen, its ``ListenTls`` (built at load: contexts are
     shared by the listens of a server, and reloads build new ones)."""
-    contexts: dict[int, ssl.SSLContext] = {}
     rejects: dict[int, bool] = {}
     for server in engine.config.servers:
         if server.tls is not None:
             rejects[id(server)] = server.tls.reject_handshake
-            # Without certificates (ssl_reject_handshake on) too: as the default server of a port,
-            # its protocols and ciphers are what the handshake starts with.
-            context = build_context(server.tls)
-            context.sni_callback = _sni
-            contexts[id(server)] = context
+    # ALPN is a context's setting, and nginx offers h2 per address:port (the listen's http2), while
+    # contexts follow the server SNI picks: so each server's contexts come in the variants the ports
+    # need, with h2 offered and without (both only when some ssl ports have http2 and some not).
+    variants: dict[bool, dict[int, ssl.SSLContext]] = {}
+
+    def contexts_for(h2: bool) -> dict[int, ssl.SSLContext]:
+        contexts = variants.get(h2)
+        if contexts is None:
+            contexts = variants[h2] = {}
+            for server in engine.config.servers:
+                if server.tls is not None:
+                    # Without certificates (ssl_reject_handshake on) too: as the default server of a
+                    # port, its protocols and ciphers are what the handshake starts with.
+                    context = build_context(server.tls)
+                    context.sni_callback = _sni
+                    context.set_alpn_protocols(ALPN_H2 if h2 else ALPN_H1)
+                    contexts[id(server)] = context
+        return contexts
+
+    h2_keys = {(canonical_address(listen.address), listen.port) for server in engine.config.servers
+               for listen in server.listen if listen.ssl and listen.http2}
     out: dict[tuple[str, int], ListenTls] = {}
     ssl_keys = {(canonical_address(listen.address), listen.port) for server in engine.config.servers for listen in server.listen
                 if listen.ssl}
     for address, port, _ in engine.listen_addresses:
         if (address, port) in ssl_keys:
-            out[(address, port)] = ListenTls(engine.router.table_for(address, port), contexts, rejects)
+            table = engine.router.table_for(address, port)
+            h2 = (address, port) in h2_keys
+            http2 = table.default.config.http2 if h2 else None
+            out[(address, port)] = ListenTls(table, contexts_for(h2), rejects, http2)
     return out
 
 
@@ -190,6 +215,8 @@ class _AppTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "socket":
             return None  # no sendfile(2) through TLS: newproxy/http/sendfile.py reads and writes
+        if name == "tcp_socket":  # the TCP socket under TLS: SO_LINGER for reset_timedout_connection
+            return self._conn.raw.get_extra_info("socket")
         if name == "ssl_object":
             return self._conn.sslobj
         if name == "sslcontext":
@@ -267,10 +294,14 @@ class TlsConnection(asyncio.Protocol):
         self.handshaken = True
         sslobj = self.sslobj
         cipher = sslobj.cipher()
-        app = self.app = H1Protocol(self.ctx)
-        app.tls = TlsInfo(sslobj.version() or "", cipher[0] if cipher else "", self.server_name,
-                          sslobj.session_reused)
-        app.connection_made(_AppTransport(self))
+        info = TlsInfo(sslobj.version() or "", cipher[0] if cipher else "", self.server_name, sslobj.session_reused)
+        http2 = self.listen.http2
+        if http2 is not None and sslobj.selected_alpn_protocol() == "h2":
+            self.app = H2Protocol(self.ctx, http2, info)  # type: ignore[assignment]
+        else:
+            app = self.app = H1Protocol(self.ctx)
+            app.tls = info
+        self.app.connection_made(_AppTransport(self))  # type: ignore[union-attr]
         return True
 
     def _read(self) -> None:

@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING, Protocol
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from newproxy.engine.proxyurl import adhoc_group
+from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
+from newproxy.http.exchange_core import ExchangeCore
+from newproxy.http.resolver import Resolver, ResolveError
+from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
 
 if TYPE_CHECKING:
+    from newproxy.config import ResolverConfig
     from newproxy.engine.logformat import LogRecord
+    from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.types import ProxyPass
     from newproxy.engine.upstreams import Peer, PeerSelection, UpstreamGroup
 
@@ -39,6 +46,10 @@ ClientResponseHead = Callable[["ProxyPass", int, bytes, "list[tuple[bytes, bytes
 # nginx does not retry these methods once the request reached a peer, unless
 # ``proxy_next_upstream non_idempotent`` says so.
 _NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
+# proxy_next_upstream http_NNN: the statuses whose answer is dropped for the next peer
+# (ngx_http_upstream_next_errors); 403 and 404 do not count as the peer's failure.
+_NEXT_STATUS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504", 403: "http_403",
+                404: "http_404", 429: "http_429"}
 _LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
@@ -77,6 +88,8 @@ class UpstreamConn(asyncio.Protocol):
 
     __slots__ = (
         "_loop",
+        "accel",
+        "accel_rate",
         "chunked",
         "closed",
         "dirty",
@@ -110,6 +123,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reusable = False
         self.dirty = False  # bytes arrived after a complete response: never reuse
         self.head_stop = False
+        self.accel: bytes | None = None  # the response's first X-Accel-Redirect value
+        self.accel_rate: bytes | None = None  # its X-Accel-Limit-Rate value
         self._loop = loop
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -127,13 +142,28 @@ class UpstreamConn(asyncio.Protocol):
             return
         ex.got_bytes = True
         ex.last = self._loop.time()
+        rest = b""
+        last_byte = False
+        if not ex.header_done:
+            # nginx reads the response head into one proxy_buffer_size buffer: what is past it is
+            # parsed only once the head is complete (else "upstream sent too big header", below).
+            # The buffer's last byte is fed alone, to see a head that ends exactly there.
+            room = ex.pp.proxy.buffer_size - ex.head_seen
+            if len(data) >= room:
+                last_byte = room == 1
+                cut = room - 1 if room > 1 else 1
+                data, rest = data[:cut], data[cut:]
+            ex.head_seen += len(data)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:  # llhttp stops after a 101 head: the rest is not HTTP
             if self.exchange is ex and not ex.done:
-                ex.switched(self, data[exc.args[0]:] if exc.args else b"")
+                ex.switched(self, (data[exc.args[0]:] if exc.args else b"") + rest)
             return
         except HttpParserCallbackError:
+            if ex.retry_status and self.exchange is ex and not ex.done:
+                ex.next_on_status()
+                return
             if ex.intercepted and self.exchange is ex and not ex.done:
                 ex.intercept()
                 return
@@ -145,6 +175,9 @@ class UpstreamConn(asyncio.Protocol):
                 return
         except HttpParserError:
             if self.exchange is ex and not ex.done:
+                if not ex.header_done and ex.head_seen == len(data) and data[:5] != b"HTTP/"[:len(data[:5])]:
+                    ex.http09(self, data + rest)  # not even a status line: nginx relays it as HTTP/0.9
+                    return
                 ex.invalid_response()
             return
         if self.exchange is ex and not ex.done:
@@ -155,6 +188,20 @@ class UpstreamConn(asyncio.Protocol):
                 ex.sink.write(data)
             if ex.complete:
                 ex.finish()
+        if (last_byte or not ex.header_done) and self.exchange is ex and not ex.done \
+                and ex.head_seen >= ex.pp.proxy.buffer_size:
+            if not ex.header_done:
+                ex.invalid_header("upstream sent too big header while reading response header from upstream")
+                return
+            if last_byte and not ex.complete and not ex.upgraded and ex.pp.proxy.buffering:
+                # nginx 1.22 quirk (proxy_buffering on): a head filling the buffer exactly leaves
+                # its body reader a zero-size first buffer, whose read looks like the end: the
+                # client gets the head, then a close ("upstream prematurely closed connection").
+                ex.flush()
+                ex.premature_close()
+                return
+        if rest:
+            self.data_received(rest)
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -189,6 +236,8 @@ class UpstreamConn(asyncio.Protocol):
         self.headers = []
         self.chunked = False
         self.has_length = False
+        self.accel = None
+        self.accel_rate = None
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -203,6 +252,10 @@ class UpstreamConn(asyncio.Protocol):
                 self.has_length = True
         elif n == 17 and name.lower() == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
+        elif n == 16 and self.accel is None and name.lower() == b"x-accel-redirect":
+            self.accel = value
+        elif n == 18 and self.accel_rate is None and name.lower() == b"x-accel-limit-rate":
+            self.accel_rate = value
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
@@ -266,6 +319,15 @@ class _Raw:
 
     def feed_data(self, data: bytes) -> None:
         self.exchange.out.append(data)
+
+
+class _Discard:
+    """The parser of an HTTP/0.9 answer to HEAD: nothing of it reaches the client."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes) -> None:
+        pass
 
 
 class _Pool:
@@ -386,12 +448,21 @@ class UpstreamClient:
         self.pools: dict[str, _Pool] = {}
         self.deadlines = _Deadlines(loop)
         self.connections_opened = 0  # for tests and metrics
+        self.resolver: Resolver | None = None  # made for the first proxy_pass URL that names a host
+        self._unpooled: _Pool | None = None
 
     def pool(self, group: UpstreamGroup) -> _Pool:
         pool = self.pools.get(group.name)
         if pool is None:
             pool = self.pools[group.name] = _Pool(group, self.loop)
         return pool
+
+    def unpooled(self, group: UpstreamGroup) -> _Pool:
+        """The pool object of connections that are never kept (no ``keepalive``): one, shared, so
+        that groups made per request (proxy_pass with variables naming any host) leave nothing."""
+        if self._unpooled is None:
+            self._unpooled = _Pool(group, self.loop)
+        return self._unpooled
 
     def exchange(self, pp: ProxyPass, sink: ClientSink) -> Exchange:
         """An exchange for ``pp``, reporting back through ``sink``; call ``start()`` on it.
@@ -405,8 +476,12 @@ class UpstreamClient:
             pool.close_all()
 
 
-class Exchange:
+class Exchange(ExchangeCore):
     """One proxied request: peer selection, retries, timeouts, relaying the response."""
+
+    # Whether an upstream's X-Accel-Redirect is followed (an auth_request subrequest's is not:
+    # newproxy/http/authrequest.py takes the upstream's status as the subrequest's).
+    follows_accel = True
 
     __slots__ = (
         "attempt",
@@ -422,6 +497,7 @@ class Exchange:
         "fail_status",
         "framing",
         "got_bytes",
+        "head_seen",
         "header_done",
         "intercepted",
         "interim",
@@ -436,9 +512,11 @@ class Exchange:
         "reused",
         "selection",
         "sending",
+        "retry_status",
         "sent",
         "sink",
         "stale_retried",
+        "started",
         "timeout",
         "upgraded",
     )
@@ -460,6 +538,7 @@ class Exchange:
         self.got_bytes = False
         self.sent = False
         self.header_done = False
+        self.head_seen = 0  # bytes of the response head read so far (proxy_buffer_size)
         self.complete = False
         self.done = False
         self.is_head = pp.request.method == b"HEAD"
@@ -474,6 +553,8 @@ class Exchange:
         self.interim = False
         self.upgraded = False  # a 101 switched protocols: a byte tunnel between client and peer
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
+        self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
+        self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
         # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
         # ``attempt`` is this try's entry: [addr, status, start, connect, header, response].
         self.log: LogRecord | None = None
@@ -481,21 +562,54 @@ class Exchange:
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
+        if self.pp.resolve is not None:  # proxy_pass with variables naming a host: look it up first
+            self._resolve(self.pp.resolve)
+            return
         group = self.pp.upstream
         if group.keepalive > 0:
             self.pool = self.client.pools.get(group.name) or self.client.pool(group)
         self.selection = group.begin(self.pp.proxy.next_upstream_tries, self.pp.balance_key)
+        self.started = self.client.loop.time()
         self._next_peer()
+
+    def _resolve(self, target: Resolve) -> None:
+        if target.resolver is None:
+            self._log(f"no resolver defined to resolve {target.name}")
+            self._respond_error(502)
+            return
+        if self.client.resolver is None:
+            self.client.resolver = Resolver(self.client.loop)
+        self.connect_task = self.client.loop.create_task(self._resolved(target, target.resolver))
+
+    async def _resolved(self, target: Resolve, config: ResolverConfig) -> None:
+        assert self.client.resolver is not None
+        try:
+            addresses = await self.client.resolver.resolve(target.name, config)
+        except asyncio.CancelledError:
+            return  # the client went away
+        except ResolveError as exc:
+            self.connect_task = None
+            if not self.done:
+                self._log(f"{target.name} could not be resolved {exc}")
+                self._respond_error(502)
+            return
+        self.connect_task = None
+        if self.done:
+            return
+        self.pp.upstream = adhoc_group(tuple(addresses), target.port, target.name)
+        self.pp.resolve = None
+        self.start()
 
     def _next_peer(self) -> None:
         assert self.selection is not None
         peer = self.selection.next()
         if peer is None:
-            if self.fail_status == 502 and not self.sent and self.peer is None:
-                self._log('no live upstreams while connecting to upstream')
-                if self.log is not None:  # nginx logs the group's name with a 502
-                    self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
-            self._respond_error(self.fail_status)
+            # Tries are left (an exhausted count ends in _failed) but no peer is usable: nginx's
+            # NGX_HTTP_UPSTREAM_FT_NOLIVE, a 502 whatever the previous attempts' statuses were.
+            self._log('no live upstreams while connecting to upstream')
+            if self.log is not None:  # nginx logs the group's name with a 502
+                self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
+            self._respond_error(502)
             return
         self.peer = peer
         if self.log is not None:
@@ -520,12 +634,22 @@ class Exchange:
         peer = self.peer
         assert peer is not None
         client = self.client
-        pool = self.pool if self.pool is not None else client.pool(self.pp.upstream)
+        pool = self.pool if self.pool is not None else client.unpooled(self.pp.upstream)
+        tls = self.pp.tls
+        # https:// (newproxy/http/upstream_tls.py): the handshake counts in proxy_connect_timeout.
+        kwargs: dict[str, object] = {} if tls is None else {
+            "ssl": client_context(tls), "server_hostname": server_hostname(tls, self.pp.tls_name)}
         try:
             async with asyncio.timeout(self.pp.proxy.connect_timeout):
-                _, conn = await client.loop.create_connection(
-                    lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port
-                )
+                if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
+                    _, conn = await client.loop.create_unix_connection(
+                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.path, **kwargs  # type: ignore[arg-type]
+                    )
+                else:
+                    _, conn = await client.loop.create_connection(
+                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
+                        **kwargs  # type: ignore[arg-type]
+                    )
         except asyncio.CancelledError:
             return  # the client went away
         except TimeoutError:
@@ -547,6 +671,14 @@ class Exchange:
         if conn.closed:  # accepted and closed at once (a listener at its backlog limit, say)
             self._failed("error", "upstream prematurely closed connection while connecting to upstream")
             return
+        if tls is not None and tls.verify:
+            assert conn.transport is not None
+            cert = conn.transport.get_extra_info("peercert") or {}
+            if not name_matches(cert, self.pp.tls_name):
+                conn.abort()
+                self._failed("error", f'upstream SSL certificate does not match "{self.pp.tls_name}" while SSL '
+                                      "handshaking to upstream")
+                return
         self._attach(conn)
         self._timed(3)
         self._send()
@@ -572,6 +704,7 @@ class Exchange:
             transport.write(pp.head)
             transport.write(body)
         self.sent = True
+        self.head_seen = 0
         if transport.get_write_buffer_size():
             self.sending = True
             self._arm(pp.proxy.send_timeout)
@@ -579,16 +712,13 @@ class Exchange:
             self.sending = False
             self._arm(pp.proxy.read_timeout)
 
+    def _upstream_url(self) -> str:
+        # nginx names the peer and the URI sent to it (u->uri).
+        head = self.pp.head
+        uri = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
+        return f'{"https" if self.pp.tls is not None else "http"}://{self.peer.name}{uri}'
+
     # -- timers ------------------------------------------------------------------------------
-    def _arm(self, timeout: float) -> None:
-        """Start an inactivity timeout; reads and drained writes move ``last`` (see _Deadlines)."""
-        self.timeout = timeout
-        self.last = self.client.loop.time()
-        self.client.deadlines.add(self)
-
-    def _cancel_timer(self) -> None:
-        self.client.deadlines.active.discard(self)
-
     def on_deadline(self, now: float) -> None:
         if self.done:
             self._cancel_timer()
@@ -603,6 +733,9 @@ class Exchange:
                 return
             if now < self.last + self.timeout:
                 return
+        elif self.upgraded and now < self.last + self.pp.proxy.read_timeout and (
+                conn is None or conn.transport is None or not conn.transport.get_write_buffer_size()):
+            return  # proxy_send_timeout passed, but nothing waits to be written to the peer
         if not self.header_done:
             what = "sending request to" if self.sending else "reading response header from"
             self._failed("timeout", f"upstream timed out (110: Connection timed out) while {what} upstream")
@@ -622,9 +755,20 @@ class Exchange:
         if self.attempt is not None:
             self.attempt[1] = status
             self._timed(4)
+        if status >= 403 and status in _NEXT_STATUS and self._next_on_status(status):
+            self.retry_status = status
+            raise _Intercepted  # stops the parser; UpstreamConn.data_received calls next_on_status()
         if status in self.pp.intercept:
             self.intercepted = status
             raise _Intercepted  # stops the parser; UpstreamConn.data_received calls intercept()
+        if conn.accel is not None and self.pp.relay.accel_redirect and self.follows_accel:
+            # X-Accel-Redirect (after next_upstream and intercept_errors, as nginx): the answer is
+            # dropped like an intercepted one, and the engine redirects (newproxy/engine/accel.py).
+            self.pp.redirect = (conn.accel, conn.headers)
+            self.intercepted = status
+            raise _Intercepted
+        if conn.accel_rate is not None and self.pp.relay.accel_limit_rate:
+            self._accel_rate(conn.accel_rate)
         if self.is_head or status == 204 or status == 304 or status == 101:
             framing = "none"  # a 101's bytes after the head are relayed raw (switched)
         elif conn.chunked:
@@ -646,6 +790,23 @@ class Exchange:
         self.bodiless = out_framing == "none"
         self.out.append(head)
 
+    def _accel_rate(self, value: bytes) -> None:
+        """X-Accel-Limit-Rate (ngx_http_upstream_process_limit_rate): the answer's limit_rate from now
+        on, replacing the location's (0: none); a value ngx_atoi refuses changes nothing. The head
+        is not written yet: the client's pacing (newproxy/http/pacing.py) counts it, as nginx does."""
+        paced = getattr(self.sink, "accel_rate", None)
+        if paced is None or not value.isdigit():
+            return
+        rate = int(value)
+        current = self.pp.rate
+        if not rate:
+            self.pp.rate = None
+        elif current is not None:  # limit_rate_after and the request's start second stay
+            self.pp.rate = RateLimit(rate, current.after, current.start)
+        else:
+            self.pp.rate = RateLimit(rate, 0, int(time.time()))
+        paced(self.pp.rate)
+
     def switched(self, conn: UpstreamConn, rest: bytes) -> None:
         """llhttp stopped after a 101 head (``rest`` is what followed it in the read). As nginx
         (ngx_http_proxy_process_header, ngx_http_upstream_upgrade): when the client's request had
@@ -663,12 +824,33 @@ class Exchange:
             self.flush()  # the 101 head, at once (nginx flushes it when switching)
             self.upgraded = True
             self.sending = False
-            self.timeout = self.pp.proxy.read_timeout
+            # proxy_read_timeout since the last traffic either way; proxy_send_timeout, since then
+            # too, while writes to the peer are blocked (on_deadline tells the two apart).
+            self.timeout = min(self.pp.proxy.read_timeout, self.pp.proxy.send_timeout)
             upgraded(self.to_upstream)
         # Not switching, nginx's write filter holds the head (postpone_output) until body bytes
         # or the end come: it stays in ``out``, written with the next read, the close or a timeout.
         if rest:
             self.out.append(rest)
+            self.flush()
+
+    def http09(self, conn: UpstreamConn, data: bytes) -> None:
+        """An answer that does not start with "HTTP/" (ngx_http_proxy_process_status_line: "upstream
+        sent no valid HTTP/1.0 header"): nginx takes it as HTTP/0.9, status 200 and no head at all,
+        and relays its bytes (none for HEAD) as they come until the upstream closes; the client's
+        connection is then kept, without any framing, as nginx keeps it."""
+        self._log("upstream sent no valid HTTP/1.0 header while reading response header from upstream")
+        if self.attempt is not None:
+            self.attempt[1] = 200
+            self._timed(4)
+        if self.log is not None:
+            self.log.status = 9  # nginx logs the HTTP/0.9 answer's $status as "009" (its http_version)
+        self.header_done = True
+        self.framing = "close"
+        self.bodiless = self.is_head
+        conn.parser = _Discard() if self.is_head else _Raw(self)  # type: ignore[assignment]
+        if not self.is_head:
+            self.out.append(data)
             self.flush()
 
     def to_upstream(self, data: bytes) -> None:
@@ -696,13 +878,6 @@ class Exchange:
         self.deflate = None
         if data:
             self.out += (b"%x\r\n" % len(data), data, _CRLF) if self.chunked_out else (data,)
-
-    def flush(self) -> None:
-        out = self.out
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            self.sink.write(data)
 
     def _end(self) -> UpstreamConn | None:
         """Mark the exchange over: stop its timer and detach its connection (returned, if any)."""
@@ -767,6 +942,13 @@ class Exchange:
         self._log("upstream prematurely closed connection while reading upstream")
         self._abort_client()
 
+    def premature_close(self) -> None:
+        self._log("upstream prematurely closed connection while reading upstream")
+        self._abort_client()
+
+    def invalid_header(self, message: str) -> None:
+        self._failed("invalid_header", message)
+
     def invalid_response(self) -> None:
         if self.header_done:
             self._log("upstream sent invalid response body")
@@ -794,7 +976,7 @@ class Exchange:
         next_upstream = self.pp.proxy.next_upstream
         retry = kind in next_upstream and not (
             self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream
-        )
+        ) and self.selection.tries_left > 0 and not self._out_of_time()
         if retry:
             self.fail_status = status
             self.sent = False
@@ -805,29 +987,79 @@ class Exchange:
         else:
             self._respond_error(status)
 
-    def intercept(self) -> None:
-        """proxy_intercept_errors with an error_page for the status: as nginx, drop the response
-        unread and its connection, and answer with the page (the sink asks Engine.upstream_failed)."""
+    def _out_of_time(self) -> bool:
+        timeout = self.pp.proxy.next_upstream_timeout
+        return bool(timeout) and self.client.loop.time() - self.started >= timeout
+
+    def _next_on_status(self, status: int) -> bool:
+        """ngx_http_upstream_test_next: whether this answer's status sends the request to the next
+        peer (only while another try is left; otherwise the answer is relayed as it is)."""
+        proxy = self.pp.proxy
+        next_upstream = proxy.next_upstream
+        if _NEXT_STATUS[status] not in next_upstream:
+            return False
+        if self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream:
+            return False
+        assert self.selection is not None
+        return self.selection.tries_left > 1 and not self._out_of_time()
+
+    def next_on_status(self) -> None:
+        """Drop the answer (and its connection) and try the next peer, as ngx_http_upstream_next
+        does: a failure of the peer, except for 403 and 404."""
         self._timed(5)
+        self.attempt = None
         conn = self.conn
         self.conn = None
         if conn is not None:
             conn.exchange = None
             conn.close()
+        status, self.retry_status = self.retry_status, 0
+        assert self.selection is not None and self.peer is not None
+        if status in (403, 404):
+            self.selection.succeeded(self.peer)
+        else:
+            self.selection.failed(self.peer)
+        self.fail_status = status
+        self.sent = False
+        self.header_done = False
+        self.got_bytes = False
+        self.out.clear()
+        self._next_peer()
+
+    def intercept(self) -> None:
+        """proxy_intercept_errors with an error_page for the status, or an X-Accel-Redirect: as nginx,
+        drop the response unread, and answer with the page or the redirect's target (the sink asks
+        Engine.upstream_failed). Its connection is closed, unless the answer has no body at all (a
+        HEAD, 204, 304 or Content-Length: 0): nginx's u->keepalive, which keeps it cached."""
+        self._timed(5)
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            if self._bodiless(conn):
+                conn.requests += 1
+                conn.parser = HttpResponseParser(conn)  # the old one stopped inside the answer
+                conn.head_stop = False
+                if self.paused and conn.transport is not None:
+                    conn.transport.resume_reading()
+                self.pool.put(conn)  # type: ignore[union-attr]
+            else:
+                conn.close()
         assert self.selection is not None and self.peer is not None
         self.selection.succeeded(self.peer)
         self._respond_error(self.intercepted)
 
-    def _respond_error(self, status: int) -> None:
-        self.done = True
-        self._cancel_timer()
-        self.sink.upstream_error(status)
-
-    def _timed(self, field: int) -> None:
-        """Access log: the time since this attempt began, as its connect/header/response time."""
-        attempt = self.attempt
-        if attempt is not None:
-            attempt[field] = time.monotonic() - attempt[2]
+    def _bodiless(self, conn: UpstreamConn) -> bool:
+        """An answer dropped at its head that has no body, on a connection the pool may keep."""
+        pool = self.pool
+        if pool is None or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
+                or conn.requests + 1 >= pool.requests or conn.transport is None \
+                or conn.transport.get_write_buffer_size():
+            return False
+        if self.is_head or self.intercepted in (204, 304):
+            return True
+        return conn.has_length and any(len(n) == 14 and n.lower() == b"content-length" and v.strip() == b"0"
+                                       for n, v in conn.headers)
 
     def _abort_client(self) -> None:
         self._timed(5)
@@ -852,33 +1084,3 @@ class Exchange:
         if self.selection is not None and self.peer is not None:
             self.selection.succeeded(self.peer)  # nginx frees the peer (state 0) when finalizing
 
-    # -- flow control from the client side --------------------------------------------------
-    def pause(self) -> None:
-        self.paused = True
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
-
-    def resume(self) -> None:
-        self.paused = False
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
-
-    # -- logging (error paths only) -----------------------------------------------------------
-    def _log(self, message: str) -> None:
-        log = self.client.log
-        if not log.enabled("error"):
-            return
-        req = self.pp.request
-        host = next((v for n, v in req.headers if n.lower() == b"host"), None)
-        upstream = f'http://{self.peer.name}' if self.peer is not None else ""
-        detail = (
-            f'{message}, client: {req.client_addr[0]}, server: , request: '
-            f'"{req.method.decode("latin-1")} {req.target.decode("latin-1")} HTTP/{req.version.decode("latin-1")}"'
-        )
-        if upstream:
-            detail += f', upstream: "{upstream}{req.target.decode("latin-1")}"'
-        if host is not None:
-            detail += f', host: "{host.decode("latin-1")}"'
-        log.error(detail, self.sink.conn_id)

@@ -1,0 +1,86 @@
+"""What an HTTP/1 exchange (newproxy/http/upstream.py) and a gRPC one (grpc_upstream.py) do alike:
+the inactivity timer, access-log timings, handing buffered output and errors to the client sink,
+read flow control, and the error-log line naming the request and the upstream.
+
+A mixin without state of its own: the exchanges keep the attributes in their ``__slots__``
+(``client``, ``sink``, ``pp``, ``conn``, ``peer``, ``attempt``, ``out``, ``paused``, ``done``,
+``timeout``, ``last``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from newproxy.http.errorlog import request_context
+
+
+class ExchangeCore:
+    __slots__ = ()
+
+    client: Any
+    sink: Any
+    pp: Any
+    conn: Any
+    peer: Any
+    attempt: list[Any] | None
+    out: list[bytes]
+    paused: bool
+    done: bool
+    timeout: float
+    last: float
+
+    def _arm(self, timeout: float) -> None:
+        """Start an inactivity timeout; reads and drained writes move ``last`` (upstream._Deadlines)."""
+        self.timeout = timeout
+        self.last = self.client.loop.time()
+        self.client.deadlines.add(self)
+
+    def _cancel_timer(self) -> None:
+        self.client.deadlines.active.discard(self)
+
+    def _respond_error(self, status: int) -> None:
+        self.done = True
+        self._cancel_timer()
+        self.sink.upstream_error(status)
+
+    def _timed(self, field: int) -> None:
+        """Access log: the time since this attempt began, as its connect/header/response time."""
+        attempt = self.attempt
+        if attempt is not None:
+            attempt[field] = time.monotonic() - attempt[2]
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.sink.write(data)
+
+    # -- flow control from the client side --------------------------------------------------
+    def pause(self) -> None:
+        self.paused = True
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.paused = False
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
+
+    # -- logging (error paths only) -----------------------------------------------------------
+    def _upstream_url(self) -> str:
+        """nginx's ``upstream: "..."`` field: the scheme, the peer and (HTTP) the URI sent to it."""
+        raise NotImplementedError  # each exchange names its own scheme
+
+    def _log(self, message: str) -> None:
+        log = self.client.log
+        ctx = self.pp.context
+        if ctx is not None:
+            log = log.for_context(ctx)  # the location's error_log
+        if not log.enabled("error"):
+            return
+        upstream = self._upstream_url() if self.peer is not None else ""
+        server = ctx.server.primary_name if ctx is not None else ""
+        log.error(message + request_context(self.pp.request, server, upstream), self.sink.conn_id)

@@ -1,0 +1,590 @@
+"""HTTP/2 front end: a raw ``asyncio.Protocol`` over the sans-IO framing core of
+newproxy/http/h2core.py (HPACK by ``hpack``, h2's coder, with the memos of hpackfast.py).
+
+Each request stream becomes a ``newproxy.http.streams.Stream`` (the same engine and upstream client
+as HTTP/1.1); this module owns the framing, flow control and the checks nginx 1.22's HTTP/2 module
+(ngx_http_v2.c) makes before a request reaches the engine.
+
+What nginx does, and so do we:
+- on connect, SETTINGS (MAX_CONCURRENT_STREAMS = http2_max_concurrent_streams, INITIAL_WINDOW_SIZE
+  = http2_body_preread_size, MAX_FRAME_SIZE = 2^24-1) and a connection WINDOW_UPDATE to 2^31-1; a
+  client that does not start with the preface (an HTTP/1 request on an h2c port) gets a GOAWAY
+  PROTOCOL_ERROR and the close;
+- a stream over http2_max_concurrent_streams is refused with RST_STREAM REFUSED_STREAM;
+- response DATA frames are at most http2_chunk_size bytes; the client's windows are respected: a
+  stream whose window is shut keeps its answer queued and pauses its producer (the upstream read,
+  the file) past a high-water mark;
+- request bodies: Content-Length over client_max_body_size is 413 before the body; a body that
+  grows past it is 413 as it arrives; received data is acknowledged at once (our windows stay open);
+- graceful stop (``shutdown``): GOAWAY with the last stream id, streams in flight finish, then close.
+
+Invariants: every frame produced while handling one read is written once, after the read
+(``_in_feed``); frames produced later (upstream callbacks, timers) are written in one go at the end
+of the loop iteration (``_flush_soon``). A stream is in ``streams`` from its HEADERS until its
+answer ended or it was reset either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import TYPE_CHECKING
+
+from newproxy import stats
+from newproxy.config import Http2Config
+from newproxy.engine.logformat import LogRecord
+from newproxy.engine.types import Request
+from newproxy.http.h2core import (
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    ConnectionError_,
+    H2Core,
+)
+from newproxy.http.streams import Headers, Stream, build_request
+from newproxy.stats import ACTIVE, REQUESTS, WRITING
+
+if TYPE_CHECKING:
+    from newproxy.http.h1 import ConnContext
+
+QUEUE_HIGH = 262144  # bytes queued on one stream before its producer is paused
+QUEUE_LOW = QUEUE_HIGH // 4
+POSTPONE_OUTPUT = 1460  # nginx's postpone_output: less waits for more, or for the end
+
+
+class _H2Stream:
+    """One request stream: collects the request, then receives the answer's events (StreamEvents)."""
+
+    __slots__ = (
+        "body_len",
+        "end_pending",
+        "headers_done",
+        "later",
+        "limit",
+        "parts",
+        "proto",
+        "queue",
+        "queued",
+        "read",
+        "req",
+        "sent",
+        "sid",
+        "stream",
+        "streaming",
+        "throttled",
+        "trailers_pending",
+    )
+
+    def __init__(self, proto: H2Protocol, sid: int) -> None:
+        self.proto = proto
+        self.sid = sid
+        self.stream = Stream(proto.ctx, self, proto.conn_id)
+        self.req: Request | None = None
+        self.body_len = 0
+        self.limit = 0
+        self.queue: deque[bytes] = deque()  # answer bytes waiting for the client's window
+        self.queued = 0
+        self.end_pending = False  # the end comes after what is queued
+        self.trailers_pending: Headers | None = None
+        self.throttled = False
+        self.headers_done = False  # the answer's HEADERS went out
+        self.sent = 0  # bytes of the answer's frames written: nginx's $bytes_sent over HTTP/2
+        self.later = False  # data waits for the end of this loop iteration (H2Protocol._flush)
+        self.parts: list[bytes] = []  # the body by read (DATA frames of one read joined): its chunks
+        self.read = -1  # the read that brought the last part
+        self.streaming = False  # the body goes upstream as it comes (grpc_pass): Stream.feed
+
+    # -- StreamEvents ----------------------------------------------------------------------------
+    def head(self, status: int, headers: Headers, end: bool) -> None:
+        proto = self.proto
+        if proto.closed:
+            return
+        self.headers_done = True
+        self.sent += proto.core.send_headers(self.sid, [(b":status", _STATUS.get(status) or b"%d" % status), *headers],
+                                             end)
+        if end:
+            proto.finished(self)
+        proto.written()
+
+    def data(self, chunk: bytes, end: bool) -> None:
+        proto = self.proto
+        if proto.closed:
+            return
+        if chunk:
+            self.queue.append(chunk)
+            self.queued += len(chunk)
+        if end or self.queued >= POSTPONE_OUTPUT:
+            self.end_pending = end
+            proto.send_queued(self)
+        elif not self.later:
+            # Less than nginx's postpone_output waits for the end of this loop iteration: an end
+            # reported meanwhile (the upstream's last read) then rides on the last DATA frame, as
+            # nginx's write filter sends it, not in an empty frame of its own.
+            self.later = True
+            proto.later.append(self)
+        proto.written()
+
+    def trailers(self, headers: Headers) -> None:
+        self.trailers_pending = headers
+        self.end_pending = True
+        self.proto.send_queued(self)
+        self.proto.written()
+
+    def consumed(self, n: int) -> None:
+        """n bytes of a streamed body were passed on: the client may send as many more."""
+        proto = self.proto
+        if not proto.closed:
+            proto.core.consumed(self.sid, n)
+            proto.written()
+
+    def reset(self) -> None:
+        proto = self.proto
+        if proto.closed:
+            return
+        # A 444 ends the stream the way nginx's NGX_HTTP_CLOSE does (PROTOCOL_ERROR, as observed);
+        # an answer broken after its head, with INTERNAL_ERROR.
+        proto.core.reset(self.sid, PROTOCOL_ERROR if self.stream.reset_reason == "close" else INTERNAL_ERROR)
+        proto.finished(self)
+        proto.written()
+
+
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+
+
+def _stream_stat(delta: int) -> None:
+    """stub_status: as with nginx 1.22, a stream counts as writing while it lives; its connection is
+    the active one (one HTTP/2 connection with one stream: active 1, writing 1, waiting 0)."""
+    stats.C[WRITING] += delta
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2 under TlsConnection)."""
+
+    def __init__(self, ctx: ConnContext, settings: Http2Config, tls: object = None) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.settings = settings
+        self.tls = tls  # TlsInfo for $ssl_* and https, None on h2c
+        self.scheme = "https" if tls is not None else "http"
+        self.transport: asyncio.Transport | None = None
+        self.conn_id = ctx.next_id()
+        self.client_addr: tuple[str, int] = ("", 0)
+        self.local_addr: tuple[str, int] = ("", 0)
+        self.core = H2Core(self, max_concurrent_streams=settings.max_concurrent_streams,
+                           initial_window=settings.body_preread_size)
+        self.streams: dict[int, _H2Stream] = {}
+        self.closed = False
+        self.closing = False  # GOAWAY sent: no new streams; close when the last one ends
+        self.requests = 0
+        self._in_feed = False
+        self._flush_due = False
+        self.later: list[_H2Stream] = []  # streams whose data is sent at the next _flush
+        self.reads = 0  # data_received calls: the request body's pieces by read
+        self._timer: asyncio.TimerHandle | None = None
+        self._last = 0.0
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if peer:
+            self.client_addr = (peer[0], peer[1])
+        if sock:
+            self.local_addr = (sock[0], sock[1])
+        self.ctx.connections.add(self)  # type: ignore[arg-type]
+        stats.connection_opened()
+        self._flush()  # our SETTINGS and the connection's WINDOW_UPDATE, as nginx sends them at once
+        self._last = self.loop.time()
+        self._arm()
+        if self.ctx.closing and not self.ctx.draining:
+            self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._last = self.loop.time()
+        self._in_feed = True
+        self.reads += 1
+        try:
+            self.core.receive(data)
+        except ConnectionError_ as exc:
+            # The core queued the GOAWAY (a bad preface, such as an HTTP/1 request on an h2c port).
+            self.ctx.log.log("info", f"client sent invalid HTTP/2 data ({exc})")
+            self._in_feed = False
+            self._close_after_flush()
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug of ours costs this connection, not the process
+            self.ctx.log.error(f"HTTP/2 processing failed: {exc!r}", self.conn_id)
+            self._in_feed = False
+            self.core.goaway(INTERNAL_ERROR)
+            self._close_after_flush()
+            return
+        finally:
+            self._in_feed = False
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.closed = True
+        self.ctx.connections.discard(self)  # type: ignore[arg-type]
+        stats.C[ACTIVE] -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for st in streams:
+            _stream_stat(-1)
+            st.stream.abort()
+            st.stream.framing_done(st.sent)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        for st in self.streams.values():
+            st.stream.pause()
+
+    def resume_writing(self) -> None:
+        for st in self.streams.values():
+            if not st.throttled:
+                st.stream.resume()
+
+    # -- H2Core's handler --------------------------------------------------------------------------
+    def on_request(self, sid: int, raw: list[tuple[bytes, bytes]], end: bool) -> None:
+        if self.closing:
+            self.core.ignore(sid)  # after our GOAWAY nginx drops new streams without a word
+            return
+        if len(self.streams) >= self.settings.max_concurrent_streams:
+            self.ctx.log.log("info", f"concurrent streams exceeded {len(self.streams)}")
+            self.core.refuse(sid, REFUSED_STREAM)
+            return
+        stats.C[REQUESTS] += 1
+        _stream_stat(1)
+        st = self.streams[sid] = _H2Stream(self, sid)
+        self.requests += 1
+        client = self.ctx.client
+        if self.requests >= client.keepalive_requests or client.keepalive_timeout <= 0:
+            # nginx 1.22 (ngx_http_v2_state_headers): the request that reaches keepalive_requests is
+            # served, and a GOAWAY NO_ERROR naming it goes out at once; the connection closes after.
+            self.shutdown()
+        method = path = scheme = authority = None
+        headers: Headers = []
+        size = 0
+        bad = fatal = False
+        cookies: list[bytes] = []
+        length: bytes | None = None
+        for name, value in raw:
+            size += len(name) + len(value)
+            if name[:1] == b":":
+                if name == b":method" and method is None:
+                    method = value
+                elif name == b":path" and path is None:
+                    path = value
+                elif name == b":scheme" and scheme is None:
+                    scheme = value
+                elif name == b":authority" and authority is None:
+                    authority = value
+                else:
+                    bad = True
+                continue
+            verdict = _NAMES.get(name)
+            if verdict is None:
+                verdict = _name_verdict(name)
+            if verdict:
+                if verdict == _FATAL or _BAD_VALUE(value) is not None:
+                    fatal = True
+                continue  # ignore_invalid_headers: dropped, as nginx drops it
+            if _BAD_VALUE(value) is not None:
+                fatal = True
+            if name == b"cookie":
+                cookies.append(value)
+                continue
+            if name == b"content-length":
+                length = value
+            headers.append((name, value))
+        if size > client.large_header_buffer_size * client.large_header_buffers:
+            # nginx 1.22 counts every field against large_client_header_buffers (number x size) and
+            # ends the connection past it ("client sent too large header").
+            self.ctx.log.log("info", "client sent too large header")
+            self.finished(st)
+            self.core.goaway(ENHANCE_YOUR_CALM)
+            self._close_after_flush()
+            return
+        if fatal:
+            # ngx_http_v2_validate_header's NGX_ERROR: the stream is reset, nothing is answered.
+            self.core.reset(sid, PROTOCOL_ERROR)
+            self.finished(st)
+            return
+        if cookies:  # ngx_http_v2_construct_cookie_header: one Cookie line, after the others
+            headers.append((b"cookie", b"; ".join(cookies)))
+        req = build_request(method or b"", path or b"", authority, headers, b"", version=b"2.0",
+                            scheme=self.scheme, client_addr=self.client_addr, local_addr=self.local_addr,
+                            tls=self.tls)
+        st.req = req
+        if self.ctx.access is not None:
+            rec = LogRecord(self.conn_id, self.client_addr, self.local_addr)
+            rec.request = req
+            rec.conn_requests = self.requests
+            st.stream.framed = -1  # logged once its last frame is written, with their bytes
+            rec.request_length = self.core.block_size  # nginx counts the header block as received
+            req.log = rec
+        status = 0
+        if bad or method is None or path is None or scheme is None or not path.startswith(b"/") and \
+                not (method == b"OPTIONS" and path == b"*"):
+            status = 400
+            req.target = b""  # nginx made no request line of it: $request is "-"
+        elif method == b"TRACE":
+            status = 405
+        if status:
+            st.stream.error(status, req)
+            return
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                st.stream.error(400, req)
+                return
+            limit = st.limit = st.stream.body_limit(req)
+            if limit and declared > limit:
+                st.stream.error(413, req)
+                return
+        elif not end:
+            st.limit = st.stream.body_limit(req)
+        if end:
+            st.stream.start(req)
+        elif st.stream.body_streamed(req):
+            # grpc_pass: nginx runs the request at its HEADERS and sends the body upstream as it
+            # arrives, so a bidirectional call can go back and forth.
+            st.streaming = True
+            self.core.manual_window(sid)
+            st.stream.start_streaming(req)
+
+    def on_data(self, sid: int, data: bytes, end: bool) -> None:
+        st = self.streams.get(sid)
+        if st is not None and st.streaming:
+            st.body_len += len(data)
+            if st.limit and st.body_len > st.limit:
+                st.streaming = False
+                st.stream.body_too_large()
+                return
+            st.stream.feed(data, end)
+            return
+        if st is None or st.headers_done or st.stream.request is not None:
+            return  # answered already (413...): the rest of the body is dropped
+        if data:
+            st.body_len += len(data)
+            if st.read == self.reads:
+                st.parts[-1] += data
+            else:
+                st.read = self.reads
+                st.parts.append(data)
+            if st.limit and st.body_len > st.limit:
+                st.stream.error(413, st.req)
+                return
+        if end:
+            self._ended(st)
+
+    def on_trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> None:
+        st = self.streams.get(sid)
+        if st is not None:
+            st.stream.request_trailers = list(headers)
+            if st.streaming:
+                st.stream.feed(b"", True)
+                return
+            self._ended(st)
+
+    def on_reset(self, sid: int) -> None:
+        st = self.streams.pop(sid, None)
+        if st is not None:
+            _stream_stat(-1)
+            st.stream.abort()
+            st.stream.framing_done(st.sent)
+            self._idle_check()
+
+    def on_window(self, sid: int) -> None:
+        if sid:
+            st = self.streams.get(sid)
+            if st is not None and (st.queue or st.end_pending):
+                self.send_queued(st)
+            return
+        for st in list(self.streams.values()):  # the connection's window (or all) opened
+            if st.queue or st.end_pending:
+                self.send_queued(st)
+
+    def on_goaway(self) -> None:
+        """The client is going away: finish what is in flight, then close (nginx does the same)."""
+        self.closing = True
+        if not self.streams:
+            self._close_after_flush()
+
+    def _ended(self, st: _H2Stream) -> None:
+        req = st.req
+        if req is None or st.stream.request is not None or st.headers_done:
+            return
+        parts = st.parts
+        if parts:
+            req.body = parts[0] if len(parts) == 1 else b"".join(parts)
+            if req.log is not None:
+                req.log.body_length = st.body_len  # type: ignore[attr-defined]
+            if not any(name == b"content-length" for name, _ in req.headers):
+                # nginx sets the length of a body read whole (ngx_http_v2_read_request_body)
+                req.headers.append((b"content-length", b"%d" % st.body_len))
+                req.length_added = True  # grpc_pass takes it out again (newproxy/engine/grpc.py)
+                # nginx ran the request at its HEADERS, the body still to come: with
+                # proxy_request_buffering off (HTTP/1.1 upstream) it forwards it chunked, a chunk per
+                # read (newproxy/engine/proxy.py upstream_body).
+                req.chunked_late = True
+                req.body_parts = st.parts
+        st.stream.start(req)
+
+    # -- the answer ------------------------------------------------------------------------------
+    def send_queued(self, st: _H2Stream) -> None:
+        """Send what the client's windows allow of ``st``'s queue; then the end, or its trailers."""
+        core = self.core
+        sid = st.sid
+        queue = st.queue
+        if queue:
+            window = core.window(sid)
+            chunk_size = self.settings.chunk_size
+            while queue and window > 0:
+                chunk = queue[0]
+                n = len(chunk)
+                if n <= window:
+                    queue.popleft()
+                else:
+                    n = window
+                    queue[0] = chunk[n:]
+                    chunk = chunk[:n]
+                st.queued -= n
+                window -= n
+                last = not queue and st.end_pending and st.trailers_pending is None
+                st.sent += core.send_data(sid, chunk, last, chunk_size)
+                if last:
+                    self.finished(st)
+                    return
+        if not queue and st.end_pending:
+            if st.trailers_pending is not None:
+                st.sent += core.send_headers(sid, st.trailers_pending, True)
+            else:
+                st.sent += core.send_data(sid, b"", True, 0)
+            self.finished(st)
+            return
+        if st.queued > QUEUE_HIGH and not st.throttled:
+            st.throttled = True
+            st.stream.pause()
+        elif st.throttled and st.queued <= QUEUE_LOW:
+            st.throttled = False
+            st.stream.resume()
+
+    def finished(self, st: _H2Stream) -> None:
+        """The stream's answer ended (or it was reset): forget it."""
+        if self.streams.pop(st.sid, None) is not None:
+            _stream_stat(-1)
+            st.stream.framing_done(st.sent)
+            self._idle_check()
+
+    def _idle_check(self) -> None:
+        if self.streams:
+            return
+        if self.closing:
+            self._close_after_flush()
+        elif not self.closed:
+            self._last = self.loop.time()
+            self._arm()
+
+    # -- output --------------------------------------------------------------------------------------
+    def written(self) -> None:
+        """Frames were queued: written after the current read, or at the end of this loop iteration."""
+        if self._in_feed or self._flush_due:
+            return
+        self._flush_due = True
+        self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self.later:
+            waiting, self.later = self.later, []
+            for st in waiting:
+                st.later = False
+                if (st.queue or st.end_pending) and st.sid in self.streams:
+                    self.send_queued(st)
+        data = self.core.take()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def _close_after_flush(self) -> None:
+        if self._in_feed:  # from a handler call inside data_received: close once the read is done
+            self.closing = True
+            self.loop.call_soon(self._close_after_flush)
+            return
+        self._flush()
+        transport = self.transport
+        if transport is not None and not self.closed:
+            self.closed = True
+            transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY with the last stream id; close once the streams in flight are done
+        (nginx answers them after its GOAWAY)."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        self.core.goaway(NO_ERROR)
+        self._flush()
+        if not self.streams:
+            self._close_after_flush()
+
+    # -- idle timeout (keepalive_timeout, as nginx 1.22 uses for HTTP/2) ------------------------------
+    def _arm(self) -> None:
+        if self._timer is None and not self.closed:
+            self._timer = self.loop.call_at(self._last + self.ctx.client.keepalive_timeout, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """One lazy timer: it is not moved per request, but looks at the time of the last activity
+        when it fires; no idle timeout while a stream is open."""
+        self._timer = None
+        if self.closed:
+            return
+        if self.streams:
+            self._last = self.loop.time()
+            self._arm()
+            return
+        due = self._last + self.ctx.client.keepalive_timeout
+        if self.loop.time() >= due:
+            self.closing = True
+            self.core.goaway(NO_ERROR)
+            self._close_after_flush()
+        else:
+            self._arm()
+
+
+_DROP = 1  # an invalid header line nginx ignores (ignore_invalid_headers on, underscores_in_headers off)
+_FATAL = 2  # a name nginx refuses by resetting the stream
+_NAMES: dict[bytes, int] = {}
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search  # a value nginx refuses ("invalid value"): reset
+
+
+def _name_verdict(name: bytes) -> int:
+    """nginx's ngx_http_v2_validate_header for a regular name: lower-case letters, digits and '-'
+    pass; an upper-case letter, a control character, a space, DEL or ':' reset the stream; anything
+    else ('_', '.') makes the line invalid, and dropped. Cached: names repeat."""
+    verdict = 0 if name else _FATAL
+    for c in name:
+        if 0x61 <= c <= 0x7A or 0x30 <= c <= 0x39 or c == 0x2D:
+            continue
+        if c <= 0x20 or c == 0x7F or c == 0x3A or 0x41 <= c <= 0x5A:
+            verdict = _FATAL
+            break
+        verdict = _DROP
+    if len(_NAMES) < 4096:
+        _NAMES[name] = verdict
+    return verdict
+
+

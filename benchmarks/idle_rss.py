@@ -1,13 +1,20 @@
 """Memory of idle keep-alive client connections: nginx against newproxy, one worker each.
 
-    .venv/bin/python benchmarks/idle_rss.py [-n 10000] [--no-request] [--keep]
+    .venv/bin/python benchmarks/idle_rss.py [-n 10000] [--no-request] [--rate N] [--settle 8] [--park-after S] [--keep]
 
 Each proxy in turn (same nginx config: one ``return 200``, keepalive_timeout 300s,
 worker_connections and worker_rlimit_nofile above N) gets N client connections that each send one
-request, read its answer and then stay open, idle (``--no-request``: just connected). The worker's
-RSS (/proc/PID/status VmRSS) is read before the first connection and once all N are idle; the
-script prints both, the growth per connection, and newproxy/nginx ratios (issue 6's target: newproxy's
-growth at most 3x nginx's). Everything it starts is stopped on exit.
+request, read its answer and then stay open, idle (``--no-request``: just connected); opened in a
+burst (batches of 500, as fast as the proxy answers) or ``--rate`` per second. The worker's RSS
+(/proc/PID/status VmRSS) is read before the first connection and ``--settle`` seconds after all N
+are idle; the script prints both, the growth per connection, and newproxy/nginx ratios (issue 6's
+target: newproxy's growth at most 3x nginx's).
+
+What it shows for newproxy: idle connections are parked (newproxy/http/parking.py) at ~50 bytes of
+live state each, but the RSS keeps what the allocators got for the connections that were live at
+the same time before parking (CPython's arenas and glibc's heap are not given back while a few
+objects still sit in them): a burst shows the peak, connections accumulating at a modest rate show
+the parked cost. Everything it starts is stopped on exit.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ worker_rlimit_nofile {nofile};
 REQUEST = b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n"
 
 
-async def open_idle(port: int, count: int, request: bool) -> list[socket.socket]:
-    """``count`` connections, each after one answered request (or just connected), left open."""
+async def open_idle(port: int, count: int, request: bool, rate: float) -> list[socket.socket]:
+    """``count`` connections, each after one answered request (or just connected), left open; as
+    fast as the listen backlog allows, or ``rate`` new connections per second."""
     loop = asyncio.get_running_loop()
 
     async def one() -> socket.socket:
@@ -59,19 +67,27 @@ async def open_idle(port: int, count: int, request: bool) -> list[socket.socket]
         return sock
 
     socks: list[socket.socket] = []
-    for start in range(0, count, 500):  # in batches: the listen backlog
-        socks += await asyncio.gather(*(one() for _ in range(min(500, count - start))))
+    batch = 500 if rate <= 0 else max(1, int(rate / 10))  # a burst: batches of the listen backlog
+    began = time.monotonic()
+    for start in range(0, count, batch):
+        socks += await asyncio.gather(*(one() for _ in range(min(batch, count - start))))
+        if rate > 0:  # paced: the next batch when its time comes
+            await asyncio.sleep(max(0.0, began + len(socks) / rate - time.monotonic()))
     return socks
 
 
-def measure(name: str, command: list[str], port: int, work: Path, count: int, request: bool) -> tuple[int, int]:
+def measure(name: str, command: list[str], port: int, work: Path, count: int, request: bool,
+            settle: float, rate: float) -> tuple[int, int]:
     with started(name, command, port, work) as master:
         pid = worker_pid(master.pid)
         time.sleep(0.3)
         before = rss_kib(pid)
-        socks = asyncio.run(open_idle(port, count, request))
+        socks = asyncio.run(open_idle(port, count, request, rate))
         try:
-            time.sleep(1.0)  # let the worker settle (nginx frees request memory on going idle)
+            # Let the worker settle: nginx frees request memory on going idle; newproxy parks a plain
+            # connection idle for keepalive_park_after (5 s; newproxy/http/parking.py), checked every
+            # 2.5 s, then gives the freed pages back to the system.
+            time.sleep(settle)
             after = rss_kib(pid)
         finally:
             for sock in socks:
@@ -84,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--connections", type=int, default=10_000)
     parser.add_argument("--no-request", action="store_true", help="connect only, send nothing")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="new connections per second (idle ones accumulating, as in production); "
+                             "default 0: a burst, as fast as the listen backlog allows")
+    parser.add_argument("--park-after", type=float, default=None,
+                        help="newproxy's keepalive_park_after (default: its config's, 1 s; 0: never park)")
+    parser.add_argument("--settle", type=float, default=8.0,
+                        help="seconds between the last connection going idle and the RSS reading (default 8: "
+                             "newproxy parks connections idle for 5 s, checked every 2.5 s)")
     args = parser.parse_args(argv)
     if missing_tool("idle_rss", (NGINX,)):
         return 1
@@ -98,10 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             conf = work / f"{name}.conf"
             conf.write_text(CONF.format(work=work, name=name, port=port, connections=args.connections + 512,
                                         nofile=args.connections + 1024))
-            results[name] = measure(name, server_command(name, work, conf), port, work, args.connections,
-                                    not args.no_request)
+            command = server_command(name, work, conf)
+            if name == "newproxy" and args.park_after is not None:
+                command += ["-g", f"keepalive_park_after {args.park_after};"]
+            results[name] = measure(name, command, port, work, args.connections,
+                                    not args.no_request, args.settle, args.rate)
     what = "just connected" if args.no_request else "after one request each"
-    print(f"{args.connections} idle keep-alive connections ({what}), one worker each; worker RSS in KiB")
+    what += f", {args.rate:g} new per second" if args.rate > 0 else ", opened in a burst"
+    print(f"{args.connections} idle keep-alive connections ({what}), idle {args.settle:g} s, one worker each; "
+          "worker RSS in KiB")
     print(f"{'proxy':<10} {'before':>9} {'after':>9} {'growth':>9} {'per conn':>10}")
     for name, (before, after) in results.items():
         print(f"{name:<10} {before:>9} {after:>9} {after - before:>9} {(after - before) * 1024 / args.connections:>8.0f} B")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, NoReturn
 from newproxy import __version__
 from newproxy.config import NewproxyConfig
 from newproxy.configfile import ConfigError, load_newproxy_config
+from newproxy.http.errorlog import targets_of
 from newproxy.worker import close_loop
 
 if TYPE_CHECKING:
@@ -147,17 +148,26 @@ def _apply_global_directives(config: NewproxyConfig, directives: str) -> Newprox
         name, args = words[0], words[1:]
         if name == "pid" and len(args) == 1:
             update["pid"] = None if args[0] == "off" else args[0]
-        elif name == "error_log" and args:
-            update["error_log"] = " ".join(args)
+        elif name == "error_log" and args:  # nginx adds it to the config's error_log lines
+            update["error_log"] = [*targets_of(update.get("error_log", config.error_log)), " ".join(args)]  # type: ignore[arg-type]
         elif name == "worker_processes" and len(args) == 1 and (args[0].isdigit() or args[0] == "auto"):
             update["worker_processes"] = int(args[0]) if args[0].isdigit() else "auto"
         elif name == "master_process" and args in (["on"], ["off"]):
             update["master_process"] = args == ["on"]
+        elif name == "keepalive_park_after" and len(args) == 1 and _is_seconds(args[0]):
+            update["keepalive_park_after"] = float(args[0])
         elif name == "daemon" and args in (["on"], ["off"]):
             pass  # newproxy always runs in the foreground
         else:
-            raise ConfigError(f'invalid global directive "{statement.strip()}" in command line (newproxy configs accept pid, error_log, daemon, master_process, worker_processes)')
+            raise ConfigError(f'invalid global directive "{statement.strip()}" in command line (newproxy configs accept pid, error_log, daemon, master_process, worker_processes, keepalive_park_after)')
     return config.model_copy(update=update) if update else config
+
+
+def _is_seconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def load_config(opts: Options) -> tuple[str, NewproxyConfig]:
@@ -171,11 +181,26 @@ def load_config(opts: Options) -> tuple[str, NewproxyConfig]:
     adapter = _nginx_adapter()
     if not os.path.exists(path):
         raise ConfigError(f'open() "{path}" failed (2: No such file or directory)')
+    own, nginx_directives = _own_directives(opts.directives)
     try:
-        config = adapter(path, opts.prefix, opts.directives)
+        config = adapter(path, opts.prefix, nginx_directives)
     except Exception as exc:  # noqa: BLE001 - the adapter's errors are "file:line: message" already
         raise ConfigError(str(exc) or type(exc).__name__) from None
-    return path, config
+    return path, _apply_global_directives(config, own) if own else config
+
+
+OWN_DIRECTIVES = ("keepalive_park_after",)  # newproxy's own settings; nginx has no such directive
+
+
+def _own_directives(directives: str | None) -> tuple[str, str | None]:
+    """-g with an nginx config: newproxy's own directives (applied to the translation), and the rest
+    (nginx's, for the adapter)."""
+    if not directives:
+        return "", directives
+    statements = [statement for statement in directives.split(";") if statement.strip()]
+    own = [s for s in statements if s.split()[0] in OWN_DIRECTIVES]
+    rest = [s for s in statements if s.split()[0] not in OWN_DIRECTIVES]
+    return ";".join(own), (";".join(rest) + ";") if rest else None
 
 
 def _nginx_adapter() -> Callable[[str, str | None, str | None], NewproxyConfig]:
@@ -311,7 +336,7 @@ def run(config: NewproxyConfig, engine: Engine, opts: Options, path: str) -> int
     try:
         log.open()
     except OSError as exc:
-        _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+        _err(f'open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})')
         return 1
 
     def reload_config() -> tuple[NewproxyConfig, Engine]:
@@ -334,7 +359,7 @@ def run_single(config: NewproxyConfig, engine: Engine, opts: Options, path: str)
     try:
         log.open()
     except OSError as exc:
-        _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+        _err(f'open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})')
         return 1
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -423,7 +448,7 @@ def _install_signals(
         try:
             log.open()
         except OSError as exc:
-            _err(f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+            _err(f'open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})')
 
     loop.add_signal_handler(signal.SIGQUIT, request_stop, "graceful")
     loop.add_signal_handler(signal.SIGTERM, request_stop, "fast")

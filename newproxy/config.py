@@ -573,9 +573,10 @@ class LocationConfig(_Model):
     static: StaticConfig = Field(default_factory=StaticConfig, description="how files under root/alias are served")
     access_logs: list[AccessLogConfig] = Field(
         default_factory=list, description="where a request handled here is logged (inheritance resolved); empty: off")
-    error_log: str | None = Field(default=None, description="nginx `error_log FILE [LEVEL]` for the messages about a "
-                                                            "request handled here (inheritance resolved); null: the "
-                                                            "main error_log")
+    error_log: str | list[str] | None = Field(
+        default=None, description="nginx `error_log FILE [LEVEL]` for the messages about a request handled here "
+                                  "(inheritance resolved); a list for several error_log in one block (a message goes "
+                                  "to each whose level admits it); null: the main error_log")
     gzip: GzipConfig | None = Field(default=None, description="nginx's gzip filter; null: gzip off")
     limits: LimitsConfig | None = Field(default=None, description="limit_req/limit_conn/limit_rate; null: none")
     headers: ResponseHeadersConfig | None = Field(default=None, description="expires, add_header, add_trailer")
@@ -627,8 +628,9 @@ class ServerConfig(_Model):
     access_logs: list[AccessLogConfig] = Field(
         default_factory=list, description="logs for requests that end outside any location (server-level return, "
                                           "front-end errors); empty: off")
-    error_log: str | None = Field(default=None, description="nginx `error_log FILE [LEVEL]` for requests matching no "
-                                                            "location; null: the main error_log")
+    error_log: str | list[str] | None = Field(
+        default=None, description="nginx `error_log FILE [LEVEL]` for requests matching no location; a list for "
+                                  "several; null: the main error_log")
     gzip: GzipConfig | None = Field(default=None, description="gzip for requests matching no location")
     limits: LimitsConfig | None = Field(default=None, description="limits for requests matching no location")
     headers: ResponseHeadersConfig | None = Field(
@@ -638,6 +640,12 @@ class ServerConfig(_Model):
     merge_slashes: bool = Field(
         default=True, description="nginx applies the setting of the default server of the address:port"
     )
+    # How a request's header names are read: the setting of the default server of the address:port
+    # (or of the TLS SNI's server) until the request line's host or the Host header names another.
+    underscores_in_headers: bool = Field(default=False, description="a header name with '_' is valid (kept)")
+    ignore_invalid_headers: bool = Field(
+        default=True, description="a header line whose name has a byte other than letters, digits, '-' (and '_' "
+                                  "with underscores_in_headers) is dropped; off: kept and forwarded")
     tls: TlsConfig | None = Field(default=None, description="certificates and TLS settings for `ssl` listens")
     http2: Http2Config = Field(default_factory=Http2Config, description="HTTP/2 settings of `http2` listens")
     http3: Http3Config | None = Field(default=None, description="HTTP/3 settings of `quic` listens (those of the "
@@ -774,7 +782,9 @@ class MetricsConfig(_Model):
 class NewproxyConfig(_Model):
     version: int = CONFIG_VERSION
     pid: str | None = None
-    error_log: str | None = None
+    error_log: str | list[str] | None = Field(
+        default=None, description="nginx's main `error_log FILE [LEVEL]`; a list for several (each gets the "
+                                  "messages its level admits); null: stderr at error")
     worker_processes: int | Literal["auto"] = Field(
         default=1, description="worker processes under the master (newproxy/process.py); auto: one per CPU")
     master_process: bool = Field(
@@ -785,6 +795,11 @@ class NewproxyConfig(_Model):
     client: ClientConfig = Field(default_factory=ClientConfig, description="client connection timeouts and limits")
     worker_shutdown_timeout: float | None = Field(
         default=None, gt=0, description="seconds a stopping worker waits for its connections before closing them")
+    keepalive_park_after: float = Field(
+        default=5.0, ge=0, description="seconds an idle plain HTTP/1.1 connection keeps its transport before it is "
+                                       "parked (~50 B of state instead of ~3.4 KB; a request on a parked connection "
+                                       "costs ~90 us more CPU; newproxy/http/parking.py); 0: never park. newproxy's "
+                                       "own: nginx has no such setting")
     server_tokens: bool = True
     metrics: MetricsConfig | None = Field(
         default=None, description="a Prometheus /metrics endpoint on an address of its own; null: none")

@@ -16,8 +16,10 @@ it waits for signals (``sigtimedwait``, no event loop, so forking is safe) and:
 - CHLD: a worker of the current generation that dies is restarted, with an ``alert`` line.
 
 Shared between workers, as nginx shares them: limit_req/limit_conn zones and the peer state of
-upstream groups with ``zone`` (newproxy/zones.py: the master gives them shared memory and a lock
-before it forks a generation of more than one worker, and frees a lock a dead worker held); the
+upstream groups with ``zone`` (newproxy/zones.py: the master gives limit zones shared memory and a
+lock before it forks each generation, whatever its worker count, so that a reload keeps an unchanged
+zone's state as nginx's does; zoned upstream peers only for more than one worker; it frees a lock a
+dead worker held); the
 stub_status and /metrics counters (newproxy/stats.py), an anonymous shared mmap
 created before the first fork, one slot per worker that the master hands out at fork
 (``stats.claim``) and takes back when it reaps the worker (``stats.release``).
@@ -82,7 +84,7 @@ class Master:
         self.spec: WorkerSpec | None = None
         self.stopping: str | None = None  # "graceful" or "fast" once a stop began
         self.failed = False  # a worker could not start: stop, exit 1
-        self.shared = SharedState()  # zones in shared memory (newproxy/zones.py), with N > 1 workers
+        self.shared = SharedState()  # zones in shared memory (newproxy/zones.py), kept over reloads
 
     # -- sockets --------------------------------------------------------------------------------
     def bind(self, engine: Engine) -> dict[ListenKey, socket.socket]:
@@ -141,8 +143,9 @@ class Master:
     def start_generation(self, config: NewproxyConfig, engine: Engine) -> None:
         self.generation += 1
         self.spec = self.make_spec(config, engine)
-        if worker_count(config) > 1:  # one worker keeps its zones in its own memory, lock-free
-            self.shared.share(engine)
+        # Limit zones always: the master keeps their state over a reload, even for one worker.
+        # Upstream peers start afresh each generation, so one worker keeps them lock-free.
+        self.shared.share(engine, peers=worker_count(config) > 1)
         self.shared.forget_locks([engine] + [w.spec.engine for w in self.workers.values()])
         for lane in range(worker_count(config)):
             self.spawn(self.spec, lane)
@@ -190,6 +193,10 @@ class Master:
         except Exception as exc:  # noqa: BLE001 - ConfigError: "file:line: message"
             self.log.log("emerg", f"reload failed, keeping the old configuration: {exc}")
             return
+        conflict = self.shared.key_conflict(engine)
+        if conflict is not None:  # nginx's words; its reload fails and the old workers go on too
+            self.log.log("emerg", conflict)
+            return
         try:
             preflight(engine)
             wanted = self.bind(engine)
@@ -211,7 +218,7 @@ class Master:
         try:
             self.log.open()
         except OSError as exc:
-            self.log.log("alert", f'open() "{self.log.path}" failed ({exc.errno}: {exc.strerror})')
+            self.log.log("alert", f'open() "{exc.filename or self.log.path}" failed ({exc.errno}: {exc.strerror})')
         self.signal_workers(signal.SIGUSR1)
 
     def stop(self, how: str) -> None:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import mmap
 
-ACCEPTED, HANDLED, REQUESTS, ACTIVE, READING, WRITING = range(6)
-FIELDS = 8  # 6 used; 8 keeps a slot on a 64-byte cache line of its own
+# PARKED: idle connections among the active ones that newproxy/http/parking.py holds without a transport.
+ACCEPTED, HANDLED, REQUESTS, ACTIVE, READING, WRITING, PARKED = range(7)
+COUNTED = 7
+FIELDS = 8  # 7 used; 8 keeps a slot on a 64-byte cache line of its own
 SLOTS = 256  # workers alive at once, over every generation still draining
-_GAUGES = (ACTIVE, READING, WRITING)
+_GAUGES = (ACTIVE, READING, WRITING, PARKED)
 
 STATUSES = 600  # response status counters per slot, indexed by the status (100-599 used)
 
@@ -79,11 +81,11 @@ def connection_opened() -> None:
 
 
 def totals() -> list[int]:
-    """The sums over every slot: [accepted, handled, requests, active, reading, writing]."""
-    out = [0] * 6
+    """The sums over every slot: [accepted, handled, requests, active, reading, writing, parked]."""
+    out = [0] * COUNTED
     for base in range(0, SLOTS * FIELDS, FIELDS):
         if _all[base]:  # a slot that never accepted has nothing to add
-            for field in range(6):
+            for field in range(COUNTED):
                 out[field] += _all[base + field]
     return out
 

@@ -47,7 +47,7 @@ class WorkerSpec:
 
     engine: Engine
     listeners: list[tuple[tuple[str, int], socket.socket]]
-    error_log: str | None
+    error_log: str | list[str] | None  # the main error_log target(s)
     prefix: str | None
     worker_connections: int
     rlimit_nofile: int | None
@@ -69,7 +69,7 @@ def worker_main(spec: WorkerSpec, master: int) -> int:
     try:
         log.open()
     except OSError as exc:
-        sys.stderr.write(f'newproxy: open() "{log.path}" failed ({exc.errno}: {exc.strerror})\n')
+        sys.stderr.write(f'newproxy: open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})\n')
         return EXIT_FATAL
     log.open_scoped(spec.engine.config)  # http/server/location error_log files
     if spec.rlimit_nofile is not None:
@@ -112,7 +112,7 @@ async def _serve(server: Server, spec: WorkerSpec, log: ErrorLog) -> int:
         try:
             log.open()
         except OSError as exc:
-            sys.stderr.write(f'newproxy: open() "{log.path}" failed ({exc.errno}: {exc.strerror})\n')
+            sys.stderr.write(f'newproxy: open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})\n')
         server.reopen_logs()
 
     # Installed from inside the running loop, then unblocked: a signal the master sent while the
@@ -151,6 +151,7 @@ async def drain(server: Server, idle_grace: float, timeout: float | None, log: E
         log.log("notice", f"worker_shutdown_timeout: closing {len(server.connections)} connection(s) still open")
         server.terminate()
         return
+    server.parking.close_all()
     server.upstream.close_idle()
     server.close_logs()
 

@@ -2,13 +2,13 @@
 
 nginx keeps limit_req and limit_conn zones, and the peers of an upstream with ``zone``, in shared
 memory mapped by every worker, and changes them under the zone's mutex (ngx_shmtx). newproxy does
-the same when it runs more than one worker: before it forks a generation of workers, the master
-(newproxy/process.py ``Master.start_generation``) calls ``share(engine)``, which gives
+the same whenever a master runs its workers: before it forks a generation of workers, the master
+(newproxy/process.py ``Master.start_generation``) calls ``share(engine, peers=N > 1)``, which gives
 
 - each limit_req zone a ``SharedReqTable`` and each limit_conn zone a ``SharedConnTable``
   (``ReqZone.shared`` / ``ConnZone.shared`` in newproxy/engine/limits.py): every lookup, charge and
   release then runs here instead of on the process's own dict;
-- each upstream group written with ``zone`` a ``SharedPeers``: its peers become ``SharedPeer``
+- with more than one worker, each upstream group written with ``zone`` a ``SharedPeers``: its peers become ``SharedPeer``
   objects whose changing fields (current and effective weight: the round-robin position; fails,
   accessed, checked: max_fails/fail_timeout; conns: least_conn and max_conns) live in shared memory,
   and a peer selection (choose, free) holds the group's lock (``UpstreamGroup.lock``), as nginx's
@@ -29,9 +29,16 @@ node (about 2**-64 per pair). limit_req nodes are also on a doubly-linked queue,
 used first, which the expiry walks as nginx's does.
 
 Zone memory is kept by the master across a reload when the zone's kind, name, size and key are
-unchanged (nginx reuses such a zone and keeps its state); the peers of an upstream zone start
+unchanged (nginx reuses such a zone and keeps its state); a zone whose size changed starts afresh;
+one that kept its size but changed its key makes the reload fail (``key_conflict``: nginx's
+init_zone refuses it, and the old config goes on serving); the peers of an upstream zone start
 afresh with each generation (nginx copies the configured peers into the zone at each reload).
-With one worker nothing here is used: the zones stay plain dicts, and no lock is taken.
+That is why limit zones are shared even with one worker: the master holds their state while the
+old worker drains and the new one starts (both use it meanwhile, under the lock). A request whose
+location has no limit never touches a zone, so it takes no lock. Upstream peers need no sharing
+with one worker (a new generation starts them afresh anyway), so they stay lock-free objects. With
+``master_process off`` nothing here is used: the zones stay plain dicts (a reload there starts them
+afresh).
 """
 
 from __future__ import annotations
@@ -399,8 +406,9 @@ class SharedState:
         self.blocks: dict[tuple[str, str, int, str], Block] = {}
         self.locks: list[ZoneLock] = []
 
-    def share(self, engine: Engine) -> None:
-        """Give ``engine``'s zones and zoned upstream groups shared memory (before the fork)."""
+    def share(self, engine: Engine, peers: bool = True) -> None:
+        """Give ``engine``'s limit zones, and with ``peers`` its zoned upstream groups, shared memory
+        (before the fork)."""
         kept: dict[tuple[str, str, int, str], Block] = {}
         locks: list[ZoneLock] = []
         for zone in engine.zones.req.values():
@@ -411,7 +419,7 @@ class SharedState:
             block = self._block(("conn", czone, 64), kept)
             czone.shared = SharedConnTable(block, czone.capacity)
             locks.append(block.lock)
-        for group in engine.upstream_groups.values():
+        for group in engine.upstream_groups.values() if peers else ():
             if group.zone is not None and group.lock is None:
                 peers = SharedPeers(group)
                 group.lock = peers.lock
@@ -419,6 +427,17 @@ class SharedState:
                 locks.append(peers.lock)
         self.blocks = kept  # a zone the new config dropped stays mapped in the old workers only
         self.locks = self.locks + locks
+
+    def key_conflict(self, engine: Engine) -> str | None:
+        """nginx's refusal of a reload that keeps a limit zone (same kind, name and size: the memory
+        is reused) under another key: the message its init_zone logs at emerg, or None."""
+        for kind, label, zones in (("req", "limit_req", engine.zones.req), ("conn", "limit_conn_zone", engine.zones.conn)):
+            for zone in zones.values():  # type: ignore[attr-defined]
+                for had, name, size, key in self.blocks:
+                    if (had, name, size) == (kind, zone.name, zone.config.size) and key != zone.config.key:
+                        return (f'{label} "{zone.name}" uses the "{zone.config.key}" key while previously it used '
+                                f'the "{key}" key')
+        return None
 
     def _block(self, what: tuple[str, Any, int], kept: dict[tuple[str, str, int, str], Block]) -> Block:
         kind, zone, smallest = what

@@ -28,6 +28,7 @@ from shadow import client, h2client
 from shadow.accepted import Accepted, builtin
 from shadow.compare import Comparison, Normaliser, Observation, compare
 from shadow.concurrent import TAG, TAG_MASK, drive_concurrent
+from shadow.moments import moment_rules
 from shadow.shrink import shrink
 from shadow.rewire import DEFAULT_NGINX_PREFIX, Plan, Wiring, plan, rewire
 from shadow.targets import NewproxyTarget, NginxTarget, Target, TargetError
@@ -603,7 +604,8 @@ def run_shadow(
     requests = with_tls(requests, the_plan)
     if protocol == "h2":
         requests = h2client.over_h2(requests, the_plan)
-    rules = builtin() + (accept or Accepted())
+    # Headers the config makes from $request_time, $msec, $connection...: masked (shadow/moments.py).
+    rules = builtin() + moment_rules(config) + (accept or Accepted())
     noise: dict[int, set[str]] = {}
     try:
         if calibrate and against == "newproxy":
@@ -644,6 +646,7 @@ def run_shadow(
 
     report = build_report(nginx_conf_path, other_label, results, minimal)
     report.notes = [*the_plan.notes, *notes]
+    report.notes += [f"masked: {rule.header} ({rule.reason})" for rule in moment_rules(config).rules]
     report.calibrated = calibrate and against == "newproxy"
     if stopped:
         report.notes.append(stopped)

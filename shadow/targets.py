@@ -225,13 +225,17 @@ class NewproxyTarget(_ProcessTarget):
         self.fallback = fallback  # the strangler fallback: where the legacy nginx target listens
 
     def write_config(self) -> None:
+        from newproxy.http.errorlog import targets_of
         from nginx_parser.build import build
         from translator import translate  # the translator sits below shadow: imported only when used
 
         translation = translate(build(self.tree, self.main_file, self.files), fallback=self.fallback)
+        # the level the rewiring gives nginx's error_log (shadow/rewire.py), so both logs compare; main
+        # error_log lines a test's tweak added to the rewired tree are kept next to it
+        own = f"{self.workdir / 'error.log'} notice"
+        more = [target for target in targets_of(translation.config.error_log) if target != own]
         config = translation.config.model_copy(
-            # the level the rewiring gives nginx's error_log (shadow/rewire.py), so both logs compare
-            update={"pid": str(self.workdir / "newproxy.pid"), "error_log": f"{self.workdir / 'error.log'} notice"}
+            update={"pid": str(self.workdir / "newproxy.pid"), "error_log": [own, *more] if more else own}
         )
         if self.mutate is not None:
             config = self.mutate(config)

@@ -42,27 +42,31 @@ _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\
 
 
 async def _talk(port: int, data: bytes, limit: float = 4.0) -> tuple[bytes, float | None]:
-    """Send ``data`` (a pause where it holds None... not used) and read until the server closes:
-    (bytes received, seconds from the last byte sent to the close, None if still open at ``limit``)."""
+    """Send ``data`` and read until the server closes: (bytes received, seconds from the last byte
+    sent to the close, None if still open at ``limit``)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
+    received, closed_after, _ = await read_until_close(reader, limit)
+    writer.close()
+    return received, closed_after
+
+
+async def read_until_close(reader: asyncio.StreamReader, limit: float) -> tuple[bytes, float | None, bool]:
+    """What the server sends until it closes: (bytes, seconds until the close or None if still open
+    at ``limit``, whether the close was a reset)."""
     sent = time.monotonic()
     received = b""
-    closed_after = None
     try:
         while True:
             chunk = await asyncio.wait_for(reader.read(65536), limit - (time.monotonic() - sent))
             if not chunk:
-                closed_after = time.monotonic() - sent
-                break
+                return received, time.monotonic() - sent, False
             received += chunk
-    except (asyncio.TimeoutError, ValueError):
-        pass
+    except (TimeoutError, ValueError):
+        return received, None, False
     except ConnectionResetError:
-        closed_after = time.monotonic() - sent
-    writer.close()
-    return received, closed_after
+        return received, time.monotonic() - sent, True
 
 
 def _normal(data: bytes) -> bytes:

@@ -11,10 +11,9 @@ nginx's rules (ngx_http_test_expect): the 100 goes to HTTP/1.1 requests whose Ex
 text, files) and not when the answer is an error page (the special response handler marks the
 expectation tested), nor when a declared length is over client_max_body_size (413 at once).
 
-Only proxied locations are compared. Known difference (a gap, reported): where nginx discards the
-body (``return``, files, error pages), it answers as soon as the head is read, with a 100 first
-unless the answer is an error page; newproxy's front end reads the whole body before it answers
-any request, so it sends the 100 and answers once the body is in.
+Only proxied locations are compared here; where nginx discards the body (``return``, files, error
+pages: answered at the head, with a 100 first unless the answer is an error page), see
+tests/test_differential_discard.py.
 """
 
 from __future__ import annotations

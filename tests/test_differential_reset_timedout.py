@@ -135,7 +135,7 @@ EXPECTED_ON = {"idle": "EOF", "partial line": "RST", "empty lines only": "RST", 
 @pytest.mark.parametrize("reset", [True, False], ids=["on", "off"])
 def test_reset_timedout_connection_like_nginx(tmp_path: Path, reset: bool) -> None:
     outcomes = _run(tmp_path, reset)
-    # A timed-out body is logged 408, as nginx does (a timed-out head is not: a gap, see h1.py).
+    # A timed-out body is logged 408, as nginx does (timed-out heads: tests/test_differential_cut_head_log.py).
     logs = [[re.sub(rb"\[[^]]*\]", b"", line) for line in log[0].splitlines() if b" 408 " in line and b"POST" in line]
             for log in outcomes.pop("log")]
     assert logs[0] == logs[1] == [b'127.0.0.1 - -  "POST /p HTTP/1.1" 408 0 "-" "-"'], logs

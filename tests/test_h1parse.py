@@ -10,13 +10,13 @@ large_client_header_buffers) on small buffers where its edges are easy to reach.
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from newproxy.http.h1parse import MAX_HEADERS, ParseError, RequestParser, UpgradeRequest
+from newproxy.http.h1parse import MAX_HEADERS, ParseError, RequestParser, UpgradeRequest, drop_below
 
 
 class Recorder:
@@ -49,10 +49,14 @@ class Recorder:
         self.events.append(("done", self.parser.body_bytes))
 
 
-def run(pieces: list[bytes], *, sizes: tuple[int, int, int] = (1024, 8192, 4), fast: bool = True) -> list[Any]:
-    """Feed ``pieces`` in order, as h1.py does: after an upgrade request, what follows is fed again."""
+def run(pieces: list[bytes], *, sizes: tuple[int, int, int] = (1024, 8192, 4), fast: bool = True,
+        rules: tuple[int, Callable[[bytes], int] | None] | None = None) -> list[Any]:
+    """Feed ``pieces`` in order, as h1.py does: after an upgrade request, what follows is fed again.
+    ``rules``: the header-name settings (RequestParser.header_rules) of the connection."""
     rec = Recorder()
     parser = rec.parser = (RequestParser if fast else SlowParser)(rec, *sizes)
+    if rules is not None:
+        parser.header_rules(*rules)
     pending = b""
     try:
         for piece in pieces:
@@ -289,3 +293,99 @@ def test_a_pipelined_request_continues_in_the_buffer_it_was_read_into() -> None:
     assert error(together) is not None and error(together)[1] == 494  # type: ignore[index]
     apart = run([first + second, third], sizes=sizes)
     assert error(apart) is None and len([e for e in apart if e == "begin"]) == 3
+
+
+# -- header names: underscores_in_headers / ignore_invalid_headers (tests/test_differential_header_names.py
+# compares the decisions with nginx) --------------------------------------------------------------------
+def _by_host(host: bytes) -> int:
+    """A listen whose servers differ: "h" keeps every invalid name, any other host names with '_'."""
+    return drop_below(False, False) if host == b"h" else drop_below(True, True)
+
+
+_RULES = st.sampled_from([(drop_below(True, True), None), (drop_below(False, False), None), (0, _by_host),
+                          (drop_below(False, False), _by_host)])
+
+
+@_SETTINGS
+@given(_ANY, st.lists(st.integers(0, 400), max_size=6), _RULES)
+def test_header_rules_any_cut_and_both_paths_agree(data: bytes, points: list[int],
+                                                   rules: tuple[int, Callable[[bytes], int] | None]) -> None:
+    whole = run([data], rules=rules)
+    assert run(bytewise(data), rules=rules) == whole
+    assert run(cut(data, points), rules=rules) == whole
+    assert run([data], rules=rules, fast=False) == whole
+
+
+def test_header_rules_switch_at_the_host_that_chooses_the_server() -> None:
+    odd = b"X_U: 1\r\nX.A: 2\r\n"
+    names = [[n for n, _ in head(run([data], rules=rules))[5]] for data, rules in [
+        (b"GET / HTTP/1.1\r\n" + odd + b"Host: h\r\n" + odd + b"\r\n", (0, _by_host)),
+        (b"GET / HTTP/1.1\r\nHost: o\r\n" + odd + b"\r\n", (0, _by_host)),
+        (b"GET http://h/ HTTP/1.1\r\nHost: o\r\n" + odd + b"\r\n", (0, _by_host)),  # the line's host wins
+        (b"GET / HTTP/1.1\r\n" + odd + b"\r\n", (drop_below(True, True), None)),
+        (b"GET / HTTP/1.1\r\n" + odd + b"\r\n", (drop_below(False, False), None)),
+    ]]
+    assert names == [[b"Host", b"X_U", b"X.A"], [b"Host", b"X_U"], [b"Host", b"X_U", b"X.A"], [b"X_U"],
+                     [b"X_U", b"X.A"]]
+    # The next request on the connection starts again with the listen's own setting.
+    events = run([b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\n" + odd + b"\r\n"], rules=(0, _by_host))
+    assert [n for n, _ in head(events, 1)[5]] == []
+
+
+@pytest.mark.parametrize("data, line, protocol, length", [
+    (b"", b"", False, 0),
+    (b"\r\n\r\n", b"", False, 0),
+    (b"GE", b"GE", False, 0),
+    (b"GET /a?b HTTP/1.", b"GET /a?b HTTP/1.", True, 0),
+    (b"GET /a HTTP/1.1\r", b"GET /a HTTP/1.1", True, 0),
+    (b"GET /a\r", b"GET /a", False, 0),
+    (b"\r\nGET /a HTTP/1.1\r\n", None, True, 17),
+    (b"GET /a HTTP/1.1\r\nHost: h\r\nX-Y: 1", None, True, 26),
+    (b"GET /a HTTP/1.1\r\nHost: h\r\nX_U: 1\r\n", None, True, 34),
+    (b"GET /a HTTP/1.1\r\nHost: h\r\n\r", None, True, 26),
+])
+def test_cut_head_is_what_nginx_logs_of_a_timed_out_head(data: bytes, line: bytes | None, protocol: bool,
+                                                         length: int) -> None:
+    rec = Recorder()
+    parser = rec.parser = RequestParser(rec)
+    for i in range(len(data)):  # as it trickles in, and in one piece
+        parser.feed_data(data[i:i + 1])
+    assert parser.cut_head() == (line, protocol, length)
+    rec = Recorder()
+    parser = rec.parser = RequestParser(rec)
+    parser.feed_data(data)
+    assert parser.cut_head() == (line, protocol, length)
+
+
+# -- idle(): what parking a connection relies on (newproxy/http/parking.py) ----------------------------
+@_SETTINGS
+@given(_ANY, st.lists(st.integers(0, 400), max_size=6), st.sampled_from([(1024, 8192, 4), _SMALL]))
+def test_an_idle_parser_reads_the_rest_as_a_fresh_one(data: bytes, points: list[int],
+                                                      sizes: tuple[int, int, int]) -> None:
+    """Wherever a parser says it is idle between two reads, a fresh parser given what follows makes
+    the same events (a parked connection resumes with a new parser and a new protocol)."""
+    pieces = cut(data, points)
+    rec = Recorder()
+    parser = rec.parser = RequestParser(rec, *sizes)
+    for index, piece in enumerate(pieces):
+        try:
+            parser.feed_data(piece)
+        except (ParseError, UpgradeRequest):
+            return  # the connection is answered or handed on here: never parked after it
+        if parser.idle():
+            rest = pieces[index + 1:]
+            assert run(rest, sizes=sizes) == run(pieces, sizes=sizes)[len(rec.events):], (pieces, index)
+
+
+def test_idle_only_between_requests() -> None:
+    rec = Recorder()
+    parser = rec.parser = RequestParser(rec)
+    assert parser.idle()
+    parser.feed_data(b"GET / HTTP/1.1\r\nHost: h\r\n")
+    assert not parser.idle()  # in a head
+    parser.feed_data(b"\r\n")
+    assert parser.idle()
+    parser.feed_data(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nab")
+    assert not parser.idle()  # in a body
+    parser.feed_data(b"c" + b"GET /")
+    assert not parser.idle()  # a pipelined head begun

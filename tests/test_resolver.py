@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from newproxy.config import ResolverConfig
-from newproxy.http.resolver import ResolveError, Resolver
+from newproxy.http.resolver import ResolveError, Resolver, rotated
 from tests.dns_responder import AAAA, A, DnsResponder
 
 
@@ -35,7 +35,8 @@ def test_answers_are_cached_for_valid_and_failures_are_kept() -> None:
 
         result = _run(scenario())
         questions = list(dns.questions)
-    assert result[:2] == [["127.0.0.7", "127.0.0.8"]] * 2
+    assert result[0] == ["127.0.0.7", "127.0.0.8"]  # a fresh answer in its order
+    assert sorted(result[1]) == ["127.0.0.7", "127.0.0.8"]  # the cached one, rotated (nginx's export)
     assert result[2:6] == [("missing.test", 3, "Host not found")] * 2 + [("slow.test", 110, "Operation timed out")] * 2
     assert [type(e) for e in result[6]] == [ResolveError, ResolveError]  # type: ignore[union-attr]
     assert questions.count(("app.test", A)) == 1 and questions.count(("app.test", AAAA)) == 1
@@ -63,3 +64,15 @@ def test_no_server_is_a_failure() -> None:
 
     with pytest.raises(ResolveError):
         _run(scenario())
+
+
+def test_a_cached_answer_is_rotated_as_nginx_exports_it() -> None:
+    """ngx_resolver_export(rotate=1): IPv4 from a random one, written from a random slot on, the
+    IPv6 ones after them (wrapping); draws given here so the placement is checked exactly."""
+    addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "::1", "::2"]
+    draws = iter([3, 1, 1])  # the slot 3, IPv4 from its second, IPv6 from its second
+    assert rotated(addresses, lambda n: next(draws)) == ["10.0.0.1", "::2", "::1", "10.0.0.2", "10.0.0.3"]
+    draws = iter([0, 0, 0])
+    assert rotated(addresses, lambda n: next(draws)) == addresses  # no rotation drawn: as answered
+    starts = {tuple(rotated(["10.0.0.1", "10.0.0.2"])) for _ in range(200)}
+    assert starts == {("10.0.0.1", "10.0.0.2"), ("10.0.0.2", "10.0.0.1")}

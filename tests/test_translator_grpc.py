@@ -109,3 +109,15 @@ def test_config_errors_match_nginx(tmp_path: Path, body: str) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text(TEMPLATE.format(tmp=tmp_path, http="", server=body))
     assert_same_verdict_as_nginx_t(conf, tmp_path)
+
+
+def test_upstream_bytes_received_in_add_header_is_a_caveat_under_grpc_pass(tmp_path: Path) -> None:
+    """newproxy's gRPC client does not count the frames read with the head: reported, not silent."""
+    _, levels = _translate(tmp_path, """
+        location /g { add_header X-B $upstream_bytes_received; grpc_pass grpc://backend; }
+        location /h { add_header X-H $upstream_bytes_received; proxy_pass http://backend; }
+        location /i { add_header X-A $upstream_addr; grpc_pass grpc://backend; }
+""")
+    assert levels["add_header X-B $upstream_bytes_received"] == "caveat"
+    assert levels["add_header X-H $upstream_bytes_received"] != "caveat"
+    assert levels["add_header X-A $upstream_addr"] != "caveat"

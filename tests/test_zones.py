@@ -189,3 +189,14 @@ def test_a_reload_keeps_an_unchanged_zone() -> None:
         state.share(other)
         fresh = other.zones.req["z"].shared
         assert fresh is not None and fresh.block is not req.block and fresh.lookup("k", 1000, 0, True)[0] == _OK
+
+
+def test_a_new_key_for_a_kept_zone_is_a_conflict() -> None:
+    """nginx refuses a reload that keeps a zone's name and size but not its key (its init_zone
+    logs it at emerg); a new size, or the same key, is no conflict."""
+    state = SharedState()
+    state.share(_engine(65536))
+    assert state.key_conflict(_engine(65536)) is None
+    assert state.key_conflict(_engine(131072, "$uri")) is None  # a new zone: nothing reused
+    assert state.key_conflict(_engine(65536, "$uri")) == \
+        'limit_req "z" uses the "$uri" key while previously it used the "$http_x_key" key'

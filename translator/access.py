@@ -104,7 +104,10 @@ def access_config(translator: Translator, chain: _Chain) -> AccessConfig | None:
         if not name.startswith("$"):
             raise _error(directive, f'invalid variable name "{name}"')
         upstream = set(auth_set_variables_known(value))
-        unknown = [n for n in variable_names(value) if n not in upstream and not translator._variables_known("$" + n)]
+        # The other $upstream_* variables would read the main request's upstream attempts, not the
+        # subrequest's: not translated.
+        unknown = [n for n in variable_names(value) if n not in upstream and (
+            n.startswith("upstream_") or not translator._variables_known("$" + n))]
         if unknown:
             translator.note(directive, "unsupported", f"uses variables newproxy does not provide yet: "
                                                       f"{', '.join(unknown)}")

@@ -52,6 +52,12 @@ def grpc_config(tr: Translator, directive: Directive, chain: _Chain) -> ProxyCon
     if rest.startswith("unix:"):
         tr.note(directive, "unsupported", "grpc_pass to a unix socket is not built yet")
         return None
+    for header in chain.array("add_header"):  # the add_header set in effect here
+        if any("upstream_bytes_received" in arg for arg in header.args[1:2]):
+            # nginx counts the HTTP/2 frames read for the head (SETTINGS included); the gRPC client
+            # (newproxy/http/grpc_upstream.py) does not count them: the value is 0.
+            tr.note(header, "caveat", "$upstream_bytes_received is 0 for a grpc_pass answer in newproxy "
+                                      "(nginx: the bytes of the HTTP/2 frames read with the head)")
     authority = rest.split("/", 1)[0]
     if authority in tr.upstream_names:
         group = authority

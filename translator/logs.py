@@ -161,6 +161,13 @@ class LogRules:
                 condition = arg[3:]
                 if not self.translator._variables_ok(directive, condition):
                     return None
+                # Evaluated at the log phase: the variables whose log-time value newproxy lacks are
+                # gaps here as in a format ($upstream_bytes_received is the head's count in newproxy).
+                missing = [v for v in variable_names(condition) if v in _NGINX_ONLY or v.startswith(_NGINX_ONLY_PREFIXES)]
+                if missing:
+                    self.translator.note(directive, "unsupported", "the condition uses variables newproxy does not "
+                                                                   f"compute at the log phase: {', '.join(missing)}")
+                    return None
             else:
                 raise ConfigError(f'invalid parameter "{arg}"', directive.file, directive.line)
         if flush and not buffer:

@@ -52,14 +52,18 @@ RULES: dict[str, Rule] = {
                                 "upstream connect()/timeout errors, access forbidden by rule, open() failed, "
                                 "directory index forbidden, limiting requests/connections and delaying "
                                 "requests (tests/test_differential_errorlog.py); other messages are "
-                                "newproxy's own; several error_log in one block: only the last; syslog: and "
+                                "newproxy's own; several error_log in one block: each gets the messages its level "
+                                "admits, as nginx's (tests/test_differential_errorlog_multi.py); syslog: and "
                                 "memory: are files here"),
     # Process model (translator/process.py, newproxy/process.py, newproxy/worker.py): tests/test_process_model.py.
     "worker_processes": Rule("caveat", "a master and N workers on the listening sockets the master binds, as "
                                        "nginx's (auto: the CPUs newproxy may run on); limit_req/limit_conn zones "
                                        "and upstream zones are shared between workers in shared memory, as "
                                        "nginx's (tests/test_differential_shared_zones.py). On reload, an old worker's idle keep-alive connections get 1 s to send one "
-                                       "more request, answered with Connection: close (nginx closes them at once)"),
+                                       "more request, answered with Connection: close (nginx closes them at once); "
+                                       "$connection counts each worker's connections apart (nginx: one counter for "
+                                       "all, its upstream connections included), so with several workers two "
+                                       "connections can have the same number"),
     "worker_shutdown_timeout": Rule("exact", "the connections a stopping worker still has are closed at the timeout"),
     "worker_rlimit_nofile": Rule("exact", "setrlimit(RLIMIT_NOFILE) in each worker; a refusal is logged, as nginx does"),
     "user": Rule("ignored", "newproxy does not change user; run it as the user you want"),
@@ -156,11 +160,19 @@ RULES: dict[str, Rule] = {
     "geo": Rule("exact", "CIDR and address entries, default, delete; ranges and proxy are reported"),
     "split_clients": Rule("exact", "MurmurHash2 buckets, as nginx computes them"),
     "error_page": Rule("exact", "for the errors newproxy makes itself (return, no location, internal, rewrite "
-                                "cycle), upstream failures (502/504) and, with proxy_intercept_errors, upstream errors"),
+                                "cycle), upstream failures (502/504) and, with proxy_intercept_errors, upstream errors; "
+                                "a request body is discarded as nginx does (tests/test_differential_discard.py), "
+                                "except where a page's target has variables: read whole before the answer"),
     "internal": Rule("exact"),
     "stub_status": Rule("exact", "in a location, and at server level for requests that match no location; the "
                                  "counts are summed over the workers (newproxy/stats.py)"),
     "merge_slashes": Rule("exact"),
+    # Read while parsing the head (newproxy/http/h1parse.py, h2.py): the default server's setting
+    # of the address:port (the SNI server's under TLS) until the request line's host or the Host
+    # header picks a server, whose setting applies to the lines after it, as in nginx.
+    "underscores_in_headers": Rule("exact", "a header name with '_' is kept (HTTP/1.x and HTTP/2)"),
+    "ignore_invalid_headers": Rule("exact", "off: a header name with '_', '.', '@', a byte over 0x7f... is "
+                                            "kept and forwarded (HTTP/1.x and HTTP/2)"),
     "try_files": Rule("exact", "file checks, every fallback, and the file found served by the static handler"),
     "root": Rule("exact", "files are served from root + $uri (a relative root is read against Debian's prefix "
                           "/usr/share/nginx)"),
@@ -190,7 +202,9 @@ RULES: dict[str, Rule] = {
                                  "(tests/test_differential_proxy_variables.py)"),
     "resolver": Rule("exact", "newproxy's own DNS client over UDP (not getaddrinfo, not /etc/hosts, as nginx): "
                               "A and AAAA, valid=, ipv4=/ipv6=; a failed lookup is kept for valid= or 10 s; "
-                              "servers given by name are reported; status_zone is ignored"),
+                              "servers given by name are reported; status_zone is ignored. Every address of "
+                              "an answer is used: tried in order, the next on error, a cached answer rotated "
+                              "at random as nginx's (tests/test_differential_resolver_rotation.py)"),
     "resolver_timeout": Rule("exact"),
     "proxy_ssl_server_name": Rule("exact", "SNI off by default; never for an IP address"),
     "proxy_ssl_name": Rule("exact", "with variables ($host...), rendered per request; its port is stripped"),
@@ -300,7 +314,8 @@ RULES: dict[str, Rule] = {
     # Headers filter module (translator/headers.py, newproxy/engine/headers.py).
     "add_header": Rule("exact", "the status filter, always, variables, empty values, ETag/Last-Modified replaced, "
                                 "inheritance replaced whole (if blocks too); on files, returns, redirects, error "
-                                "pages and proxied responses"),
+                                "pages and proxied responses; $upstream_* as nginx has them when the head goes out "
+                                "(the attempt relayed has no $upstream_response_time yet)"),
     "expires": Rule("exact", "off, epoch, max, times, negative, modified, @time of day, variable values; replaces "
                              "a proxied Expires/Cache-Control"),
     "add_trailer": Rule("exact", "sent with chunked HTTP/1.1 bodies, which it makes chunked as nginx does, and "
@@ -326,18 +341,22 @@ RULES: dict[str, Rule] = {
     # limit_req, limit_conn, limit_rate (translator/limits.py, newproxy/engine/limits.py):
     # tests/test_differential_limits.py.
     "limit_req_zone": Rule("caveat", "shared by all workers as nginx's zone (newproxy/zones.py) and kept "
-                                     "over a reload when its name, size and key are unchanged, except with "
-                                     "worker_processes 1, where a reload starts it afresh (nginx keeps it); "
-                                     "how many keys a zone holds is estimated from its size"),
+                                     "over a reload when its name, size and key are unchanged, with any "
+                                     "worker_processes (tests/test_differential_zone_reload.py); a new size "
+                                     "starts it afresh, a new key with the same size fails the reload, as "
+                                     "nginx's; with master_process off a reload starts it afresh; how many "
+                                     "keys a zone holds is estimated from its size"),
     "limit_req": Rule("exact", "nginx's leaky bucket ported in integers: burst, nodelay, delay=, several per "
                                "block, empty key not limited; a delay waits without blocking"),
     "limit_req_status": Rule("exact"),
     "limit_req_dry_run": Rule("exact", "nothing delayed or rejected; $limit_req_status tells what would have been"),
     "limit_req_log_level": Rule("exact", "the level of the limiting/delaying lines in the error log"),
     "limit_conn_zone": Rule("caveat", "shared by all workers as nginx's zone (newproxy/zones.py) and kept "
-                                      "over a reload when its name, size and key are unchanged, except with "
-                                      "worker_processes 1, where a reload starts it afresh; how many keys a zone "
-                                      "holds is estimated from its size"),
+                                      "over a reload when its name, size and key are unchanged, with any "
+                                      "worker_processes (tests/test_differential_zone_reload.py); a new size "
+                                      "starts it afresh, a new key with the same size fails the reload, as "
+                                      "nginx's; with master_process off a reload starts it afresh; how many "
+                                      "keys a zone holds is estimated from its size"),
     "limit_conn": Rule("caveat", "counts requests in flight until a proxied or file answer is sent; an answer "
                                  "made in memory (return, error page) is counted as over once written"),
     "limit_conn_status": Rule("exact"),
@@ -364,7 +383,8 @@ RULES: dict[str, Rule] = {
                                    "client's length without the body (the auth server then waits): set "
                                    "proxy_set_header Content-Length \"\" there, as nginx's docs do; "
                                    "proxy_intercept_errors in the auth location is not applied; a limit_req delay "
-                                   "inside it is answered 500"),
+                                   "inside it is answered 500; a request with a body is answered once its body is "
+                                   "read, where nginx answers a non-proxied location at once and discards it"),
     "auth_request_set": Rule("exact", "$upstream_status, $upstream_http_NAME of the subrequest and any variable "
                                       "newproxy provides; $sent_http_* is reported"),
     "set_real_ip_from": Rule("exact", "addresses, CIDR, unix:; a host name is reported"),

@@ -64,6 +64,7 @@ from translator.tls import ssl_on, tls_config
 from translator.grpc import grpc_config
 from translator.proxy_tls import session_reuse_gap, upstream_tls
 from translator.resolver import resolver_config
+from translator.values import scalar_flag
 
 # ngx_http_proxy_headers: sent unless proxy_set_header names them; empty values only hide the client's.
 DEFAULT_PROXY_HEADERS: list[tuple[str, str]] = [
@@ -104,6 +105,15 @@ class Translation(BaseModel):
     @property
     def gaps(self) -> list[Occurrence]:
         return [o for o in self.occurrences if o.level in ("caveat", "unsupported", "unknown")]
+
+
+def _error_log_targets(directives: list[Directive]) -> str | list[str] | None:
+    """One block's ``error_log FILE [LEVEL]`` lines (newproxy/http/errorlog.py reads both words):
+    one string for one, a list for several (nginx writes a message to each whose level admits it)."""
+    targets = [" ".join(d.args[:2]) for d in directives]
+    if not targets:
+        return None
+    return targets[0] if len(targets) == 1 else targets
 
 
 def parse_size(value: str, directive: Directive) -> int:
@@ -243,9 +253,7 @@ class Translator:
         pid = main.last("pid")
         if pid is not None:
             config.pid = pid.args[0]
-        error_log = main.last("error_log")
-        if error_log is not None:  # "FILE [LEVEL]": newproxy/http/errorlog.py reads both
-            config.error_log = " ".join(error_log.args[:2])
+        config.error_log = _error_log_targets(main.all("error_log"))
         apply_process_settings(config, self.nginx)
         if self.nginx.http is not None:
             http = _Chain([_Scope(list(self.nginx.http.directives()), "http")])
@@ -432,6 +440,8 @@ class Translator:
             client_max_body_size=self._body_size(chain),
             error_pages=self._error_pages(chain),
             merge_slashes=self._scalar_arg(chain, "merge_slashes", "on") == "on",
+            underscores_in_headers=scalar_flag(chain, "underscores_in_headers", False),
+            ignore_invalid_headers=scalar_flag(chain, "ignore_invalid_headers", True),
             stub_status=chain.scopes[-1].last("stub_status") is not None,
             root=self._root(chain),
             static=self._static(chain),
@@ -495,10 +505,10 @@ class Translator:
             "error_log": self._error_log(chain),
         }
 
-    def _error_log(self, chain: _Chain) -> str | None:
-        """http/server/location ``error_log FILE [LEVEL]``, the innermost one (None: main's)."""
-        directive = chain.scalar("error_log")
-        return " ".join(directive.args[:2]) if directive is not None else None
+    def _error_log(self, chain: _Chain) -> str | list[str] | None:
+        """http/server/location ``error_log FILE [LEVEL]``: those of the innermost block that has some
+        (None: main's)."""
+        return _error_log_targets(chain.array("error_log"))
 
     def _location_real_ip(self, chain: _Chain) -> RealIpConfig | None:
         """realip for a location's preaccess phase: only when it differs from the server's, which the

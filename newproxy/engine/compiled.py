@@ -34,6 +34,7 @@ from newproxy.engine.locations import LocationLevel, LocationNode
 from newproxy.engine.proxy import ResponseRelay
 from newproxy.engine.proxyurl import UNRESOLVED, GroupLookup
 from newproxy.engine.redirects import HeaderRewrites, compile_rules
+from newproxy.engine.requestfacts import fact_names, uses_upstream_answer
 from newproxy.engine.responses import ResponseMaker
 from newproxy.engine.rewrite import (
     CompiledBreak,
@@ -223,6 +224,8 @@ class ConfigCompiler:
         self.config = config
         self.lookup: GroupLookup | None = None  # made for the first proxy_pass with variables
         self.header_programs = 0  # how many locations have a headers filter (0: the engine skips it)
+        # $connection, $upstream_*... named anywhere (newproxy/engine/requestfacts.py): what must be recorded.
+        self.fact_names = fact_names(config)
         self.gzips = 0  # how many locations and servers have gzip on (0: the engine skips the filter)
         self.mime = compile_mime_tables(config.mime_types)
         self.captures = capture_names(config)
@@ -326,7 +329,15 @@ class ConfigCompiler:
         for name, value in set_headers:
             if value.text == "":
                 continue  # only hides the client's header of that name
-            line = None if value.constant is None else name + b": " + value.constant.encode("latin-1") + b"\r\n"
+            constant = value.constant
+            if constant is None and config.url is None:
+                # $proxy_host is the proxy_pass host, the same for every request (the default
+                # `Host $proxy_host` included): the line is made once here. An empty value is
+                # still not sent, as upstream_head does for a rendered one.
+                constant = value.constant_given("proxy_host", config.proxy_host)
+            if constant == "":
+                continue
+            line = None if constant is None else name + b": " + constant.encode("latin-1") + b"\r\n"
             sent.append((line, name + b": ", value))
         lookup = None
         if config.url is not None:
@@ -349,6 +360,7 @@ class ConfigCompiler:
             body=self.template(config.body) if config.body is not None else None,
             relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers),
                                 headers=headers, pass_through=config.pass_through, gzip=gzip,
+                                upstream_answer=uses_upstream_answer(self.fact_names),
                                 accel_redirect=config.accel_redirect and not config.pass_through,
                                 accel_limit_rate=config.accel_limit_rate and not config.pass_through,
                                 rewrites=HeaderRewrites.build(compile_rules(config.redirects, self.template),

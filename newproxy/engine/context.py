@@ -37,6 +37,9 @@ class RequestContext:
     uri_changes: int = 11  # r->uri_changes: rewrites and internal redirects left before a 500 (cycle)
     method: bytes | None = None  # the method after an error_page redirect made it GET
     error_page: bool = False  # r->error_page: an error_page has been followed (recursive_error_pages off)
+    # r->expect_tested: the answer is an error page (or a 413 at the head): nginx sends no
+    # "100 Continue" before it, where a discarded body of any other answer gets one.
+    expect_tested: bool = False
     err_status: int = 0  # r->err_status: the status an error_page answers with (0: the target's own)
     # Access phase (newproxy/engine/access.py, realip.py). real_ip: the connection's own address once
     # a trusted header replaced Request.client_addr ($realip_remote_addr), None before.
@@ -45,7 +48,8 @@ class RequestContext:
     # in the answer (kept across error_page, as in nginx); None when there are none.
     www_authenticate: list[bytes] | None = None
     subrequest: bool = False  # an auth_request subrequest: no access phase (r != r->main)
-    # An auth_request subrequest's upstream answer (status, headers), for $upstream_* in auth_request_set.
+    # The upstream answer (status, headers) an auth_request subrequest got, for $upstream_* in auth_request_set;
+    # on a proxied request, the one relayed or intercepted ($upstream_http_NAME: engine/requestfacts.py).
     upstream_answer: tuple[int, list[tuple[bytes, bytes]]] | None = None
     gzip_filtered: bool = False  # the static handler ran the gzip filter itself (before the range filter)
     last_modified: int = -1  # r->headers_out.last_modified_time of a file answer: what `expires modified` uses

@@ -34,7 +34,7 @@ def _path(ctx: RequestContext) -> bytes:
     """ngx_http_grpc_create_request's :path: the client's raw target while it is still valid, else
     $uri escaped wherever it needs it (unlike proxy_pass, whatever the client's own escaping) and
     ``?args``."""
-    if ctx.valid_unparsed_uri:
+    if ctx.valid_unparsed_uri and ctx.request_uri[:1] != "?":  # "?a": nginx's empty_path_in_uri, not valid
         return ctx.request_uri.encode("latin-1")
     path = escape_uri(ctx.uri)
     return path + b"?" + ctx.args.encode("latin-1") if ctx.args else path

@@ -14,10 +14,11 @@ layer calls ``FileResponse.release`` / ``ProxyPass.release``; a complete in-memo
 once, since nothing can run between).
 
 State lives in this process's zones (``Zones``): a dict per zone, which is nginx's shared zone
-exactly when one process serves. With ``worker_processes`` over 1 the master gives each zone a
-table in shared memory before it forks (``ReqZone.shared`` / ``ConnZone.shared``, newproxy/zones.py)
-and every zone operation goes there, under the zone's lock, as nginx's go to its slab pool under
-the shpool mutex. ``shared`` is None otherwise: the single-process path takes no lock.
+exactly when one process serves. Under a master (any ``worker_processes``) the master gives each
+zone a table in shared memory before it forks (``ReqZone.shared`` / ``ConnZone.shared``,
+newproxy/zones.py; kept over a reload when the zone is unchanged) and every zone operation goes
+there, under the zone's lock, as nginx's go to its slab pool under the shpool mutex. ``shared`` is
+None with ``master_process off``: that path takes no lock.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class ReqZone:
         self.capacity = _usable(config.size)
         self.used = 0
         self.nodes: OrderedDict[str, list[int]] = OrderedDict()
-        self.shared: SharedReqTable | None = None  # set by the master before it forks N > 1 workers
+        self.shared: SharedReqTable | None = None  # set by the master before it forks workers
 
     def lookup(self, key: str, now: int, burst: int, account: bool) -> tuple[int, int, Node | None]:
         """ngx_http_limit_req_lookup: (rc, excess, the node reserved when rc is _AGAIN)."""
@@ -186,7 +187,7 @@ class ConnZone:
         self.capacity = _usable(config.size)
         self.used = 0
         self.counts: dict[str, int] = {}
-        self.shared: SharedConnTable | None = None  # set by the master before it forks N > 1 workers
+        self.shared: SharedConnTable | None = None  # set by the master before it forks workers
 
     def acquire(self, key: str, most: int) -> int:
         """Count one more request for ``key``: CONN_OK, or (nothing counted) CONN_LIMITED when

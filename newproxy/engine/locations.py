@@ -24,6 +24,12 @@ class LocationNode(Generic[L]):
     auto_redirect: bool = False
     regex: re.Pattern[str] | None = None
     children: LocationLevel[L] | None = None
+    # The answer for a plain match of this location (no redirect, no captures), made once: the
+    # lookup runs per request, and nothing changes a Found once made.
+    found: Found[L] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.found = Found(self.value)
 
 
 @dataclass(slots=True)
@@ -86,11 +92,11 @@ class LocationLevel(Generic[L]):
         noregex = False
         if rc == _OK or rc == _DONE:
             assert node is not None
-            state[0] = Found(node.value, redirect=rc == _DONE)
+            state[0] = Found(node.value, redirect=True) if rc == _DONE else node.found
             return rc
         if rc == _AGAIN:
             assert node is not None
-            state[0] = Found(node.value)
+            state[0] = node.found
             noregex = node.match == "prefix_priority"
             rc = node.children._find(uri, state) if node.children is not None else _DECLINED
             if rc == _OK or rc == _DONE:

@@ -33,7 +33,8 @@ from newproxy.config import (
     RewriteStep,
     ServerConfig,
 )
-from newproxy.engine.variables import Getter, Template, UnknownVariable, variable_getter
+from newproxy.engine.requestfacts import join_attempts, seconds as _seconds, upstream_seconds
+from newproxy.engine.variables import Getter, Template, UnknownVariable, header_matches, variable_getter
 
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
@@ -52,11 +53,13 @@ class LogRecord:
     when some access_log is configured), fills it as the request goes, and hands it to the writer
     when the response is complete.
 
-    ``upstream``: one entry per upstream attempt, ``[addr, status, start, connect, header, response]``
+    ``upstream``: one entry per upstream attempt, ``[addr, status, start, connect, header, response,
+    bytes_received]`` (the bytes read with its head, for $upstream_bytes_received)
     (times in seconds, -1 unset; status 0 unknown); a ``None`` entry separates the attempts of two
     proxied passes (an error_page that proxies again), written " : " as nginx does."""
 
-    __slots__ = ("body_length", "client_addr", "conn_id", "conn_requests", "ctx", "head", "header_size",
+    __slots__ = ("body_length", "client_addr", "conn_id", "conn_requests", "ctx", "cut_line", "cut_protocol", "head",
+                 "header_size",
                  "line_only", "local_addr", "pipe", "request", "request_length", "sent", "start", "status",
                  "upstream")
 
@@ -77,6 +80,10 @@ class LogRecord:
         self.body_length = 0  # the body as received (chunk framing included)
         # nginx refused the request line (a bad URI) before reading the headers: they are not logged.
         self.line_only = False
+        # A head that timed out inside its request line: what arrived of the line, nginx's $request
+        # then (and nothing of the request is known: $request_length 0, no method, no protocol).
+        self.cut_line: bytes | None = None
+        self.cut_protocol = False  # ... and its protocol had begun ($server_protocol "", not "-")
         self.upstream: list[list | None] | None = None  # type: ignore[type-arg]
 
     def wrote(self, data: bytes) -> None:
@@ -95,7 +102,7 @@ class LogRecord:
         """A new upstream attempt; the returned entry is filled in by the upstream client."""
         if self.upstream is None:
             self.upstream = []
-        entry = [addr, 0, time.monotonic(), -1.0, -1.0, -1.0]
+        entry = [addr, 0, time.monotonic(), -1.0, -1.0, -1.0, 0]
         self.upstream.append(entry)
         return entry
 
@@ -120,10 +127,6 @@ def escape_json(value: str) -> str:
 LogGetter = Callable[[LogRecord], "str | None"]
 
 
-def _seconds(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
-
-
 def _request_time(rec: LogRecord) -> str:
     return _seconds(max(int((time.time() - rec.start) * 1000), 0))
 
@@ -132,8 +135,19 @@ def _body_bytes_sent(rec: LogRecord) -> str:
     return str(max(rec.sent - rec.header_size, 0))
 
 
+def _server_protocol(rec: LogRecord) -> str | None:
+    req = rec.request
+    if req is None:
+        return None
+    if rec.cut_line is not None:  # a cut request line: "" once its "H" was read (nginx's http_protocol.data)
+        return "" if rec.cut_protocol else None
+    return "HTTP/" + req.version.decode("latin-1")
+
+
 def _request_line(rec: LogRecord) -> str | None:
     req = rec.request
+    if rec.cut_line is not None:
+        return rec.cut_line.decode("latin-1")
     if req is None or not req.target:  # an HTTP/2 request without :path has no request line
         return None
     return f'{req.method.decode("latin-1")} {req.target.decode("latin-1")} HTTP/{req.version.decode("latin-1")}'
@@ -156,6 +170,8 @@ _OWN: dict[str, Callable[[LogRecord], str]] = {
 def _request_length(rec: LogRecord) -> int:
     """nginx counts the body only where it reads it (proxied requests); a body it discards (return,
     error pages, static files) is not counted. A request refused at its line: the line alone."""
+    if rec.cut_line is not None:
+        return 0
     if rec.line_only and rec.request is not None:
         req = rec.request
         return len(req.method) + len(req.target) + 12
@@ -202,7 +218,7 @@ def _header_value(rec: LogRecord, lower: bytes) -> str | None:
         return ("; " if lower == b"cookie" else ", ").join(v.decode("latin-1") for v in found)
     size = len(lower)
     for key, value in req.headers:
-        if len(key) == size and key.lower() == lower:
+        if len(key) == size and header_matches(key, lower):
             return value.decode("latin-1")
     return None
 
@@ -251,27 +267,13 @@ def _binary_addr(rec: LogRecord) -> str:
 
 
 def _upstream_join(rec: LogRecord, field: int) -> str | None:
-    states = rec.upstream
-    if not states:
+    if not rec.upstream:
         return None
-    parts: list[str] = []
-    first = True
-    for entry in states:
-        if entry is None:
-            parts.append(" : ")
-            first = True
-            continue
-        if not first:
-            parts.append(", ")
-        first = False
-        value = entry[field]
-        if field == 0:
-            parts.append(str(value))
-        elif field == 1:
-            parts.append(str(value) if value else "-")
-        else:
-            parts.append(_seconds(max(int(value * 1000), 0)) if value >= 0 else "-")
-    return "".join(parts)
+    if field == 0:
+        return join_attempts(rec.upstream, field, str)
+    if field == 1:
+        return join_attempts(rec.upstream, field, lambda value: str(value) if value else "-")
+    return join_attempts(rec.upstream, field, upstream_seconds)
 
 
 def _args(rec: LogRecord) -> str | None:
@@ -301,10 +303,13 @@ _LOG_ONLY: dict[str, LogGetter] = {
     "upstream_response_time": lambda rec: _upstream_join(rec, 5),
     "gzip_ratio": lambda rec: None,  # set by the gzip filter when it compressed; newproxy's does not yet
     "scheme": lambda rec: rec.request.scheme if rec.request is not None else None,
-    "server_protocol": lambda rec: "HTTP/" + rec.request.version.decode("latin-1") if rec.request is not None else None,
+    "server_protocol": _server_protocol,
     "request_method": lambda rec: (
         ((rec.ctx.method if rec.ctx is not None and rec.ctx.method else None) or rec.request.method).decode("latin-1")
-        if rec.request is not None else None),
+        if rec.request is not None and rec.cut_line is None else None),
+    # A head cut inside its request line has no URI yet ("-"); else the request's $uri.
+    "uri": lambda rec: rec.ctx.uri if rec.ctx is not None and rec.cut_line is None else None,
+    "document_uri": lambda rec: rec.ctx.uri if rec.ctx is not None and rec.cut_line is None else None,
     "request_uri": lambda rec: rec.ctx.request_uri if rec.ctx is not None and not rec.line_only else None,
     "content_type": lambda rec: _header_value(rec, b"content-type"),
     # nginx's ssl module: "not found" ("-") on a plain connection; $https is "" there.

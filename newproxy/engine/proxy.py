@@ -40,6 +40,8 @@ class ResponseRelay:
     gzip: CompiledGzip | None = None  # the location's gzip filter; None: gzip off (no cost)
     accel_redirect: bool = False  # follow an upstream's X-Accel-Redirect (newproxy/engine/accel.py)
     accel_limit_rate: bool = False  # an upstream's X-Accel-Limit-Rate paces the answer (newproxy/http/upstream.py)
+    # Some value of the config reads $upstream_http_NAME/$upstream_cookie_NAME: keep_upstream_answer.
+    upstream_answer: bool = False
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
 _ESCAPE = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
@@ -64,7 +66,9 @@ def upstream_uri(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
     whole $uri when there is no URI part or after break), re-escaped when the client's URI had
     %-escapes or a rewrite changed it (r->quoted_uri || r->internal), plus "?" $args.
     """
-    if proxy.uri is None and ctx.valid_unparsed_uri:
+    # An absolute-form target without a path ("http://h?a": $request_uri "?a") is not a valid
+    # unparsed URI for nginx (empty_path_in_uri): "/" and the args are sent instead.
+    if proxy.uri is None and ctx.valid_unparsed_uri and ctx.request_uri[:1] != "?":
         return ctx.request_uri.encode("latin-1")
     if proxy.uri is not None and ctx.valid_location:
         prefix = proxy.uri.encode("latin-1")
@@ -148,9 +152,16 @@ def upstream_head(ctx: RequestContext, proxy: CompiledProxy, uri: bytes | None =
         suppressed = proxy.suppressed
         for name, value in ctx.request.headers:
             if name.lower() not in suppressed:
-                parts.append(name + b": " + value + b"\r\n")
+                parts += (name, b": ", value, b"\r\n")  # joined once below: no bytes made per line
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def keep_upstream_answer(pp: ProxyPass, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """nginx's r->upstream->headers_in, which $upstream_http_NAME and $upstream_cookie_NAME read: the
+    answer being relayed, or the one an error_page or X-Accel-Redirect replaced (kept for its target)."""
+    if isinstance(pp.context, RequestContext):
+        pp.context.upstream_answer = (status, headers)
 
 
 def client_response_head(
@@ -159,6 +170,8 @@ def client_response_head(
     """The head to send the client for an upstream response, and how to frame its body."""
     if pp.relay.pass_through:
         return _relay_as_is(pp, status, reason, headers, framing)
+    if pp.relay.upstream_answer:
+        keep_upstream_answer(pp, status, headers)
     maker = pp.relay.maker
     hidden = pp.relay.hidden
     if pp.status_override:  # error_page: nginx's own status line for the error code

@@ -13,7 +13,8 @@ As ngx_http_proxy_eval and ngx_http_upstream_init_request do it:
   address (IPv4 or [IPv6]) or a unix socket, tried alone; otherwise a name for ``resolver`` (no
   resolver: 502, "no resolver defined to resolve"), looked up by the IO layer
   (newproxy/http/resolver.py). Such ad-hoc peers are made per request, as nginx makes them (no
-  failure marks carry over; several addresses are tried in order).
+  failure marks carry over; several addresses are tried in order, the next on error; a cached
+  answer comes rotated, so requests spread over the addresses).
 """
 
 from __future__ import annotations

@@ -29,11 +29,28 @@ _PLAIN_HOST = re.compile(rb"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
 _HOST_BAD = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
 
 
+# Valid Host values already normalised: a client sends the same Host on every request, and the
+# general check (a regex miss for "name:port", then the port and dot scans) costs ~1 µs where a
+# dict probe costs ~0.05. Cleared when full, so a client making up names cannot grow it.
+_KNOWN_HOSTS: dict[bytes, str] = {}
+_KNOWN_HOSTS_MAX = 1024
+
+
 def normalise_host(raw: bytes) -> str:
     """Validate a Host value as ngx_http_validate_host does; return it lower-cased, without port or final dot.
 
     Checked against the binary: a leading dot, a backslash or an unterminated "[" literal pass.
     """
+    host = _KNOWN_HOSTS.get(raw)
+    if host is None:
+        host = _validate_host(raw)  # raises InvalidHost: an invalid value is never remembered
+        if len(_KNOWN_HOSTS) >= _KNOWN_HOSTS_MAX:
+            _KNOWN_HOSTS.clear()
+        _KNOWN_HOSTS[raw] = host
+    return host
+
+
+def _validate_host(raw: bytes) -> str:
     if _PLAIN_HOST.fullmatch(raw):
         return raw.decode("ascii")  # the common case: already lower-case, no port, nothing to check
     if _HOST_BAD(raw):

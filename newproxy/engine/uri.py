@@ -78,17 +78,21 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
     ($request_uri keeps it)."""
     host: str | None = None
     if target.startswith(b"/"):
-        path_and_query = target
+        path_and_query = request_uri = target
     else:
         scheme, sep, rest = target.partition(b"://")
         if not sep or not _SCHEME.fullmatch(scheme):
             raise BadRequest("invalid request target")
         slash = rest.find(b"/")
         query = rest.find(b"?")
-        if 0 <= query < slash or slash < 0 <= query:  # "http://h?a": nginx's empty path is "/"
+        if 0 <= query < slash or slash < 0 <= query:
+            # "http://h?a": nginx's $uri is "/" (empty_path_in_uri) but its unparsed URI, hence
+            # $request_uri and what proxy_pass without a URI sends, starts at the "?".
             authority, path_and_query = rest[:query], b"/" + rest[query:]
+            request_uri = rest[query:]
         else:
             authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+            request_uri = path_and_query
         if b"@" in authority:
             raise BadRequest("userinfo in the request target")
         host_part = authority
@@ -101,17 +105,13 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
         host = host_part.decode("latin-1").lower().rstrip(".")
     fragment = path_and_query.find(b"#")
     path, _, query = (path_and_query if fragment < 0 else path_and_query[:fragment]).partition(b"?")
-    if b"%" in path or b"/." in path or b"//" in path and merge_slashes:
+    escaped = b"%" in path
+    if escaped or b"/." in path or merge_slashes and b"//" in path:
         uri = normalise_path(_decode(path), merge_slashes)
     else:
         uri = path  # nothing to decode or resolve: the common case
-    return ParsedTarget(
-        uri=uri.decode("latin-1"),
-        args=query.decode("latin-1"),
-        request_uri=path_and_query.decode("latin-1"),
-        host=host,
-        needs_escape=b"%" in path,
-    )
+    # Positional: keyword arguments cost a slots dataclass ~0.3 µs more, on every request.
+    return ParsedTarget(uri.decode("latin-1"), query.decode("latin-1"), request_uri.decode("latin-1"), host, escaped)
 
 
 def extension(uri: str) -> str:

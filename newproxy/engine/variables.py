@@ -16,6 +16,7 @@ from newproxy import stats
 from newproxy.engine.htpasswd import basic_credentials
 
 from newproxy.engine.limits import CONN_STATUS_NAMES, REQ_STATUS_NAMES, limit_rate_variable
+from newproxy.engine import requestfacts
 
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
@@ -27,10 +28,25 @@ class UnknownVariable(ValueError):
     pass
 
 
-def _header(ctx: RequestContext, lower_name: bytes) -> str:
+# $http_NAME of the headers nginx reads itself (ngx_http_core_variables): the header of exactly that
+# name. Any other NAME is ngx_http_variable_unknown_header, where a '_' of the header's name (kept
+# with underscores_in_headers or ignore_invalid_headers off) matches too: $http_x_u reads "X_U".
+_OWN_HEADERS = frozenset({b"host", b"user-agent", b"referer", b"via", b"x-forwarded-for", b"cookie"})
+
+
+def header_matches(key: bytes, lower_name: bytes) -> bool:
+    """Whether the header ``key`` is the one $http_NAME reads (``lower_name``: NAME lower-cased, '-' for '_')."""
+    key = key.lower()
+    return key == lower_name or (b"_" in key and lower_name not in _OWN_HEADERS
+                                 and key.replace(b"_", b"-") == lower_name)
+
+
+def _header(ctx: RequestContext, lower_name: bytes, loose: bool = False) -> str:
     # nginx joins repeated headers only for a few names; for $http_* it takes the first occurrence,
-    # except Cookie and X-Forwarded-For which it joins (with "; " and ", ").
-    values = [v for k, v in ctx.request.headers if k.lower() == lower_name]
+    # except Cookie and X-Forwarded-For which it joins (with "; " and ", "). ``loose``: $http_NAME
+    # of a header nginx does not read itself, where a name's '_' counts as '-' (header_matches).
+    values = [v for k, v in ctx.request.headers
+              if k.lower() == lower_name or loose and b"_" in k and header_matches(k, lower_name)]
     if not values:
         return ""
     if lower_name == b"cookie" and len(values) > 1:
@@ -42,7 +58,8 @@ def _header(ctx: RequestContext, lower_name: bytes) -> str:
 
 def _http_getter(name: str) -> Getter:
     lower = name.replace("_", "-").lower().encode()
-    return lambda ctx: _header(ctx, lower)
+    loose = lower not in _OWN_HEADERS
+    return lambda ctx: _header(ctx, lower, loose)
 
 
 def _arg_getter(name: str) -> Getter:
@@ -106,8 +123,8 @@ def _body_length(ctx: RequestContext) -> str:
     if ctx.proxy_chunked:
         return ""
     for name, _ in ctx.request.headers:
-        low = name.lower()
-        if low in (b"content-length", b"transfer-encoding"):
+        # The length first (14, 17): every proxied request renders this, mostly for headers of neither name.
+        if (len(name) == 14 or len(name) == 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             return str(len(ctx.request.body))
     return ""
 
@@ -245,6 +262,9 @@ _PREFIXED: dict[str, Callable[[str], Getter]] = {
     "arg_": _arg_getter,
     "cookie_": _cookie_getter,
 }
+# $connection, $request_time, $upstream_*...: read from the request's record (newproxy/engine/requestfacts.py).
+_SIMPLE.update(requestfacts.SIMPLE)
+_PREFIXED.update(requestfacts.PREFIXED)
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(_SIMPLE)
 KNOWN_PREFIXES: tuple[str, ...] = tuple(_PREFIXED)
@@ -327,6 +347,15 @@ class Template:
         # "$remote_addr" alone, the most common form, renders with one call and no join.
         only = parts[0] if len(parts) == 1 else None
         self.single: Getter | None = None if only is None or isinstance(only, str) else only
+
+    def constant_given(self, name: str, value: str) -> str | None:
+        """The template's value when the variable ``name`` (a built-in one) is the only one it uses and
+        is known to be ``value`` (fixed per location, as $proxy_host when proxy_pass has no
+        variables): rendered once at load instead of per request. None when other variables remain."""
+        getter = _SIMPLE[name]
+        if not all(isinstance(part, str) or part is getter for part in self.parts):
+            return None
+        return "".join(part if isinstance(part, str) else value for part in self.parts)
 
     def render(self, ctx: RequestContext) -> str:
         if self.constant is not None:

@@ -104,6 +104,8 @@ class AccessLogs:
         self.engine = engine
         self.plan: LogPlan = engine.log_plan
         self.metrics = getattr(engine, "request_metrics", None)  # newproxy/reqmetrics.py, counted here too
+        # False: made only so that the front ends record requests for $connection, $upstream_*...
+        self.writes = self.plan.enabled or self.metrics is not None
         self.files: dict[str, LogFile] = {}
         # One file per path; as in nginx, a path is buffered when any access_log naming it has a
         # buffer (nginx refuses two different buffer settings for one path).
@@ -123,6 +125,8 @@ class AccessLogs:
 
     def log(self, rec: LogRecord) -> None:
         """The request is over (answered, or the client went away): write its lines."""
+        if not self.writes:
+            return
         request = rec.request
         ctx = request.context if request is not None else None
         server = None
@@ -151,8 +155,10 @@ class AccessLogs:
 
 
 def open_access_logs(engine: Engine, loop: asyncio.AbstractEventLoop | None) -> AccessLogs | None:
-    """The access logs of ``engine``'s config, opened; None when it has none and no /metrics counts
-    requests (no per-request cost)."""
-    if not engine.log_plan.enabled and getattr(engine, "request_metrics", None) is None:
+    """The access logs of ``engine``'s config, opened; None when it has none, no /metrics counts
+    requests and no variable reads the request's record ($connection, $upstream_addr...: the front
+    ends make records only when this is not None): no per-request cost."""
+    if not engine.log_plan.enabled and getattr(engine, "request_metrics", None) is None \
+            and not getattr(engine, "request_facts", False):
         return None
     return AccessLogs(engine, loop)

@@ -7,6 +7,9 @@ newproxy/engine/errors.py), so formatting cost is paid off the hot path; a messa
 level is dropped before it is formatted. The line format is nginx's:
 ``2024/01/31 12:00:00 [error] 1234#1234: *5 message, client: ..., server: ..., request: "...",
 upstream: "...", host: "...", referrer: "..."`` (``request_context``: ngx_http_log_error_handler).
+
+Several ``error_log`` in one block are several targets of one log (the config gives a list): as
+nginx's chain of logs (ngx_log_error_core), a message goes to every target whose level admits it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -21,16 +25,32 @@ if TYPE_CHECKING:
 
 LEVELS: dict[str, int] = {"debug": 8, "info": 7, "notice": 6, "warn": 5, "error": 4, "crit": 3, "alert": 2, "emerg": 1}
 
+Targets = str | Sequence[str] | None  # one "FILE [LEVEL]", several (one per error_log line), or none
+
+
+def targets_of(target: Targets) -> tuple[str, ...]:
+    """The config's error_log value as a tuple of "FILE [LEVEL]" (a single string is one target)."""
+    if target is None:
+        return ()
+    if isinstance(target, str):
+        return (target,)
+    return tuple(target)
+
 
 class ErrorLog:
-    """Where runtime errors go. ``target`` is a path, ``stderr``, or ``path level`` as in nginx."""
+    """Where runtime errors go. Each target is a path, ``stderr``, or ``path level`` as in nginx; the
+    first is this object's own file, the others are ``more`` logs that every message is offered to.
+    ``level`` is the most verbose of them all (a message above it is dropped unformatted), ``own``
+    this file's."""
 
-    __slots__ = ("_pid", "_scoped", "_stream", "level", "path", "prefix")
+    __slots__ = ("_pid", "_scoped", "_stream", "level", "more", "own", "path", "prefix")
 
-    def __init__(self, target: str | None = None, prefix: str | None = None) -> None:
+    def __init__(self, target: Targets = None, prefix: str | None = None) -> None:
+        targets = targets_of(target)
+        self.more = tuple(ErrorLog(other, prefix) for other in targets[1:])
         path, level = "stderr", "error"
-        if target:
-            parts = target.split()
+        if targets:
+            parts = targets[0].split()
             path = parts[0]
             if len(parts) > 1 and parts[1] in LEVELS:
                 level = parts[1]
@@ -38,14 +58,18 @@ class ErrorLog:
             path = os.path.join(prefix, path)
         self.path = path
         self.prefix = prefix
-        self.level = LEVELS[level]
+        self.own = LEVELS[level]
+        self.level = max([self.own] + [other.level for other in self.more])
         self._stream: TextIO | None = None
         self._pid = os.getpid()
-        # http/server/location error_log targets ("FILE LEVEL"), opened when first written to
-        self._scoped: dict[str, ErrorLog] = {}
+        # http/server/location error_log targets (their "FILE LEVEL" strings), opened when first written to
+        self._scoped: dict[tuple[str, ...], ErrorLog] = {}
 
     def open(self) -> None:
-        """Open (or reopen, on SIGUSR1) the log file. Raises OSError when it cannot be opened."""
+        """Open (or reopen, on SIGUSR1) the log files. Raises OSError (its ``filename`` the file) when
+        one cannot be opened."""
+        for other in self.more:
+            other.open()
         if self.path in ("stderr", "/dev/stderr"):
             self._stream = sys.stderr
             return
@@ -65,6 +89,8 @@ class ErrorLog:
         if self._stream is not None and self._stream is not sys.stderr:
             self._stream.close()
         self._stream = None
+        for other in self.more:
+            other.close()
         for log in self._scoped.values():
             if log is not self:
                 log.close()
@@ -74,7 +100,7 @@ class ErrorLog:
         """Open the http/server/location error_log files of ``config`` (a NewproxyConfig) now, as
         nginx opens them with its config: they exist from the start. One that cannot be opened is
         logged; its messages go to this log."""
-        targets: list[str] = []
+        targets: list[Targets] = []
 
         def walk(locations: list) -> None:  # type: ignore[type-arg]
             for location in locations:
@@ -98,25 +124,32 @@ class ErrorLog:
             return self
         return self._scoped_log(target)
 
-    def _scoped_log(self, target: str) -> ErrorLog:
-        """The log of one error_log target, opened on first use; one that cannot be opened is logged
-        here and its messages go to this log."""
-        log = self._scoped.get(target)
+    def _scoped_log(self, target: Targets) -> ErrorLog:
+        """The log of a block's error_log targets, opened on first use; if one cannot be opened, that
+        is logged here and the block's messages go to this log."""
+        key = targets_of(target)
+        log = self._scoped.get(key)
         if log is None:
-            log = ErrorLog(target, self.prefix)
+            log = ErrorLog(key, self.prefix)
             try:
                 log.open()
             except OSError as exc:
-                self.log("alert", f'open() "{log.path}" failed ({exc.errno}: {exc.strerror})')
+                self.log("alert", f'open() "{exc.filename or log.path}" failed ({exc.errno}: {exc.strerror})')
+                log.close()
                 log = self
-            self._scoped[target] = log
+            self._scoped[key] = log
         return log
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] <= self.level
 
     def log(self, level: str, message: str, conn_id: int = 0) -> None:
-        if LEVELS[level] > self.level:
+        number = LEVELS[level]
+        if number > self.level:
+            return
+        for other in self.more:
+            other.log(level, message, conn_id)
+        if number > self.own:
             return
         stream = self._stream or sys.stderr
         stamp = time.strftime("%Y/%m/%d %H:%M:%S")

@@ -2,7 +2,8 @@
 nginx-compatible request parser (newproxy/http/h1parse.py).
 
 No task per request: bytes in ``data_received`` go through the parser; a complete request is
-handed to the engine at once; its answer is written (``Response``) or forwarded by the upstream
+handed to the engine at once (one whose body nginx would not read, at its head: the body is then
+read and dropped while and after it is answered, ngx_http_discard_request_body); its answer is written (``Response``) or forwarded by the upstream
 client (``ProxyPass``), which reports back through ``upstream_done``/``upstream_error``.
 
 Invariants:
@@ -20,8 +21,10 @@ client_max_body_size (through the engine), ``Expect: 100-continue``, and the con
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,6 +35,7 @@ from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPa
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
+from newproxy.http.headerrules import HeaderRules
 from newproxy.http.pacing import DelayWait, PacedWriter
 from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
 from newproxy.http.sendfile import close as close_file
@@ -51,6 +55,11 @@ PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEAD_ONLY, _BODY_ONLY = 1, 2  # how an error page is cut (H1Protocol._parse_error)
 _LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
+# H1Protocol._discard: a request nginx answers without reading its body (newproxy/engine/discard.py)
+# is run once the read that brought its head is parsed (_PENDING: a bad chunk in that read is still
+# a 400), then its body is read and dropped while and after it is answered (_DROPPING).
+_PENDING, _DROPPING = 1, 2
+_DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 
 
 def _reset_on_close(transport: asyncio.BaseTransport) -> None:
@@ -71,7 +80,9 @@ class _Stop(Exception):
 class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
-    __slots__ = ("_ids", "access", "client", "closing", "connections", "draining", "engine", "error_response", "handle", "log", "loop", "max_body_size", "upstream")
+    __slots__ = ("_ids", "access", "client", "closing", "connections", "discards_body", "draining", "engine",
+                 "error_response", "handle",
+                 "header_rules", "log", "loop", "max_body_size", "upstream")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -80,6 +91,8 @@ class ConnContext:
             engine.error_response  # type: ignore[attr-defined]
         # Optional hook: the client_max_body_size (bytes, 0 = unlimited) that applies to a request.
         self.max_body_size: Callable[[Request], int | None] | None = getattr(engine, "max_body_size", None)
+        # Optional hook: whether the request is answered without its body (nginx discards it).
+        self.discards_body: Callable[[Request], bool] | None = getattr(engine, "discards_body", None)
         self.upstream = upstream
         self.loop = loop
         self.log = log
@@ -87,6 +100,9 @@ class ConnContext:
         # nginx's defaults for an engine without one.
         config = getattr(getattr(engine, "config", None), "client", None)
         self.client: ClientConfig = config if isinstance(config, ClientConfig) else ClientConfig()
+        # underscores_in_headers / ignore_invalid_headers: None when every server keeps the defaults.
+        router = getattr(engine, "router", None)
+        self.header_rules: HeaderRules | None = HeaderRules.build(router) if router is not None else None  # type: ignore[type-arg]
         self.connections: set[H1Protocol] = set()
         self.closing = False
         # Set with closing by a worker drained on reload (newproxy/worker.py): a connection accepted
@@ -144,7 +160,13 @@ class H1Protocol(asyncio.Protocol):
         "_closed",
         "_closing",
         "_current",
+        "_discard",
+        "_discard_close",
+        "_discard_keep",
+        "_discard_until",
         "_draining",
+        "_expect",
+        "_read_len",
         "_exchange",
         "_hold",
         "_head_due",
@@ -158,6 +180,7 @@ class H1Protocol(asyncio.Protocol):
         "_lingering",
         "_out",
         "_pacer",
+        "_pending",
         "_piped",
         "_prec",
         "_queue",
@@ -165,6 +188,7 @@ class H1Protocol(asyncio.Protocol):
         "_release",
         "_req",
         "_reads",
+        "_resumed",
         "_head_read",
         "_requests",
         "_st",
@@ -182,14 +206,15 @@ class H1Protocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, ctx: ConnContext) -> None:
+    def __init__(self, ctx: ConnContext, conn_id: int = 0) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         client = ctx.client
         self.parser = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
                                     client.large_header_buffers)
-        self.conn_id = ctx.next_id()
+        self.conn_id = conn_id or ctx.next_id()  # given: a parked connection resumes (parking.py)
+        self._resumed = conn_id != 0
         # Set by newproxy/http/tls.py on an ssl listen: the session, or PLAIN_ON_TLS_PORT for plain
         # HTTP sent there (nginx's 497). None on plain listens: one test per request.
         self.tls: TlsInfo | int | None = None
@@ -235,21 +260,88 @@ class H1Protocol(asyncio.Protocol):
         # a request): a timeout then is a timed-out request (reset_timedout_connection).
         self._head_begun = False
         self._v09 = False  # the answer is to an HTTP/0.9 request: its head is not sent (as nginx)
+        # Discarding a body (ngx_http_discard_request_body): the state (_PENDING, _DROPPING, 0), the
+        # request waiting for the end of its head's read, whether it sends "100 Continue" with a
+        # final answer, and once that answer is out: the lingering_time deadline (0: not waiting),
+        # whether the connection is kept after the body, and whether it closes after this read.
+        self._discard = 0
+        self._pending: Request | None = None
+        self._expect = False
+        self._discard_until = 0.0
+        self._discard_keep = False
+        self._discard_close = False
+        self._read_len = 0  # the length of the read being parsed, kept while a body is discarded
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._addresses(transport)
+        rules = self.ctx.header_rules
+        if rules is not None:  # some server changes underscores_in_headers / ignore_invalid_headers
+            tls = self.tls
+            sni = tls.server_name if tls is not None and not isinstance(tls, int) else None
+            self.parser.header_rules(*rules.for_connection(self.local_addr, sni))
+        if self._resumed:
+            self._resume_made()
+            return
+        self.ctx.connections.add(self)
+        stats.connection_opened()
+        self._last = self._head_start = self.loop.time()  # nginx times the first head from the accept
+        self._timer = self.loop.call_at(self._last + self.ctx.client.header_timeout, self._on_timer)
+        if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
+            self.shutdown()
+
+    def _addresses(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if peer:
             self.client_addr = (peer[0], peer[1])
         if sock:
             self.local_addr = (sock[0], sock[1])
+
+    # -- parking (newproxy/http/parking.py) ---------------------------------------------------
+    def can_park(self, idle_before: float) -> bool:
+        """Idle since ``idle_before`` or longer, plain HTTP/1.1, between requests (or before the
+        first), with nothing buffered or pending either way: the connection's whole state is then
+        its number, request count and timers."""
+        transport = self.transport
+        return (self._last <= idle_before and self.tls is None and not self._busy and not self._in_message
+                and not self._head_begun and not self._closing and not self._closed and not self._lingering
+                and not self._discard
+                and not self._stopped and not self._queue and not self._out and not self._write_paused
+                and self._exchange is None and self._hold is None and self._pacer is None
+                and self._release is None and self._rec is None and self._prec is None
+                and type(self.parser) is RequestParser and self.parser.idle()
+                and transport is not None and not transport.get_write_buffer_size()
+                and not transport.is_closing())
+
+    def park(self) -> tuple[ConnContext, int, int, float, float]:
+        """What resumes this connection once parked (newproxy/http/parking.py); this object is done
+        with: its timer stops here (the lot's runs) and the connection resumes in a new one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed = True
+        return self.ctx, self.conn_id, self._requests, self._last, self._head_start
+
+    @classmethod
+    def resumed(cls, ctx: ConnContext, conn_id: int, requests: int, last: float, head_start: float) -> H1Protocol:
+        """The protocol of a parked connection the client sent to again (its transport is next)."""
+        protocol = cls(ctx, conn_id)
+        protocol._requests = requests
+        protocol._last = last
+        protocol._head_start = head_start
+        return protocol
+
+    def _resume_made(self) -> None:
+        """connection_made of a resumed connection: not a new accept (stub_status counted it
+        once); the timer it had when it was parked."""
         self.ctx.connections.add(self)
-        stats.connection_opened()
-        self._last = self._head_start = self.loop.time()  # nginx times the first head from the accept
-        self._timer = self.loop.call_at(self._last + self.ctx.client.header_timeout, self._on_timer)
-        if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
+        client = self.ctx.client
+        due = (self._head_start + client.header_timeout if self._requests == 0
+               else self._last + client.keepalive_timeout)
+        self._timer = self.loop.call_at(due, self._on_timer)
+        if self.ctx.closing and not self.ctx.draining:
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
@@ -258,6 +350,12 @@ class H1Protocol(asyncio.Protocol):
         self._reads += 1
         if self._lingering or self._stopped:
             return  # discarding what follows an answered error
+        if self._discard:
+            self._read_len = len(data)
+        if self._discard_until and self._last >= self._discard_until:
+            # lingering_time is over: nginx closes with these bytes unread, which resets the connection.
+            self._drop_connection(reset=True)
+            return
         if not self._in_message:
             self._head_begun = True
             if self._requests:
@@ -265,6 +363,12 @@ class H1Protocol(asyncio.Protocol):
         self._in_feed = True
         try:
             self.parser.feed_data(data)
+            if self._discard == _PENDING:  # its body goes on in later reads: answer now
+                self._discard = _DROPPING
+                self._dispatch(self._take_pending())
+            if self._discard_close:
+                self._discard_close = False
+                self._close()
         except _Stop:
             pass  # a callback answered the request with an error
         except ParseError as exc:
@@ -342,7 +446,9 @@ class H1Protocol(asyncio.Protocol):
         self._write_paused = True
         if self._exchange is not None:
             self._exchange.pause()
-        if self.transport is not None:
+        if self.transport is not None and not self._discard:
+            # (A body being discarded is still read: nginx drops it while the answer waits, so a
+            # client that sends all of it before reading is not stuck.)
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -355,6 +461,13 @@ class H1Protocol(asyncio.Protocol):
 
     # -- parser callbacks (newproxy/http/h1parse.py) ----------------------------------------
     def on_message_begin(self) -> None:
+        if self._discard_close:
+            # Bytes of another request after a discarded body whose answer said close: nginx
+            # lingers (r->header_in->pos < last) instead of closing at once.
+            self._discard_close = False
+            self._stopped = True
+            self._linger()
+            raise _Stop
         self._in_message = True
         c = stats.C
         c[REQUESTS] += 1
@@ -404,9 +517,17 @@ class H1Protocol(asyncio.Protocol):
         # it arrives (nginx does the same), through the engine since the location decides it.
         limit = 0
         cl = parser.content_length
+        # A body all in with its head and no Expect is answered alike read or discarded: the hook
+        # (a few µs) only runs when it can matter.
+        if (parser.te is not None or cl is not None and parser.length > 0 and (
+                parser.expect or parser.unparsed() < parser.length)) and self._discards(req):
+            return
         if (cl is not None or parser.te is not None) and self.ctx.max_body_size is not None:
             limit = self.ctx.max_body_size(req) or 0
             if limit and cl is not None and parser.length > limit:
+                if not self._busy and not self._queue:
+                    self._discard_body(req)  # the engine answers 413 (its error_page), nginx discards
+                    return
                 self._reject(413, req)
                 raise _Stop
         self._limit = limit
@@ -417,6 +538,8 @@ class H1Protocol(asyncio.Protocol):
                 rec.sent += len(_CONTINUE)
 
     def on_body(self, data: bytes) -> None:
+        if self._discard:
+            return  # dropped, as nginx's discard filter does
         body = self._body
         if body is None:
             self._body = [data]
@@ -434,15 +557,12 @@ class H1Protocol(asyncio.Protocol):
             raise _Stop
 
     def on_message_complete(self) -> None:
-        self._in_message = False
-        self._head_begun = False
+        if self._discard:
+            self._discarded()
+            return
+        self._message_over()
         req = self._req
         self._req = None
-        rec = self._prec
-        if rec is not None:
-            self._prec = None
-            rec.body_length += self.parser.body_bytes  # as received: chunk framing included
-            self._piped = True
         if req is None or self._closed:
             return
         body = self._body
@@ -457,6 +577,113 @@ class H1Protocol(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         self._dispatch(req)
+
+    # -- discarded bodies (ngx_http_discard_request_body) -----------------------------------------
+    def _discards(self, req: Request) -> bool:
+        """A request with a body that nginx answers without reading it: run it once this read is
+        parsed, and drop its body as it comes. Not behind a request in flight (it would answer
+        out of turn): that one reads its body whole first, as before."""
+        hook = self.ctx.discards_body
+        if hook is None or self._busy or self._queue or not hook(req):
+            return False
+        self._discard_body(req)
+        return True
+
+    def _discard_body(self, req: Request) -> None:
+        self._discard = _PENDING
+        self._pending = req
+        self._req = None
+        self._limit = 0  # nginx checks no client_max_body_size while discarding
+        # The "100 Continue" goes with the final answer (ngx_http_test_expect), unless that is an
+        # error page: decided in _answer.
+        self._expect = self.parser.expect and req.version == b"1.1"
+
+    def _take_pending(self) -> Request:
+        req = self._pending
+        assert req is not None
+        self._pending = None
+        return req
+
+    def _message_over(self) -> LogRecord | None:
+        """A request's last byte is read: no message in progress; its log record (returned) gets
+        its byte count."""
+        self._in_message = False
+        self._head_begun = False
+        rec = self._prec
+        if rec is not None:
+            self._prec = None
+            rec.body_length += self.parser.body_bytes  # as received: chunk framing included
+            self._piped = True
+        return rec
+
+    def _discarded(self) -> None:
+        """The body of a request answered without it is all in (and dropped)."""
+        rec = self._message_over()
+        if self._discard == _PENDING:  # the whole body came with the head: answered as any request
+            self._discard = 0
+            self._dispatch(self._take_pending())
+            return
+        self._discard = 0
+        if rec is not None and self.parser.te is not None:
+            # nginx reads a chunked body it discards past its end, moves the next request's bytes
+            # back to its header buffer and takes them off $request_length, which never counted
+            # them (ngx_http_copy_pipelined_header): the head's length less those bytes.
+            # It reads 4096 bytes at a time (NGX_HTTP_DISCARD_BUFFER_SIZE): what the read that ended
+            # the body holds past it.
+            after = self.parser.unparsed()
+            ended_at = self._read_len - after
+            rec.request_length -= min(after, -ended_at % _DISCARD_BUFFER)
+        if self._busy or not self._discard_until:
+            return  # the answer is still going out: the connection goes on once it is over
+        self._discard_until = 0.0
+        if self._rec is not None:
+            self._logged()  # nginx logs the request when its body is discarded (the last reference)
+        if not self._discard_keep or self._closing:
+            self._discard_close = True  # once this read is parsed (lingering if a request follows)
+            return
+        self._last = self.loop.time()
+        self._idle()
+        self._rearm(self._last + self.ctx.client.keepalive_timeout)
+
+    def _discard_wait(self, keepalive: bool) -> None:
+        """The answer is out before its request's body: nginx reads and drops the rest, waiting up
+        to lingering_timeout for each read and lingering_time in all (ngx_http_finalize_connection,
+        ngx_http_discarded_request_body_handler), then keeps the connection or closes it."""
+        client = self.ctx.client
+        now = self._last = self.loop.time()
+        self._discard_keep = keepalive
+        # nginx counts lingering_time in whole seconds of its clock (ngx_time()): the deadline is the
+        # current second plus lingering_time, and a read after it resets the connection.
+        wall = time.time()
+        self._discard_until = now + (math.floor(wall) + client.lingering_time - wall)
+        self._rearm(self._discard_due(now))
+
+    def _discard_due(self, last: float) -> float:
+        """When the wait for more of a discarded body ends: lingering_timeout after the last read,
+        or the seconds left of lingering_time, rounded up as nginx's whole-second timer is."""
+        left = self._discard_until - last
+        return last + min(self.ctx.client.lingering_timeout, math.ceil(left) if left > 0 else 0.0)
+
+    def _drop_connection(self, reset: bool) -> None:
+        """A discarded body did not come in time: close (reset: nginx's RST)."""
+        self._discard_until = 0.0
+        self._discard = 0
+        if self._rec is not None:
+            self._logged()
+        self._closed = True
+        transport = self.transport
+        if transport is None:
+            return
+        if reset:
+            _reset_on_close(transport)
+            transport.abort()
+        else:
+            transport.close()
+
+    def _rearm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(due, self._on_timer)
 
     # -- front-end checks (before any location is known) --------------------------------------
     def _check(self, req: Request, version: bytes) -> int:
@@ -517,6 +744,18 @@ class H1Protocol(asyncio.Protocol):
         HEAD or not), else the head only when the method was read as HEAD."""
         if self._closing or self._closed:
             return
+        if self._discard == _DROPPING:
+            # A bad chunk in a body nginx discards after answering: it closes (c->error), no 400.
+            self._discard = 0
+            self._discard_until = 0.0
+            self._stopped = True
+            if self._rec is not None and not self._busy:
+                self._logged()
+            self._close()
+            return
+        if self._discard == _PENDING:  # in the read of the head: the 400 answers the request
+            self._discard = 0
+            self._req = self._take_pending()
         cut = _BODY_ONLY if exc.v09 else _HEAD_ONLY if exc.head_only else 0
         req = self._req
         self._stopped = True
@@ -605,6 +844,12 @@ class H1Protocol(asyncio.Protocol):
         if isinstance(result, AuthSubrequest):
             self._auth(result, req)
             return
+        if self._expect and not isinstance(result, Delayed):
+            self._expect = False
+            ctx = req.context
+            if not getattr(ctx, "expect_tested", False) and not (
+                    isinstance(result, Response) and result.close_without_response):
+                self._write(_CONTINUE)  # the body is discarded, not an error page: nginx sends it
         if isinstance(result, Delayed):
             # Like an exchange in flight: later pipelined requests wait, connection loss cancels it.
             self._busy = True
@@ -638,6 +883,9 @@ class H1Protocol(asyncio.Protocol):
 
     def _sent_whole(self, keepalive: bool) -> None:
         """A whole answer is written: log it, then keep the connection for the next request or close it."""
+        if self._discard:  # its body is still coming: dropped first, logged then
+            self._discard_wait(keepalive)
+            return
         if self._rec is not None:
             self._logged()
         if not keepalive or (self._closing and not self._queue):
@@ -745,8 +993,17 @@ class H1Protocol(asyncio.Protocol):
             return
         self._unpace()
         self._released()
+        if self._discard and not self._closed:  # a file sent before its request's body came
+            self._busy = False
+            self._exchange = None
+            self._current = None
+            self._discard_wait(keepalive)
+            return
         if self._rec is not None:
             self._logged()
+        current = self._current
+        if current is not None:  # the log phase is over: no Request <-> RequestContext cycle left for the GC
+            current.request.context = None
         self._busy = False
         self._exchange = None
         self._current = None
@@ -944,12 +1201,42 @@ class H1Protocol(asyncio.Protocol):
             timer.cancel()
             self._timer = self.loop.call_at(due, self._on_timer)
 
+    def _log_cut_head(self) -> None:
+        """A head timed out after some bytes of it (empty lines too): nginx logs it with 408 and what
+        it had read of it; a connection that sent nothing is not logged."""
+        parser = self.parser
+        if not isinstance(parser, RequestParser):  # a tunnel, or a held upgrade: no head being read
+            return
+        rec = self._prec or LogRecord(self.conn_id, self.client_addr, self.local_addr)
+        self._prec = None
+        line, rec.cut_protocol, rec.request_length = parser.cut_head()
+        rec.cut_line = line
+        rec.status = 408
+        rec.conn_requests = self._requests + 1
+        # A request line read whole: the server and variables nginx logs come from it and the
+        # header lines read (log_context); cut inside it, the address's default server.
+        req = Request(parser.method, b"" if line is not None else parser.target,
+                      parser.version, [] if line is not None else parser.headers, b"", self.client_addr,
+                      self.local_addr, "http", False)
+        if self.tls is not None and self.tls != PLAIN_ON_TLS_PORT:
+            req.scheme = "https"
+            req.tls = self.tls
+        rec.request = req
+        self.ctx.access.log(rec)  # type: ignore[union-attr]
+
     def _on_timer(self) -> None:
         self._timer = None
         if self._closed:
             return
         now = self.loop.time()
         client = self.ctx.client
+        if self._discard_until:  # dropping a body after its answer (_discard_wait)
+            due = self._discard_due(self._last)
+            if now >= due:  # nginx: c->timedout, so reset_timedout_connection applies
+                self._drop_connection(client.reset_timedout_connection)
+            else:
+                self._timer = self.loop.call_at(due, self._on_timer)
+            return
         if self._lingering:
             due = min(self._last + client.lingering_timeout, self._linger_until)
         elif self._busy:
@@ -965,11 +1252,13 @@ class H1Protocol(asyncio.Protocol):
         if now >= due:
             rec = self._prec
             if rec is not None and self._in_message and self._req is not None:
-                # A body timed out: nginx logs the request with 408 (a timed-out head is not logged
-                # yet: its request line is not kept).
+                # A body timed out: nginx logs the request with 408.
                 self._prec = None
                 rec.status = 408
                 self.ctx.access.log(rec)  # type: ignore[union-attr]
+            elif self._req is None and (self._in_message or self._head_begun) and not self._busy \
+                    and not self._lingering and self.ctx.access is not None:
+                self._log_cut_head()  # a head timed out after some bytes: 408 too
             self._closed = True
             transport = self.transport
             if transport is not None:

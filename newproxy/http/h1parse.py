@@ -40,7 +40,7 @@ asks for a protocol upgrade (``Connection: upgrade`` with ``Upgrade``), ``feed_d
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import Callable, Protocol
 
 from newproxy.engine.servers import host_valid
 
@@ -91,11 +91,16 @@ _SPECIAL = {
     b"if-none-match": _H_UNIQUE, b"content-range": _H_UNIQUE, b"if-range": _H_UNIQUE,
     b"authorization": _H_UNIQUE,
 }
-# A header name nginx keeps: letters, digits and '-' (ignore_invalid_headers on,
-# underscores_in_headers off: a name with '_' or any other byte over 0x20 is dropped, the line
-# still counted; a byte <= 0x20 or DEL is a 400).
+# A valid header name: letters, digits and '-' (and '_' with underscores_in_headers on). Any other
+# byte over 0x20 makes the name invalid: its line is dropped with ignore_invalid_headers on (still
+# counted in the head's length), kept as any other header with it off; a byte <= 0x20 or DEL is a 400.
 _PLAIN_NAME = re.compile(rb"[A-Za-z0-9-]+").fullmatch
-# name -> its kind, or -1 for a name whose line nginx drops. Names repeat across requests.
+_UNDERSCORE_NAME = re.compile(rb"[A-Za-z0-9_-]+").fullmatch
+# The kinds of an invalid name: only '_' makes it so (valid with underscores_in_headers on), or
+# another byte ('.', '@', over 0x7f...). A parser drops a line whose kind is below its ``_drop``.
+INVALID_UNDERSCORE = -1
+INVALID_OTHER = -2
+# name -> its kind (one of _SPECIAL's, _H_OTHER, or an invalid kind). Names repeat across requests.
 _NAME_KIND: dict[bytes, int] = {}
 _CACHE_MAX = 4096  # bounded: names come from clients
 # Only short keys are cached: 4,096 entries of at most 256 bytes each bound the caches to ~1 MiB a
@@ -141,10 +146,13 @@ class RequestParser:
     __slots__ = (
         "_avail",
         "_buf",
+        "_by_host",
         "_cap",
         "_chunk_new",
         "_chunk_size",
         "_chunk_state",
+        "_drop",
+        "_drop0",
         "_h_end",
         "_h_name_end",
         "_h_start",
@@ -152,7 +160,6 @@ class RequestParser:
         "_h_vstart",
         "_host_end",
         "_host_start",
-        "_invalid",
         "_large",
         "_limit",
         "_line",
@@ -169,6 +176,7 @@ class RequestParser:
         "_small",
         "_start",
         "_state",
+        "_switch",
         "_target_end",
         "_target_start",
         "_uri_start",
@@ -213,12 +221,24 @@ class RequestParser:
         self.body_bytes = 0
         self.keepalive = False
         self.length = 0
-        self._invalid = False
         self._uri_start = self._target_start = self._target_end = -1
         self._host_start = self._host_end = self._protocol_start = -1
         self._h_name_end = self._h_vstart = self._h_end = -1
         self._major = self._minor = 0
+        # Header names (underscores_in_headers, ignore_invalid_headers): lines of a kind below _drop
+        # are dropped. _drop0 is the setting of the server a request starts with (the default server
+        # of the address, or the SNI's); _by_host, when servers there differ, gives the setting of
+        # the server a host names, and _switch is it until the request line's host or the Host
+        # header has chosen the server (the lines after it are read with that server's setting).
+        self._drop = self._drop0 = 0
+        self._by_host: Callable[[bytes], int] | None = None
+        self._switch: Callable[[bytes], int] | None = None
         self._new_request(0)
+
+    def header_rules(self, drop: int, by_host: Callable[[bytes], int] | None) -> None:
+        """The connection's header-name settings (see ``drop_below``); the defaults need no call."""
+        self._drop = self._drop0 = drop
+        self._by_host = self._switch = by_host
 
     # -- per request -------------------------------------------------------------------------
     def _new_request(self, start: int) -> None:
@@ -239,9 +259,38 @@ class RequestParser:
         self.upgrade = False  # Connection: upgrade with an Upgrade header
         self._seen = 0  # unique headers seen (a bit per kind), Host included
 
+    def unparsed(self) -> int:
+        """Bytes buffered past what has been parsed (from on_message_complete: the next request's)."""
+        return len(self._buf) - self._pos
+
+    def idle(self) -> bool:
+        """Between requests with nothing buffered and nginx's buffer state back to a fresh
+        connection's: a new parser would read what comes next the same way (parking.py relies on it)."""
+        pos = self._pos
+        return (self._state == _HEAD and pos == len(self._buf) and self._start == pos
+                and self._rl_state == RL_START and self._nbusy == 0 and self._cap == self._small
+                and self._limit - pos == self._small and self._avail <= pos)
+
     def _fail(self, status: int) -> ParseError:
         # nginx knows the method once the space after it is read (r->method): so does ``method``.
         return ParseError(status, self.method == b"HEAD", self.http_version == 9)
+
+    def cut_head(self) -> tuple[bytes | None, bool, int]:
+        """A head that never completed (it timed out), as nginx logs it: the request line as its
+        $request shows it when that line is not complete (what arrived of it, up to a CR or LF;
+        None once it is complete: ``method``, ``target``, ``version`` and ``headers`` hold what was
+        read), whether its protocol had begun (nginx's http_protocol), and $request_length, the
+        bytes of the complete lines (from the first method byte)."""
+        buf = self._buf
+        start = self._start
+        if self._rl_state != -1:
+            end = start
+            n = len(buf)
+            while end < n and buf[end] != CR and buf[end] != LF:
+                end += 1
+            return buf[start:end], self._protocol_start >= 0, 0
+        line_end = self._pos if self._h_state == H_START else self._line
+        return None, True, line_end - start
 
     # -- feeding ----------------------------------------------------------------------------
     def feed_data(self, data: bytes) -> None:
@@ -335,6 +384,7 @@ class RequestParser:
         append = headers.append
         specials = []
         host = length = None
+        drop = self._drop0
         del lines[0]  # the request line, read already
         for line in lines:
             name, colon, value = line.partition(b":")
@@ -346,12 +396,17 @@ class RequestParser:
             if not colon:
                 return False  # a line without a colon: the slow path reads it
             if kind:
-                if kind < 0:
+                if kind < 0:  # an invalid name: dropped, or kept as any other (ignore_invalid_headers)
+                    if kind < drop:
+                        continue
+                    append((name, value.strip(b" ")))
                     continue
                 value = value.strip(b" ")
                 # The first valid Host, the common case, without _special's bookkeeping.
-                if kind == _H_HOST and host is None and _HOST_OK.get(value):
+                if kind == _H_HOST and host is None and (_HOST_OK.get(value) or _host_ok(value)):
                     host = value
+                    if self._by_host is not None:  # it chooses the server whose setting reads on
+                        drop = self._by_host(value)
                 elif kind == _H_CL and length is None:
                     length = value
                 else:
@@ -384,6 +439,8 @@ class RequestParser:
         self._proto.on_message_begin()
         self.headers = []
         self.method, self.target, self.http_version, self.version = request_line
+        self._drop = self._drop0
+        self._switch = self._by_host
         pos = self._pos
         line_end = pos + len(lines[0]) + 2
         if line_end > self._limit:
@@ -398,7 +455,9 @@ class RequestParser:
             if kind is None:
                 kind = _classify(name)
             if kind < 0:  # type: ignore[operator]
-                continue
+                if kind < self._drop:
+                    continue
+                kind = _H_OTHER
             if len(self.headers) >= MAX_HEADERS:
                 raise self._fail(494)
             value = value.strip(b" ")
@@ -479,7 +538,8 @@ class RequestParser:
             self.target = b""
             self.version = b"1.0"
             self.headers = []
-            self._invalid = False
+            self._drop = self._drop0
+            self._switch = self._by_host
             self._uri_start = self._target_start = self._target_end = -1
             self._host_start = self._host_end = self._protocol_start = -1
             self._h_name_end = self._h_vstart = self._h_end = -1
@@ -643,27 +703,31 @@ class RequestParser:
     def _target_done(self) -> bool:
         buf = self._buf
         self.target = buf[self._target_start:self._target_end]
-        if self._host_end >= 0 and not host_valid(buf[self._host_start:self._host_end]):
-            raise self._fail(400)  # "client sent invalid host in request line"
+        if self._host_end >= 0:
+            host = buf[self._host_start:self._host_end]
+            if not host_valid(host):
+                raise self._fail(400)  # "client sent invalid host in request line"
+            # The request line's host chooses the server (a Host header no longer does).
+            switch = self._switch
+            if switch is not None:
+                self._drop = switch(host)
+                self._switch = None
         return True
 
     def _header_byte(self, ch: int, p: int) -> bool:
-        """One byte of a header line (ngx_http_parse_header_line with ignore_invalid_headers on,
-        underscores_in_headers off); True when the blank line ending the head is read."""
+        """One byte of a header line (ngx_http_parse_header_line); True when the blank line ending
+        the head is read. Whether the name is valid is decided on the whole name (_header_done)."""
         state = self._h_state
         if state == H_START:
             self._line = p
-            self._invalid = False
             if ch == CR:
                 self._h_state = H_HEADER_ALMOST_DONE
             elif ch == LF:
                 return True
             else:
                 self._h_state = H_NAME
-                if ch not in _NAME_CH:
-                    if ch <= 0x20 or ch == 0x7F or ch == 0x3A:
-                        raise self._fail(400)
-                    self._invalid = True  # '_' and other bytes: the line is dropped
+                if ch not in _NAME_CH and (ch <= 0x20 or ch == 0x7F or ch == 0x3A):
+                    raise self._fail(400)
         elif state == H_NAME:
             if ch in _NAME_CH:
                 pass
@@ -679,8 +743,6 @@ class RequestParser:
                     self._h_state = H_ALMOST_DONE
             elif ch <= 0x20 or ch == 0x7F:
                 raise self._fail(400)
-            else:
-                self._invalid = True
         elif state == H_SPACE_BEFORE_VALUE:
             if ch == SP:
                 pass
@@ -731,14 +793,16 @@ class RequestParser:
 
     def _header_done(self, end: int) -> None:
         self._h_state = H_START
-        if self._invalid:
-            return
         buf = self._buf
         name = buf[self._line:self._h_name_end]
-        value = buf[self._h_vstart:self._h_end]
         kind = _NAME_KIND.get(name)
         if kind is None:
-            kind = _classify(name)
+            kind = _classify(name)  # never None: _header_byte refused the bytes it refuses
+        if kind < 0:  # type: ignore[operator]
+            if kind < self._drop:  # type: ignore[operator]
+                return
+            kind = _H_OTHER
+        value = buf[self._h_vstart:self._h_end]
         if len(self.headers) >= MAX_HEADERS:
             raise self._fail(494)
         if kind:
@@ -770,6 +834,10 @@ class RequestParser:
             if not ok:
                 raise self._fail(400)
             self.host = value
+            switch = self._switch
+            if switch is not None:  # the server it names reads the lines after it
+                self._drop = switch(value)
+                self._switch = None
         elif kind == _H_CL:
             self.content_length = value
         elif kind == _H_TE:
@@ -954,6 +1022,14 @@ _CL_BIT = 1 << _H_CL
 _UNIQUE_BIT = {name: i for i, name in enumerate(n for n, k in _SPECIAL.items() if k == _H_UNIQUE)}
 
 
+def drop_below(underscores_in_headers: bool, ignore_invalid_headers: bool) -> int:
+    """A server's header-name settings as the threshold a parser drops invalid kinds under: 0 (nginx's
+    defaults) drops every invalid name, -1 keeps names with '_', -2 keeps every invalid name."""
+    if not ignore_invalid_headers:
+        return INVALID_OTHER
+    return INVALID_UNDERSCORE if underscores_in_headers else 0
+
+
 # request line -> (method, target, http_version, version) for the fast path's common form. Request
 # lines repeat (the same URLs); a hit costs one lookup instead of a regex match.
 _LINES: dict[bytes, tuple[bytes, bytes, int, bytes]] = {}
@@ -981,14 +1057,15 @@ def _host_ok(host: bytes) -> bool:
 
 
 def _classify(name: bytes) -> int | None:
-    """A header name's kind for the fast path (cached), -1 when nginx drops its line, None when
-    the name needs the slow path's verdict (a byte that makes the line a 400, or an empty name)."""
+    """A header name's kind (cached): _SPECIAL's, _H_OTHER, or an invalid kind (-1 with '_' only,
+    -2 with another byte: see ``drop_below``); None when the name needs the slow path's verdict (a
+    byte that makes the line a 400, or an empty name). An invalid name is never a special one."""
     if _PLAIN_NAME(name) is not None:
         kind = _SPECIAL.get(name.lower(), _H_OTHER)
     elif not name or any(c <= 0x20 or c == 0x7F for c in name):
         return None
     else:
-        kind = -1  # '_' or a byte over 0x7f: ignored (ignore_invalid_headers)
+        kind = INVALID_UNDERSCORE if _UNDERSCORE_NAME(name) is not None else INVALID_OTHER
     if len(_NAME_KIND) < _CACHE_MAX and len(name) <= _CACHE_KEY_MAX:
         _NAME_KIND[name] = kind
     return kind

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from newproxy import stats
 from newproxy.config import Http2Config
@@ -44,6 +44,7 @@ from newproxy.http.h2core import (
     ConnectionError_,
     H2Core,
 )
+from newproxy.http.h1parse import INVALID_OTHER, INVALID_UNDERSCORE
 from newproxy.http.streams import Headers, Stream, build_request
 from newproxy.stats import ACTIVE, REQUESTS, WRITING
 
@@ -185,6 +186,11 @@ class H2Protocol(asyncio.Protocol):
         self.reads = 0  # data_received calls: the request body's pieces by read
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
+        # underscores_in_headers / ignore_invalid_headers (newproxy/http/headerrules.py): a name of
+        # an invalid kind below _drop is dropped; _by_host, when the servers of the address differ,
+        # gives the threshold of the server :authority (or host) names, for the fields after it.
+        self._drop = 0
+        self._by_host: Callable[[bytes], int] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -195,6 +201,10 @@ class H2Protocol(asyncio.Protocol):
             self.client_addr = (peer[0], peer[1])
         if sock:
             self.local_addr = (sock[0], sock[1])
+        rules = self.ctx.header_rules
+        if rules is not None:
+            sni = getattr(self.tls, "server_name", None)
+            self._drop, self._by_host = rules.for_connection(self.local_addr, sni)
         self.ctx.connections.add(self)  # type: ignore[arg-type]
         stats.connection_opened()
         self._flush()  # our SETTINGS and the connection's WINDOW_UPDATE, as nginx sends them at once
@@ -280,6 +290,8 @@ class H2Protocol(asyncio.Protocol):
         bad = fatal = False
         cookies: list[bytes] = []
         length: bytes | None = None
+        drop = self._drop
+        switch = self._by_host
         for name, value in raw:
             size += len(name) + len(value)
             if name[:1] == b":":
@@ -291,6 +303,9 @@ class H2Protocol(asyncio.Protocol):
                     scheme = value
                 elif name == b":authority" and authority is None:
                     authority = value
+                    if switch is not None:  # nginx reads it as Host: its server reads the fields after it
+                        drop = switch(value)
+                        switch = None
                 else:
                     bad = True
                 continue
@@ -298,11 +313,18 @@ class H2Protocol(asyncio.Protocol):
             if verdict is None:
                 verdict = _name_verdict(name)
             if verdict:
-                if verdict == _FATAL or _BAD_VALUE(value) is not None:
+                if verdict == _FATAL:
                     fatal = True
-                continue  # ignore_invalid_headers: dropped, as nginx drops it
+                    continue
+                if verdict < drop:  # ignore_invalid_headers: dropped, as nginx drops it (its value checked first)
+                    if _BAD_VALUE(value) is not None:
+                        fatal = True
+                    continue
             if _BAD_VALUE(value) is not None:
                 fatal = True
+            if switch is not None and name == b"host":
+                drop = switch(value)
+                switch = None
             if name == b"cookie":
                 cookies.append(value)
                 continue
@@ -365,6 +387,10 @@ class H2Protocol(asyncio.Protocol):
             st.streaming = True
             self.core.manual_window(sid)
             st.stream.start_streaming(req)
+        elif self.ctx.discards_body is not None and self.ctx.discards_body(req):
+            # nginx answers a request whose body it would not read at its HEADERS, and skips the
+            # DATA that follows (ngx_http_discard_request_body: r->stream->skip_data).
+            st.stream.start(req)
 
     def on_data(self, sid: int, data: bytes, end: bool) -> None:
         st = self.streams.get(sid)
@@ -486,6 +512,7 @@ class H2Protocol(asyncio.Protocol):
     def finished(self, st: _H2Stream) -> None:
         """The stream's answer ended (or it was reset): forget it."""
         if self.streams.pop(st.sid, None) is not None:
+            self.core.end_unread(st.sid)
             _stream_stat(-1)
             st.stream.framing_done(st.sent)
             self._idle_check()
@@ -565,16 +592,17 @@ class H2Protocol(asyncio.Protocol):
             self._arm()
 
 
-_DROP = 1  # an invalid header line nginx ignores (ignore_invalid_headers on, underscores_in_headers off)
-_FATAL = 2  # a name nginx refuses by resetting the stream
+# A name's verdict: 0 valid, an invalid kind of h1parse (-1: '_' makes it so, -2: another byte),
+# dropped below the connection's threshold (ignore_invalid_headers, underscores_in_headers), or:
+_FATAL = 1  # a name nginx refuses by resetting the stream
 _NAMES: dict[bytes, int] = {}
 _BAD_VALUE = re.compile(rb"[\x00\r\n]").search  # a value nginx refuses ("invalid value"): reset
 
 
 def _name_verdict(name: bytes) -> int:
     """nginx's ngx_http_v2_validate_header for a regular name: lower-case letters, digits and '-'
-    pass; an upper-case letter, a control character, a space, DEL or ':' reset the stream; anything
-    else ('_', '.') makes the line invalid, and dropped. Cached: names repeat."""
+    pass; an upper-case letter, a control character, a space, DEL or ':' reset the stream; '_'
+    makes the name invalid unless underscores_in_headers, anything else ('.') invalid. Cached."""
     verdict = 0 if name else _FATAL
     for c in name:
         if 0x61 <= c <= 0x7A or 0x30 <= c <= 0x39 or c == 0x2D:
@@ -582,7 +610,10 @@ def _name_verdict(name: bytes) -> int:
         if c <= 0x20 or c == 0x7F or c == 0x3A or 0x41 <= c <= 0x5A:
             verdict = _FATAL
             break
-        verdict = _DROP
+        if c != 0x5F:  # not '_'
+            verdict = INVALID_OTHER
+        elif verdict == 0:
+            verdict = INVALID_UNDERSCORE
     if len(_NAMES) < 4096:
         _NAMES[name] = verdict
     return verdict

@@ -233,7 +233,10 @@ class H2Core:
         if stream is None or stream.remote_closed:
             if sid > self.last_sid:
                 self._fail(PROTOCOL_ERROR, "DATA on an idle stream")
-            self.out.append(frame(RST_STREAM, 0, sid, STREAM_CLOSED.to_bytes(4, "big")))
+            if stream is not None:  # half-closed by the peer, which sends more: STREAM_CLOSED
+                self.out.append(frame(RST_STREAM, 0, sid, STREAM_CLOSED.to_bytes(4, "big")))
+            # A stream already closed (reset, or its answer over before the body it did not want):
+            # what was in flight is dropped, as nginx skips it ("unknown http2 stream").
             return
         end = bool(flags & END_STREAM)
         if end:
@@ -377,6 +380,13 @@ class H2Core:
     def reset(self, sid: int, code: int) -> None:
         self.streams.pop(sid, None)
         self.out.append(frame(RST_STREAM, 0, sid, code.to_bytes(4, "big")))
+
+    def end_unread(self, sid: int) -> None:
+        """Our side of a stream ended while the peer's is still open (its body was not wanted):
+        RST_STREAM NO_ERROR, as nginx's ngx_http_v2_close_stream sends (RFC 9113 8.1)."""
+        stream = self.streams.get(sid)
+        if stream is not None and stream.local_closed and not stream.remote_closed:
+            self.reset(sid, NO_ERROR)
 
     def ignore(self, sid: int) -> None:
         """Forget a stream just opened by the peer, saying nothing (after our GOAWAY)."""

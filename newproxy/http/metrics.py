@@ -47,6 +47,8 @@ def exposition(requests: RequestMetrics | None = None) -> bytes:
               "# TYPE newproxy_connections gauge"]
     lines += [f'newproxy_connections{{state="{state}"}} {value}'
               for state, value in (("reading", reading), ("writing", writing), ("waiting", waiting))]
+    lines += ["# HELP newproxy_connections_parked Waiting connections held without a transport (keepalive_park_after).",
+              "# TYPE newproxy_connections_parked gauge", f"newproxy_connections_parked {totals[stats.PARKED]}"]
     lines += ["# HELP newproxy_http_responses_total Responses sent to clients, by status code.",
               "# TYPE newproxy_http_responses_total counter"]
     lines += [f'newproxy_http_responses_total{{code="{code}"}} {count}'

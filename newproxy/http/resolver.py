@@ -8,9 +8,11 @@ identical and keeps lookups off the thread pool.
 One ``Resolver`` per event loop: A (and AAAA unless ``ipv6=off``; A unless ``ipv4=off``) queries
 sent together to the next server in turn, answers cached per name for ``valid`` seconds or the
 smallest TTL; a failed lookup (NXDOMAIN, SERVFAIL, no address) is cached for ``valid`` or 10 s; a
-timed out one is not cached. Concurrent lookups of one name share one query. IPv4 addresses come
-before IPv6 ones, in answer order (nginx rotates the list of a cached answer: a name with several
-addresses may start elsewhere).
+timed out one is not cached. Concurrent lookups of one name share one query. A fresh answer gives
+its IPv4 addresses, then its IPv6 ones, in answer order; a cached one is rotated as nginx's
+ngx_resolver_export(rotate) does (each family from a random address, placed from a random slot),
+so the requests for a name with several addresses spread over them: the upstream client makes a
+round-robin group of the list (tried in its order, the next on error).
 """
 
 from __future__ import annotations
@@ -91,6 +93,23 @@ class _Query(asyncio.DatagramProtocol):
                 self.done(qid, data)
 
 
+def rotated(addresses: list[str], draw: Callable[[int], int] = random.randrange) -> list[str]:
+    """A cached answer as ngx_resolver_export(rotate=1) hands it out: the IPv4 addresses from a
+    random one on, written from a random slot on (wrapping), then the IPv6 ones the same way from
+    the slot after; ``draw(n)`` picks in range(n)."""
+    n = len(addresses)
+    out = [""] * n
+    slot = draw(n)
+    for family in ([a for a in addresses if ":" not in a], [a for a in addresses if ":" in a]):
+        if not family:
+            continue
+        start = draw(len(family))
+        for k in range(len(family)):
+            out[slot] = family[(start + k) % len(family)]
+            slot = (slot + 1) % n
+    return out
+
+
 class Resolver:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -108,7 +127,7 @@ class Resolver:
         if cached is not None and cached[0] > now:
             if isinstance(cached[1], ResolveError):
                 raise cached[1]
-            return cached[1]
+            return rotated(cached[1]) if len(cached[1]) > 1 else cached[1]
         waiting = self.pending.get(key)
         if waiting is None:
             waiting = self.pending[key] = self.loop.create_future()

@@ -17,6 +17,7 @@ from newproxy.http.accesslog import AccessLogs, open_access_logs
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1 import ConnContext, H1Protocol
 from newproxy.http.h2 import H2Protocol
+from newproxy.http.parking import ParkingLot
 from newproxy.http.tls import ListenTls, TlsConfigError, TlsConnection, listen_tls
 from newproxy.http.upstream import ClientResponseHead, UpstreamClient
 from newproxy.stats import ACCEPTED
@@ -77,10 +78,11 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
-def _capped(factory: Callable[[], asyncio.Protocol], connections: set, cap: int,  # type: ignore[type-arg]
-            log: ErrorLog) -> Callable[[], asyncio.Protocol]:
+def _capped(factory: Callable[[], asyncio.Protocol], connections: set, parking: ParkingLot,  # type: ignore[type-arg]
+            cap: int, log: ErrorLog) -> Callable[[], asyncio.Protocol]:
     def protocol() -> asyncio.Protocol:
-        if len(connections) >= cap:
+        # The lot stands in the registry for the connections it holds (newproxy/http/parking.py).
+        if len(connections) + (parking.count - 1 if parking.count else 0) >= cap:
             log.log("alert", f"{cap} worker_connections are not enough")
             return _Refused()
         return factory()
@@ -111,6 +113,7 @@ class Server:
         # `listen ... quic` (newproxy/http/h3.py): UDP sockets, and their listeners once started.
         self._udp: list[tuple[socket.socket, ServerConfig, QuicConfiguration]] = []
         self.quic: list[QuicListener] = []
+        self.parking = ParkingLot(loop, self.connections, engine.config.keepalive_park_after)
 
     def bind(self) -> None:
         """Open every listening socket the engine asks for, and the access logs; all or nothing."""
@@ -204,11 +207,12 @@ class Server:
             if key == self.engine.metrics_address:  # type: ignore[attr-defined]
                 factory = self._metrics_factory()
             if self.max_connections:
-                factory = _capped(factory, self.connections, self.max_connections, self.log)
+                factory = _capped(factory, self.connections, self.parking, self.max_connections, self.log)
             server = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
             self._servers.append(server)  # type: ignore[arg-type]
         for sock, server, configuration in self._udp:
             self.quic.append(await self._start_quic(sock, server, configuration))
+        self.parking.start()
 
     async def _start_quic(self, sock: socket.socket, server: ServerConfig,
                           configuration: QuicConfiguration) -> QuicListener:
@@ -261,6 +265,7 @@ class Server:
         self._close_idle_upstreams()
         while self.connections or self.quic_open():
             await asyncio.sleep(poll)
+        self.parking.close_all()
         self._close_quic()
         self._close_idle_upstreams()
         self.close_logs()
@@ -278,6 +283,7 @@ class Server:
         """nginx's TERM/INT: drop everything now."""
         self.stop_accepting()
         self.ctx.closing = True
+        self.parking.close_all()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -313,5 +319,6 @@ class Server:
         ctx._ids = self.ctx._ids  # connection numbers in the log stay unique
         self.ctx = ctx
         self.engine = engine
+        self.parking.park_after = engine.config.keepalive_park_after  # from the next sweep on
         for old in self._old_upstreams:
             old.close_idle()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from newproxy.engine.proxy import keep_upstream_answer
 from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
@@ -149,6 +150,8 @@ class UpstreamConn(asyncio.Protocol):
             # parsed only once the head is complete (else "upstream sent too big header", below).
             # The buffer's last byte is fed alone, to see a head that ends exactly there.
             room = ex.pp.proxy.buffer_size - ex.head_seen
+            if ex.attempt is not None:  # $upstream_bytes_received: nginx's reads, at most the buffer
+                ex.attempt[6] = min(ex.attempt[6] + len(data), ex.pp.proxy.buffer_size)
             if len(data) >= room:
                 last_byte = room == 1
                 cut = room - 1 if room > 1 else 1
@@ -214,6 +217,11 @@ class UpstreamConn(asyncio.Protocol):
             ex.connection_lost(self, exc)
         else:
             self.pool.discard(self)
+        # The parser calls back this object's bound methods and the transport holds this protocol:
+        # cycles that would leave every closed connection (a dozen objects) to the cyclic GC, whose
+        # passes cost ~1% of a worker under upstream connection churn. Nothing reads either now.
+        self.parser = _Discard()  # type: ignore[assignment]
+        self.transport = None
 
     def pause_writing(self) -> None:
         ex = self.exchange
@@ -639,20 +647,22 @@ class Exchange(ExchangeCore):
         # https:// (newproxy/http/upstream_tls.py): the handshake counts in proxy_connect_timeout.
         kwargs: dict[str, object] = {} if tls is None else {
             "ssl": client_context(tls), "server_hostname": server_hostname(tls, self.pp.tls_name)}
+        # proxy_connect_timeout runs on the shared deadline tick (on_deadline cancels this task), as the
+        # other timeouts do: asyncio.timeout() costs a libuv timer and a context manager per connect.
+        self._arm(self.pp.proxy.connect_timeout)
         try:
-            async with asyncio.timeout(self.pp.proxy.connect_timeout):
-                if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
-                    _, conn = await client.loop.create_unix_connection(
-                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.path, **kwargs  # type: ignore[arg-type]
-                    )
-                else:
-                    _, conn = await client.loop.create_connection(
-                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
-                        **kwargs  # type: ignore[arg-type]
-                    )
+            if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
+                _, conn = await client.loop.create_unix_connection(
+                    lambda: UpstreamConn(pool, peer.name, client.loop), peer.path, **kwargs  # type: ignore[arg-type]
+                )
+            else:
+                _, conn = await client.loop.create_connection(
+                    lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
+                    **kwargs  # type: ignore[arg-type]
+                )
         except asyncio.CancelledError:
-            return  # the client went away
-        except TimeoutError:
+            return  # the client went away, or proxy_connect_timeout passed (on_deadline)
+        except TimeoutError:  # the kernel's own ETIMEDOUT
             self.connect_task = None
             if not self.done:
                 self._failed("timeout", "upstream timed out (110: Connection timed out) while connecting to upstream")
@@ -722,6 +732,14 @@ class Exchange(ExchangeCore):
     def on_deadline(self, now: float) -> None:
         if self.done:
             self._cancel_timer()
+            return
+        connecting = self.connect_task
+        if connecting is not None and self.conn is None:  # proxy_connect_timeout (_connect_coro armed it)
+            if now < self.last + self.timeout:
+                return  # looked at early: ``sending`` may be left over from a failed attempt
+            self.connect_task = None
+            connecting.cancel()
+            self._failed("timeout", "upstream timed out (110: Connection timed out) while connecting to upstream")
             return
         conn = self.conn
         if self.sending:
@@ -1034,6 +1052,8 @@ class Exchange(ExchangeCore):
         self._timed(5)
         conn = self.conn
         self.conn = None
+        if conn is not None and self.pp.relay.upstream_answer:  # $upstream_http_NAME in the page
+            keep_upstream_answer(self.pp, self.intercepted, conn.headers)
         if conn is not None:
             conn.exchange = None
             if self._bodiless(conn):

@@ -1,0 +1,171 @@
+"""proxy_connect_timeout against real nginx: a peer that never completes the TCP handshake.
+
+The "black hole" is a loopback listener with a backlog of 0 whose accept queue is already full
+(it never accepts): the kernel drops further SYNs, so a connect to it hangs until the proxy gives
+up, as a connect to a dead host does. nginx and newproxy run the same config, with that peer put in
+place of the recording upstream (by line) in both rewired configs. Compared for each request: the
+status and body the client got, which recording upstream saw the request (proxy_next_upstream
+after the timeout, and the peer marked failed for the next one), that the answer took at least the
+timeout, and the ``[error]`` lines each wrote (time, pid and connection numbers masked). Not
+compared: nginx's ``[warn] upstream server temporarily disabled`` line when a peer reaches
+max_fails, which newproxy does not write (a known error-log gap).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from nginx_parser import parse_config
+from nginx_parser.ir import Directive
+from shadow.rewire import plan
+from shadow.runner import StartedTargets, started_targets
+
+TIMEOUT = 0.3  # proxy_connect_timeout, seconds
+
+CONFIG = """
+events {}
+http {
+    upstream pair {
+        server 127.0.0.1:9401;
+        server 127.0.0.1:9402;
+    }
+    upstream tried_once {
+        server 127.0.0.1:9403;
+        server 127.0.0.1:9404;
+    }
+    server {
+        listen 127.0.0.1:8080;
+        server_name connect.test;
+        proxy_connect_timeout 300ms;
+        location /alone/ { proxy_pass http://127.0.0.1:9400; }
+        location /pair/ { proxy_pass http://pair; }
+        location /once/ { proxy_next_upstream off; proxy_pass http://tried_once; }
+        location /page/ { proxy_pass http://127.0.0.1:9400; error_page 504 = /fallback; }
+        location = /fallback { return 200 "fallback\\n"; }
+    }
+}
+"""
+# The lines whose peer is the black hole: proxy_pass to 9400, the first server of each group.
+HOLE_LINES = {number for number, line in enumerate(CONFIG.splitlines(), start=1)
+              if "9400" in line or "server 127.0.0.1:9401" in line or "server 127.0.0.1:9403" in line}
+SERVER = re.compile(rb"\b(?:nginx|newproxy)(?:/[\d.]+)?(?=</center>)")
+LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: \*\d+ (.*)$")
+
+
+@pytest.fixture(scope="module")
+def hole() -> Iterator[int]:
+    """The port of a listener whose full accept queue drops every new SYN."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # a backlog of 0 holds one connection; the rest wait in SYN retransmission
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.2)
+    probe = socket.socket()
+    probe.settimeout(0.2)
+    try:
+        with pytest.raises(TimeoutError):  # the black hole must swallow a connect, or nothing is tested
+            probe.connect(("127.0.0.1", port))
+    finally:
+        probe.close()
+    yield port
+    for sock in fillers + [listener]:
+        sock.close()
+
+
+def into_hole(port: int) -> Callable[[list[Directive]], list[Directive]]:
+    """A tweak: the rewired peer of each HOLE_LINES directive becomes the black hole."""
+    def tweak(tree: list[Directive]) -> list[Directive]:
+        out = []
+        for d in tree:
+            if d.line in HOLE_LINES and d.name == "proxy_pass":
+                d = d.model_copy(update={"args": [f"http://127.0.0.1:{port}"]})
+            elif d.line in HOLE_LINES and d.name == "server":
+                d = d.model_copy(update={"args": [f"127.0.0.1:{port}", *d.args[1:]]})
+            if d.block is not None:
+                d = d.model_copy(update={"block": tweak(d.block)})
+            out.append(d)
+        return out
+    return tweak
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, hole: int) -> Iterator[tuple[StartedTargets, str]]:
+    tmp = tmp_path_factory.mktemp("connect_timeout")
+    path = tmp / "nginx.conf"
+    path.write_text(CONFIG)
+    config = parse_config(str(path))
+    with started_targets(config, plan(config), str(tmp / "run"), tweak_reference=into_hole(hole),
+                         tweak_other=into_hole(hole)) as started:
+        yield started, str(tmp / "run")
+
+
+def fetch(port: int, target: str) -> tuple[int, bytes, float]:
+    """(status, body, seconds) of a GET on a connection of its own."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: connect.test\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body, time.monotonic() - start
+
+
+def logged(log: str, start: int) -> list[str]:
+    time.sleep(0.2)  # both write after answering
+    with open(log, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    return [f"[{m.group(1)}] {m.group(2)}" for m in map(LINE.match, text.splitlines()) if m and m.group(1) == "error"]
+
+
+# In this order: /pair/ and /once/ twice each, the second time after the black hole failed once.
+CASES = ["/alone/a?x=1", "/pair/b", "/pair/c", "/once/d", "/once/e", "/page/f"]
+
+
+def test_connect_timeout_matches_nginx(run: tuple[StartedTargets, str], hole: int) -> None:
+    started, base = run
+    seen: list[list[tuple[object, ...]]] = []
+    for target in started.targets:
+        port = target.listen_ports["127.0.0.1:8080"]
+        log = os.path.join(base, target.label, "error.log")
+        outcomes: list[tuple[object, ...]] = []
+        for path in CASES:
+            start = os.path.getsize(log)
+            status, body, took = fetch(port, path)
+            started.pool.settle()
+            upstreams = [(r.upstream, r.uri) for r in started.pool.take()]
+            lines = logged(log, start)
+            assert took < TIMEOUT + 1.5, (target.label, path, took)
+            body = SERVER.sub(b"<server>", body)  # "nginx/1.22.1" or "newproxy/0.1.0" on error pages
+            outcomes.append((path, status, body, upstreams, lines, took >= TIMEOUT * 0.95))
+        seen.append(outcomes)
+    assert seen[0] == seen[1]
+    # And what nginx did, spelled out: the black hole times out (504, or the next peer once it failed).
+    by_path = {outcome[0]: outcome[1:] for outcome in seen[0]}
+    timed_out = ("[error] upstream timed out (110: Connection timed out) while connecting to upstream, "
+                 "client: 127.0.0.1, server: connect.test, ")
+    status, _, upstreams, lines, waited = by_path["/alone/a?x=1"]
+    assert (status, upstreams, waited) == (504, [], True)
+    assert lines == [timed_out + 'request: "GET /alone/a?x=1 HTTP/1.1", upstream: '
+                     f'"http://127.0.0.1:{hole}/alone/a?x=1", host: "connect.test"']
+    assert by_path["/pair/b"][0::2] == (200, [("127.0.0.1:9402", "/pair/b")], True)
+    assert by_path["/pair/c"][0::2] == (200, [("127.0.0.1:9402", "/pair/c")], False)  # the hole is marked failed
+    assert by_path["/once/d"][0::2] == (504, [], True)  # proxy_next_upstream off
+    assert by_path["/once/e"][0::2] == (200, [("127.0.0.1:9404", "/once/e")], False)
+    assert by_path["/page/f"][:2] == (200, b"fallback\n")  # error_page 504 after the timeout

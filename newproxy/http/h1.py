@@ -73,6 +73,12 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
             pass  # already gone: nothing to reset
 
 
+def idle_due(client: ClientConfig, requests: int, last: float, head_start: float) -> float:
+    """When an idle connection times out: its first head counts from the accept
+    (client_header_timeout), a kept-alive one from its last activity (keepalive_timeout)."""
+    return head_start + client.header_timeout if requests == 0 else last + client.keepalive_timeout
+
+
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing: the request was answered with an error."""
 
@@ -337,9 +343,7 @@ class H1Protocol(asyncio.Protocol):
         """connection_made of a resumed connection: not a new accept (stub_status counted it
         once); the timer it had when it was parked."""
         self.ctx.connections.add(self)
-        client = self.ctx.client
-        due = (self._head_start + client.header_timeout if self._requests == 0
-               else self._last + client.keepalive_timeout)
+        due = idle_due(self.ctx.client, self._requests, self._last, self._head_start)
         self._timer = self.loop.call_at(due, self._on_timer)
         if self.ctx.closing and not self.ctx.draining:
             self.shutdown()

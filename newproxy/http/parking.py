@@ -43,7 +43,7 @@ from array import array
 from typing import TYPE_CHECKING
 
 from newproxy import stats
-from newproxy.http.h1 import H1Protocol
+from newproxy.http.h1 import H1Protocol, idle_due
 from newproxy.stats import ACTIVE, PARKED
 
 if TYPE_CHECKING:
@@ -136,8 +136,7 @@ class ParkingLot:
         transport.set_protocol(_DROPPED)
         transport.abort()  # closes our first descriptor only (on the next loop turn): the socket stays open on fd
         self._grow(fd)
-        client = ctx.client
-        due = head_start + client.header_timeout if requests == 0 else last + client.keepalive_timeout
+        due = idle_due(ctx.client, requests, last, head_start)
         self._due[fd] = due
         self._last[fd] = last
         self._head_start[fd] = head_start

@@ -2,16 +2,21 @@
 the inactivity timer, access-log timings, handing buffered output and errors to the client sink,
 read flow control, and the error-log line naming the request and the upstream.
 
-A mixin without state of its own: the exchanges keep the attributes in their ``__slots__``
-(``client``, ``sink``, ``pp``, ``conn``, ``peer``, ``attempt``, ``out``, ``paused``, ``done``,
-``timeout``, ``last``)."""
+A mixin without slots of its own: the exchanges keep the attributes in their ``__slots__``;
+``_begin`` sets the ones both have to their starting values."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newproxy.http.errorlog import request_context
+
+if TYPE_CHECKING:
+    import zlib
+
+    from newproxy.engine.logformat import LogRecord
+    from newproxy.engine.upstreams import Peer, PeerSelection
 
 
 class ExchangeCore:
@@ -21,13 +26,58 @@ class ExchangeCore:
     sink: Any
     pp: Any
     conn: Any
-    peer: Any
+    peer: Peer | None
+    selection: PeerSelection | None
+    connect_task: Any  # asyncio.Task[None] | None
+    pool: Any  # the exchange's own _Pool | None
     attempt: list[Any] | None
+    log: LogRecord | None
     out: list[bytes]
     paused: bool
     done: bool
     timeout: float
     last: float
+    sending: bool
+    reused: bool
+    stale_retried: bool
+    got_bytes: bool
+    sent: bool
+    header_done: bool
+    chunked_out: bool
+    close_out: bool
+    bodiless: bool
+    deflate: zlib._Compress | None
+    fail_status: int
+
+    def _begin(self, client: Any, pp: Any, sink: Any) -> None:
+        """The state both exchanges start from (each ``__init__`` then sets its own)."""
+        self.client = client
+        self.pp = pp
+        self.sink = sink
+        self.selection = None  # PeerSelection, once a peer is chosen
+        self.peer = None
+        self.connect_task = None
+        self.pool = None  # the group's idle connections (upstream keepalive); None: none kept
+        self.timeout = 0.0
+        self.last = 0.0
+        self.sending = False
+        self.reused = False  # the connection came from the pool
+        self.stale_retried = False
+        self.got_bytes = False  # the peer sent anything since this exchange began on its connection
+        self.sent = False
+        self.header_done = False
+        self.done = False
+        self.chunked_out = False
+        self.close_out = False
+        self.bodiless = False
+        self.deflate = None  # gzip: the body is compressed on its way to the client
+        self.out = []
+        self.fail_status = 502
+        self.paused = False
+        # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
+        # ``attempt`` is this try's entry: [addr, status, start, connect, header, response].
+        self.log = None
+        self.attempt = None
 
     def _arm(self, timeout: float) -> None:
         """Start an inactivity timeout; reads and drained writes move ``last`` (upstream._Deadlines)."""

@@ -45,12 +45,9 @@ from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
 
 if TYPE_CHECKING:
-    import zlib
-
     from newproxy.config import UpstreamTlsConfig
-    from newproxy.engine.logformat import LogRecord
     from newproxy.engine.types import ProxyPass
-    from newproxy.engine.upstreams import Peer, PeerSelection, UpstreamGroup
+    from newproxy.engine.upstreams import Peer, UpstreamGroup
     from newproxy.http.upstream import ClientSink, UpstreamClient
 
 _NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
@@ -293,18 +290,9 @@ class GrpcExchange(ExchangeCore):
     )
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
-        self.client = client
-        self.pp = pp
-        self.sink = sink
-        self.selection: PeerSelection | None = None
-        self.peer: Peer | None = None
+        self._begin(client, pp, sink)
         self.conn: GrpcConn | None = None
-        self.connect_task: asyncio.Task[None] | None = None
-        self.pool: _Pool | None = None  # the group's idle connections (upstream keepalive); None: none kept
         self.stream = 1  # this call's stream id on its connection
-        self.reused = False  # the connection came from the pool
-        self.got_bytes = False  # the peer sent anything since this call began on its connection
-        self.stale_retried = False
         self.body = b""  # request DATA not yet within the peer's flow-control window
         # Request body streaming (``open_body``/``feed``): the client's DATA goes upstream as it comes,
         # as nginx's grpc module always sends it (no request buffering).
@@ -312,25 +300,10 @@ class GrpcExchange(ExchangeCore):
         self.body_end = True  # the client's body is complete (END_STREAM seen)
         self.ended_out = False  # our END_STREAM went upstream
         self.streamed = 0  # body bytes sent upstream while streaming: past 0, no retry can resend them
-        self.timeout = 0.0
-        self.last = 0.0
-        self.sending = False
-        self.sent = False
-        self.header_done = False
-        self.done = False
-        self.chunked_out = False
-        self.close_out = False
-        self.bodiless = False
-        self.deflate: zlib._Compress | None = None
-        self.out: list[bytes] = []
         self.trailers: list[tuple[bytes, bytes]] = []
-        self.fail_status = 502
-        self.paused = False
         # A multiplexed front end (streams.Stream) gets each upstream DATA frame as one write, so the
         # client sees the upstream's framing, as nginx relays it; HTTP/1 joins what one read brought.
         self.split = hasattr(sink, "upstream_trailers")
-        self.log: LogRecord | None = None
-        self.attempt: list | None = None  # type: ignore[type-arg]
 
     # -- choosing a peer and connecting ---------------------------------------------------------
     def start(self) -> None:

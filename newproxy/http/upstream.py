@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import errno as _errno
 import time
-import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,10 +36,9 @@ from newproxy.http.upstream_tls import client_context, name_matches, server_host
 
 if TYPE_CHECKING:
     from newproxy.config import ResolverConfig
-    from newproxy.engine.logformat import LogRecord
     from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.types import ProxyPass
-    from newproxy.engine.upstreams import Peer, PeerSelection, UpstreamGroup
+    from newproxy.engine.upstreams import UpstreamGroup
 
 ClientResponseHead = Callable[["ProxyPass", int, bytes, "list[tuple[bytes, bytes]]", str], "tuple[bytes, str]"]
 
@@ -530,43 +528,17 @@ class Exchange(ExchangeCore):
     )
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
-        self.client = client
-        self.pp = pp
-        self.sink = sink
-        self.selection: PeerSelection | None = None
-        self.peer: Peer | None = None
+        self._begin(client, pp, sink)
         self.conn: UpstreamConn | None = None
-        self.pool: _Pool | None = None
-        self.connect_task: asyncio.Task[None] | None = None
-        self.timeout = 0.0
-        self.last = 0.0
-        self.sending = False
-        self.reused = False
-        self.stale_retried = False
-        self.got_bytes = False
-        self.sent = False
-        self.header_done = False
         self.head_seen = 0  # bytes of the response head read so far (proxy_buffer_size)
         self.complete = False
-        self.done = False
         self.is_head = pp.request.method == b"HEAD"
-        self.chunked_out = False
-        self.close_out = False
-        self.bodiless = False
-        self.deflate: zlib._Compress | None = None  # gzip: the body is compressed on its way to the client
         self.framing = ""
-        self.out: list[bytes] = []
-        self.fail_status = 502
-        self.paused = False
         self.interim = False
         self.upgraded = False  # a 101 switched protocols: a byte tunnel between client and peer
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
         self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
-        # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
-        # ``attempt`` is this try's entry: [addr, status, start, connect, header, response].
-        self.log: LogRecord | None = None
-        self.attempt: list | None = None  # type: ignore[type-arg]
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:

@@ -9,8 +9,9 @@ client (``ProxyPass``), which reports back through ``upstream_done``/``upstream_
 Invariants:
 - requests on one connection are answered in order: while one is being proxied (``_busy``), later
   pipelined requests wait in ``_queue``;
-- output produced while the parser runs is collected in ``_out`` and written once after
-  ``feed_data`` returns, so a pipelined batch costs one write;
+- output is collected in ``_out`` and written once at the end of the event loop's turn
+  (newproxy/http/outbox.py), so a pipelined batch costs one write; whatever closes or shuts the
+  transport sends ``_out`` first;
 - once ``_closing`` is set no new request is started; the connection closes after the current one.
 
 This module also enforces what nginx checks before any location is known (ngx_http_request.c):
@@ -35,6 +36,7 @@ from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPa
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
+from newproxy.http.outbox import outbox_of
 from newproxy.http.headerrules import HeaderRules
 from newproxy.http.pacing import DelayWait, PacedWriter
 from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
@@ -178,13 +180,13 @@ class H1Protocol(asyncio.Protocol):
         "_head_due",
         "_head_begun",
         "_head_start",
-        "_in_feed",
         "_in_message",
         "_last",
         "_limit",
         "_linger_until",
         "_lingering",
         "_out",
+        "_outbox",
         "_pacer",
         "_pending",
         "_piped",
@@ -241,8 +243,8 @@ class H1Protocol(asyncio.Protocol):
         self._pacer: PacedWriter | None = None  # limit_rate of the proxied answer in flight
         self._closing = False
         self._closed = False
-        self._in_feed = False
-        self._out: list[bytes] = []
+        self._out: list[bytes] = []  # written at the end of the loop's turn (newproxy/http/outbox.py)
+        self._outbox = outbox_of(self.loop)
         self._write_paused = False
         self._in_message = False
         self._stopped = False
@@ -364,7 +366,6 @@ class H1Protocol(asyncio.Protocol):
             self._head_begun = True
             if self._requests:
                 self._head_begins()
-        self._in_feed = True
         try:
             self.parser.feed_data(data)
             if self._discard == _PENDING:  # its body goes on in later reads: answer now
@@ -385,10 +386,6 @@ class H1Protocol(asyncio.Protocol):
             if not self._stopped:
                 self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
                 self._bad_request(500 if self._req is not None else 400)
-        finally:
-            self._in_feed = False
-        if self._out:
-            self._flush()
 
     def _feed_after_upgrade(self, rest: bytes) -> None:
         if self._busy and not self._queue and not self._stopped and type(self._exchange) is Exchange:
@@ -674,6 +671,8 @@ class H1Protocol(asyncio.Protocol):
         self._discard = 0
         if self._rec is not None:
             self._logged()
+        if self._out:
+            self._flush()
         self._closed = True
         transport = self.transport
         if transport is None:
@@ -1113,10 +1112,15 @@ class H1Protocol(asyncio.Protocol):
         rec = self._rec
         if rec is not None:
             rec.wrote(data)
-        if self._in_feed:
-            self._out.append(data)
-        elif not self._closed and self.transport is not None:
-            self.transport.write(data)
+        out = self._out
+        if not out:
+            self._outbox.hold(self)
+        out.append(data)
+
+    def send_held(self) -> None:
+        """The end of the loop's turn (newproxy/http/outbox.py): what this turn wrote goes out."""
+        if self._out:
+            self._flush()
 
     def write(self, data: bytes) -> None:
         """The ClientSink entry point: through limit_rate's pacing when the answer has one."""
@@ -1263,6 +1267,8 @@ class H1Protocol(asyncio.Protocol):
             elif self._req is None and (self._in_message or self._head_begun) and not self._busy \
                     and not self._lingering and self.ctx.access is not None:
                 self._log_cut_head()  # a head timed out after some bytes: 408 too
+            if self._out:
+                self._flush()
             self._closed = True
             transport = self.transport
             if transport is not None:

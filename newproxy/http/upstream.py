@@ -31,6 +31,7 @@ from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.exchange_core import ExchangeCore
+from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
 
@@ -87,6 +88,7 @@ class UpstreamConn(asyncio.Protocol):
 
     __slots__ = (
         "_loop",
+        "_outbox",
         "accel",
         "accel_rate",
         "chunked",
@@ -96,6 +98,7 @@ class UpstreamConn(asyncio.Protocol):
         "has_length",
         "head_stop",
         "headers",
+        "held",
         "idle_since",
         "parser",
         "peer_name",
@@ -124,7 +127,9 @@ class UpstreamConn(asyncio.Protocol):
         self.head_stop = False
         self.accel: bytes | None = None  # the response's first X-Accel-Redirect value
         self.accel_rate: bytes | None = None  # its X-Accel-Limit-Rate value
+        self.held = b""  # the request, until the end of the loop's turn (newproxy/http/outbox.py)
         self._loop = loop
+        self._outbox = outbox_of(loop)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -302,13 +307,35 @@ class UpstreamConn(asyncio.Protocol):
         if ex.chunked_out:
             ex.out.append(ex.pp.last_chunk)  # with add_trailer's trailers
 
+    # -- output ---------------------------------------------------------------------------------
+    def hold(self, data: bytes) -> None:
+        """Send ``data`` at the end of this turn of the loop, with the other connections' writes."""
+        if not self.held:
+            self._outbox.hold(self)
+        self.held += data
+
+    def send_held(self) -> None:
+        data = self.held
+        if not data:
+            return
+        self.held = b""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.write(data)
+        ex = self.exchange
+        if ex is not None and transport.get_write_buffer_size():
+            ex.send_blocked()
+
     # -- ownership ------------------------------------------------------------------------------
     def close(self) -> None:
+        self.send_held()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        self.held = b""
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -678,21 +705,28 @@ class Exchange(ExchangeCore):
         pp = self.pp
         transport = conn.transport
         body = pp.body
-        if not body:
-            transport.write(pp.head)
-        elif len(body) <= _JOIN_LIMIT:
-            transport.write(pp.head + body)
-        else:
-            transport.write(pp.head)
-            transport.write(body)
         self.sent = True
         self.head_seen = 0
+        if not body or len(body) <= _JOIN_LIMIT:
+            # Held to the end of the turn (newproxy/http/outbox.py); if the socket then does not
+            # take it all, send_blocked() switches to proxy_send_timeout.
+            conn.hold(pp.head + body if body else pp.head)
+            self.sending = False
+            self._arm(pp.proxy.read_timeout)
+            return
+        conn.send_held()
+        transport.write(pp.head)
+        transport.write(body)
         if transport.get_write_buffer_size():
-            self.sending = True
-            self._arm(pp.proxy.send_timeout)
+            self.send_blocked()
         else:
             self.sending = False
             self._arm(pp.proxy.read_timeout)
+
+    def send_blocked(self) -> None:
+        """The request did not all fit in the socket: proxy_send_timeout runs until it is out."""
+        self.sending = True
+        self._arm(self.pp.proxy.send_timeout)
 
     def _upstream_url(self) -> str:
         # nginx names the peer and the URI sent to it (u->uri).
@@ -849,6 +883,7 @@ class Exchange(ExchangeCore):
         conn = self.conn
         if conn is not None and conn.transport is not None and not self.done:
             self.last = self.client.loop.time()
+            conn.send_held()
             conn.transport.write(data)
 
     def on_complete(self) -> None:

@@ -6,9 +6,10 @@ up, as a connect to a dead host does. nginx and newproxy run the same config, wi
 place of the recording upstream (by line) in both rewired configs. Compared for each request: the
 status and body the client got, which recording upstream saw the request (proxy_next_upstream
 after the timeout, and the peer marked failed for the next one), that the answer took at least the
-timeout, and the ``[error]`` lines each wrote (time, pid and connection numbers masked). Not
-compared: nginx's ``[warn] upstream server temporarily disabled`` line when a peer reaches
-max_fails, which newproxy does not write (a known error-log gap).
+timeout, and the ``[error]`` and ``[warn]`` lines each wrote (time, pid and connection numbers
+masked): a group's black hole reaches max_fails (1) at its first timeout, and nginx warns
+``upstream server temporarily disabled`` before its ``upstream timed out`` line (the peer is freed
+first, in ngx_http_upstream_next); the lone peer of /alone/ is never marked, so never warned about.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def logged(log: str, start: int) -> list[str]:
     with open(log, encoding="utf-8", errors="replace") as f:
         f.seek(start)
         text = f.read()
-    return [f"[{m.group(1)}] {m.group(2)}" for m in map(LINE.match, text.splitlines()) if m and m.group(1) == "error"]
+    return [f"[{m.group(1)}] {m.group(2)}" for m in map(LINE.match, text.splitlines())
+            if m and m.group(1) in ("error", "warn")]
 
 
 # In this order: /pair/ and /once/ twice each, the second time after the black hole failed once.
@@ -164,8 +166,15 @@ def test_connect_timeout_matches_nginx(run: tuple[StartedTargets, str], hole: in
     assert (status, upstreams, waited) == (504, [], True)
     assert lines == [timed_out + 'request: "GET /alone/a?x=1 HTTP/1.1", upstream: '
                      f'"http://127.0.0.1:{hole}/alone/a?x=1", host: "connect.test"']
+    disabled = ("[warn] upstream server temporarily disabled while connecting to upstream, "
+                "client: 127.0.0.1, server: connect.test, ")
     assert by_path["/pair/b"][0::2] == (200, [("127.0.0.1:9402", "/pair/b")], True)
+    assert [line.split(", request: ")[0] + ", " for line in by_path["/pair/b"][3]] == [disabled, timed_out]
+    assert by_path["/pair/c"][0::3] == (200, [])
     assert by_path["/pair/c"][0::2] == (200, [("127.0.0.1:9402", "/pair/c")], False)  # the hole is marked failed
-    assert by_path["/once/d"][0::2] == (504, [], True)  # proxy_next_upstream off
+    assert by_path["/once/d"][0::2] == (504, [], True)  # proxy_next_upstream off: marked all the same
+    assert by_path["/once/d"][3] == [
+        prefix + 'request: "GET /once/d HTTP/1.1", upstream: '
+        f'"http://127.0.0.1:{hole}/once/d", host: "connect.test"' for prefix in (disabled, timed_out)]
     assert by_path["/once/e"][0::2] == (200, [("127.0.0.1:9404", "/once/e")], False)
     assert by_path["/page/f"][:2] == (200, b"fallback\n")  # error_page 504 after the timeout

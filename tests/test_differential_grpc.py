@@ -5,7 +5,8 @@ Compared per call: what the client got (status, headers in order with Date/Serve
 messages and every DATA byte, trailers, resets) and what the upstream received (the h2 request
 headers in order, pseudo-headers included, the message bytes, END_STREAM). Calls: unary, streaming
 (one DATA frame per echoed message), a large message (flow control both ways), a trailers-only
-gRPC error, an HTTP error status, an upstream that resets the stream, a dead peer (502), a read
+gRPC error, an HTTP error status, an upstream that resets the stream, a dead peer (502) and the
+error-log lines of a group whose peers all refuse (disabled, then no live upstreams), a read
 timeout (504), grpc_set_header/grpc_hide_header (Host replacing :authority), grpcs:// (TLS with ALPN
 h2 to the peer; the certificate checked, by name too), an upstream group whose first peer is dead (next upstream),
 grpc_intercept_errors with an error_page, and request bodies streamed as they come (a bidirectional
@@ -40,7 +41,7 @@ CONFIG = """
 user root;
 worker_processes 1;
 pid {dir}/nginx.pid;
-error_log {dir}/error.log;
+error_log {dir}/error.log warn;
 events {{}}
 http {{
     access_log off;
@@ -49,6 +50,10 @@ http {{
     upstream backend {{
         server 127.0.0.1:{dead};
         server 127.0.0.1:{up};
+    }}
+    upstream gone {{
+        server 127.0.0.1:{dead} fail_timeout=30s;
+        server 127.0.0.1:{dead} fail_timeout=30s;
     }}
     upstream kept {{
         server 127.0.0.1:{up};
@@ -81,6 +86,7 @@ http {{
             grpc_ssl_verify on; grpc_ssl_trusted_certificate {dir}/../ca.crt; grpc_ssl_name other.example;
         }}
         location /group/ {{ grpc_pass grpc://backend; }}
+        location /gone/ {{ grpc_pass grpc://gone; }}
         location /kept/ {{ grpc_pass grpc://kept; }}
         location /err/ {{
             grpc_pass grpc://127.0.0.1:{up};
@@ -139,10 +145,13 @@ def _tls_server_context(directory: Path) -> ssl.SSLContext:
 
 
 class Targets:
-    def __init__(self, up: GrpcUpstream, tls_up: GrpcUpstream, ports: dict[str, dict[str, int]]) -> None:
+    def __init__(self, up: GrpcUpstream, tls_up: GrpcUpstream, ports: dict[str, dict[str, int]], base: Path,
+                 dead_port: int) -> None:
         self.up = up
         self.tls_up = tls_up
         self.ports = ports
+        self.base = base  # base/nginx and base/newproxy: each target's directory (its error.log)
+        self.dead_port = dead_port  # the refusing peer's
 
     def drain(self) -> list[Call]:
         return self.up.drain() + self.tls_up.drain()
@@ -177,7 +186,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
             processes.append(process)
             for port in ports[name].values():
                 _wait_port(port, process)
-        yield Targets(up, tls_up, ports)
+        yield Targets(up, tls_up, ports, tmp, dead.getsockname()[1])
     finally:
         for process in processes:
             stop_group(process)
@@ -304,6 +313,35 @@ def test_error_answers_over_h2(targets: Targets) -> None:
     assert client["headers"][0] == (":status", "502") and upstream == []
     client, _ = _both_h2(targets, "/slow/Slow", [b"x"])
     assert client["headers"][0] == (":status", "504")
+
+
+_LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: \*\d+ (.*)$")
+
+
+def test_failing_peers_error_log(targets: Targets) -> None:
+    """Both peers of `gone` refuse: each failure brings its peer to max_fails (1), which nginx warns
+    about after the connect error; the next call finds no live upstream and names the group."""
+    seen = []
+    for name in ("nginx", "newproxy"):
+        log = targets.base / name / "error.log"
+        start = log.stat().st_size
+        statuses = [h2_call(targets.ports[name]["h2"], f"/gone/{n}", [b"x"]).headers[0] for n in ("a", "b")]
+        time.sleep(0.05)
+        with log.open(encoding="utf-8", errors="replace") as f:
+            f.seek(start)
+            lines = [f"[{m.group(1)}] {m.group(2)}" for m in map(_LOG_LINE.match, f.read().splitlines())
+                     if m and m.group(1) in ("error", "warn")]
+        seen.append((statuses, lines))
+    assert seen[1] == seen[0]
+    statuses, lines = seen[0]
+    assert statuses == [(":status", "502")] * 2
+    dead = f"grpc://127.0.0.1:{targets.dead_port}"
+    assert [(line.split(" while ")[0], line.split('upstream: "')[1].split('"')[0]) for line in lines] == [
+        ("[error] connect() failed (111: Connection refused)", dead),
+        ("[warn] upstream server temporarily disabled", dead),
+        ("[error] connect() failed (111: Connection refused)", dead),
+        ("[warn] upstream server temporarily disabled", dead),
+        ("[error] no live upstreams", "grpc://gone")]
 
 
 def test_set_and_hide_headers_tls_groups_intercept(targets: Targets) -> None:

@@ -2,11 +2,14 @@
 URI part) and ``server unix:/path;`` in upstream groups (weighted, mixed with TCP peers, a refusing
 one with a backup). The recording upstreams of ``unix:`` addresses listen on unix sockets, so both
 proxies really connect over AF_UNIX; what the upstream received (Host "localhost", $proxy_host, URI)
-and what the client got are compared, and ``$upstream_addr``/``$upstream_status`` as both log them
-(``unix:PATH``, with the failed attempts) line by line."""
+and what the client got are compared, ``$upstream_addr``/``$upstream_status`` as both log them
+(``unix:PATH``, with the failed attempts) line by line, and the ``[error]``/``[warn]`` lines of the
+refusing peer (``connect() to unix:PATH failed``, ``upstream: "http://unix:PATH:/URI"`` with nginx's
+``:`` separator, the peer disabled in its group)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from shadow.rewire import Plan, access_log_name
@@ -78,3 +81,16 @@ def test_unix_socket_upstreams_match_nginx(tmp_path: Path) -> None:
     assert len(theirs) == len(PREFIXES) * 8
     assert ours == theirs
     assert any(line.startswith("unix:") and ", unix:" in line for line in theirs), theirs  # failed, then backup
+    logs = [logged(tmp_path / "run" / label / "error.log") for label in ("nginx", "newproxy")]
+    assert logs[0] == logs[1]
+    assert sum(line.startswith("[error] connect() to unix:") and '.sock:/x/' in line for line in logs[0]) >= 4, logs[0]
+    assert sum(line.startswith("[warn] upstream server temporarily disabled") for line in logs[0]) == 1, logs[0]
+
+
+LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: \*\d+ (.*)$")
+
+
+def logged(log: Path) -> list[str]:
+    """The [error] and [warn] lines of an error.log, without time, pid and connection."""
+    return [f"[{m.group(1)}] {m.group(2)}" for m in map(LINE.match, log.read_text(errors="replace").splitlines())
+            if m and m.group(1) in ("error", "warn")]

@@ -33,6 +33,25 @@ def test_conns_counted_until_freed_once() -> None:
     assert b.conns == 0 and b.fails == 1
 
 
+def test_failed_says_when_the_peer_reaches_max_fails() -> None:
+    """True exactly when nginx's free warns "upstream server temporarily disabled": the failure
+    that brings fails to max_fails (not before; never with max_fails=0, for the lone peer of a
+    group, or for a peer already freed)."""
+    g = group("round_robin", peer(1, max_fails=2), peer(2, max_fails=0))
+    outcomes = []
+    for _ in range(4):
+        sel = g.begin()
+        chosen = sel.next()
+        assert chosen is not None
+        outcomes.append((chosen.port, sel.failed(chosen), sel.failed(chosen)))
+    # 1 fails (1 of 2), 2 fails (max_fails=0), 1 fails again: disabled; 2 (1 is disabled now).
+    assert outcomes == [(1, False, False), (2, False, False), (1, True, False), (2, False, False)]
+    lone = group("round_robin", peer(3, max_fails=1))
+    sel = lone.begin()
+    chosen = sel.next()
+    assert chosen is not None and sel.failed(chosen) is False and chosen.fails == 0
+
+
 def test_max_conns_single_peer_and_group() -> None:
     g = group("round_robin", peer(1, max_conns=1))
     held = g.begin()

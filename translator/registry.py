@@ -51,7 +51,9 @@ RULES: dict[str, Rule] = {
                                 "(a request's messages go to its location's log); nginx's own lines for "
                                 "upstream connect()/timeout errors, access forbidden by rule, open() failed, "
                                 "directory index forbidden, limiting requests/connections and delaying "
-                                "requests (tests/test_differential_errorlog.py); other messages are "
+                                "requests (tests/test_differential_errorlog.py), a peer temporarily disabled at "
+                                "max_fails and no live upstreams (tests/test_differential_upstream_errorlog.py); "
+                                "other messages are "
                                 "newproxy's own; several error_log in one block: each gets the messages its level "
                                 "admits, as nginx's (tests/test_differential_errorlog_multi.py); syslog: and "
                                 "memory: are files here"),

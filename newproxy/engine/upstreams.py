@@ -420,20 +420,21 @@ class PeerSelection:
         peer.conns -= 1
         return True
 
-    def failed(self, peer: Peer) -> None:
-        """ngx_http_upstream_free_round_robin_peer with NGX_PEER_FAILED."""
+    def failed(self, peer: Peer) -> bool:
+        """ngx_http_upstream_free_round_robin_peer with NGX_PEER_FAILED; True when this failure
+        disables the peer (it reached max_fails: nginx's "upstream server temporarily disabled")."""
         lock = self.group.lock
         if lock is not None:
             with lock:
                 return self._failed(peer)
         return self._failed(peer)
 
-    def _failed(self, peer: Peer) -> None:
+    def _failed(self, peer: Peer) -> bool:
         if not self._free(peer):
-            return
+            return False
         self.tries_left -= 1
         if self._single(peer):
-            return
+            return False
         now = self.group.clock()
         peer.fails += 1
         peer.accessed = now
@@ -441,6 +442,7 @@ class PeerSelection:
         if peer.max_fails:
             peer.effective_weight -= peer.weight // peer.max_fails
         peer.effective_weight = max(peer.effective_weight, 0)
+        return bool(peer.max_fails) and peer.fails >= peer.max_fails
 
     def succeeded(self, peer: Peer) -> None:
         """The free after a response, or when the request ends otherwise (the client left)."""

@@ -120,17 +120,34 @@ class ExchangeCore:
             conn.transport.resume_reading()
 
     # -- logging (error paths only) -----------------------------------------------------------
-    def _upstream_url(self) -> str:
-        """nginx's ``upstream: "..."`` field: the scheme, the peer and (HTTP) the URI sent to it."""
+    def _upstream_url(self, name: str | None = None) -> str:
+        """nginx's ``upstream: "..."`` field: the scheme, the peer (or ``name``) and (HTTP) the URI
+        sent to it."""
         raise NotImplementedError  # each exchange names its own scheme
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str, level: str = "error", upstream: str | None = None) -> None:
+        """A line with nginx's request context; ``upstream`` replaces the current peer's URL (the
+        group's, for "no live upstreams")."""
         log = self.client.log
         ctx = self.pp.context
         if ctx is not None:
             log = log.for_context(ctx)  # the location's error_log
-        if not log.enabled("error"):
+        if not log.enabled(level):
             return
-        upstream = self._upstream_url() if self.peer is not None else ""
+        if upstream is None:
+            upstream = self._upstream_url() if self.peer is not None else ""
         server = ctx.server.primary_name if ctx is not None else ""
-        log.error(message + request_context(self.pp.request, server, upstream), self.sink.conn_id)
+        log.log(level, message + request_context(self.pp.request, server, upstream), self.sink.conn_id)
+
+    def _log_no_live(self) -> None:
+        """ngx_http_upstream_connect's NGX_BUSY: the round robin's failed get names the group
+        (pc->name = peers->name) where a peer would be, with the URI it would have been sent."""
+        self._log("no live upstreams while connecting to upstream",
+                  upstream=self._upstream_url(self.pp.upstream.name))
+
+    def _peer_failed(self, phase: str) -> None:
+        """Count a failure of the current peer (ngx_http_upstream_next's free with NGX_PEER_FAILED);
+        the free warns when it reaches max_fails, in the phase (c->log->action) the failure came in."""
+        assert self.selection is not None and self.peer is not None
+        if self.selection.failed(self.peer):
+            self._log(f"upstream server temporarily disabled while {phase}", "warn")

@@ -318,7 +318,7 @@ class GrpcExchange(ExchangeCore):
         peer = self.selection.next()
         if peer is None:
             if self.fail_status == 502 and not self.sent and self.peer is None:
-                self._log("no live upstreams while connecting to upstream")
+                self._log_no_live()
                 if self.log is not None:
                     self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
             self._respond_error(self.fail_status)
@@ -459,8 +459,11 @@ class GrpcExchange(ExchangeCore):
             self.streamed += sent
             self.sink.body_consumed(sent)  # type: ignore[attr-defined]
 
-    def _upstream_url(self) -> str:
-        return f'{"grpcs" if self.pp.proxy.tls is not None else "grpc"}://{self.peer.name}'
+    def _upstream_url(self, name: str | None = None) -> str:
+        if name is None:
+            assert self.peer is not None
+            name = self.peer.name
+        return f'{"grpcs" if self.pp.proxy.tls is not None else "grpc"}://{name}'
 
     def on_deadline(self, now: float) -> None:
         if self.done:
@@ -674,7 +677,9 @@ class GrpcExchange(ExchangeCore):
 
     def _failed(self, kind: str, message: str) -> None:
         """An attempt failed before anything reached the client: next peer, or an error page."""
-        self._log(message)
+        timeout = kind == "timeout"
+        if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
+            self._log(message)
         self._cancel_timer()
         conn = self.conn
         self.conn = None
@@ -685,8 +690,9 @@ class GrpcExchange(ExchangeCore):
             self.attempt[1] = status
             self._timed(5)
             self.attempt = None
-        assert self.selection is not None and self.peer is not None
-        self.selection.failed(self.peer)
+        self._peer_failed(message.rpartition(" while ")[2])
+        if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
+            self._log(message)
         next_upstream = self.pp.proxy.next_upstream
         retry = kind in next_upstream and not (
             self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream) \

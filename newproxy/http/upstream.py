@@ -613,7 +613,7 @@ class Exchange(ExchangeCore):
         if peer is None:
             # Tries are left (an exhausted count ends in _failed) but no peer is usable: nginx's
             # NGX_HTTP_UPSTREAM_FT_NOLIVE, a 502 whatever the previous attempts' statuses were.
-            self._log('no live upstreams while connecting to upstream')
+            self._log_no_live()
             if self.log is not None:  # nginx logs the group's name with a 502
                 self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
             self._respond_error(502)
@@ -670,7 +670,11 @@ class Exchange(ExchangeCore):
             self.connect_task = None
             if not self.done:
                 code = exc.errno if exc.errno is not None else _errno.ECONNREFUSED
-                self._failed("error", f"connect() failed ({code}: {exc.strerror or exc}) while connecting to upstream")
+                # A unix socket's connect fails at once, where ngx_event_connect_peer names the
+                # peer; a TCP one's is found later (ngx_http_upstream_test_connect), without it.
+                where = f" to {peer.name}" if peer.path is not None else ""
+                self._failed("error", f"connect(){where} failed ({code}: {exc.strerror or exc}) "
+                                      "while connecting to upstream")
             return
         self.connect_task = None
         client.connections_opened += 1
@@ -728,11 +732,16 @@ class Exchange(ExchangeCore):
         self.sending = True
         self._arm(self.pp.proxy.send_timeout)
 
-    def _upstream_url(self) -> str:
-        # nginx names the peer and the URI sent to it (u->uri).
+    def _upstream_url(self, name: str | None = None) -> str:
+        # nginx names the peer (or the group: no live upstreams) and the URI sent to it (u->uri).
         head = self.pp.head
         uri = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
-        return f'{"https" if self.pp.tls is not None else "http"}://{self.peer.name}{uri}'
+        if name is None:
+            assert self.peer is not None
+            name = self.peer.name
+            if self.peer.path is not None:  # ngx_http_log_error_handler's uri_separator for AF_UNIX
+                name += ":"
+        return f'{"https" if self.pp.tls is not None else "http"}://{name}{uri}'
 
     # -- timers ------------------------------------------------------------------------------
     def on_deadline(self, now: float) -> None:
@@ -984,7 +993,9 @@ class Exchange(ExchangeCore):
     # -- failures --------------------------------------------------------------------------
     def _failed(self, kind: str, message: str) -> None:
         """An attempt failed before anything reached the client: next peer, or an error page."""
-        self._log(message)
+        timeout = kind == "timeout"
+        if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
+            self._log(message)
         self._cancel_timer()
         conn = self.conn
         self.conn = None
@@ -996,8 +1007,9 @@ class Exchange(ExchangeCore):
             self.attempt[1] = status
             self._timed(5)
             self.attempt = None
-        assert self.selection is not None and self.peer is not None
-        self.selection.failed(self.peer)
+        self._peer_failed(message.rpartition(" while ")[2])
+        if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
+            self._log(message)
         next_upstream = self.pp.proxy.next_upstream
         retry = kind in next_upstream and not (
             self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream
@@ -1043,7 +1055,7 @@ class Exchange(ExchangeCore):
         if status in (403, 404):
             self.selection.succeeded(self.peer)
         else:
-            self.selection.failed(self.peer)
+            self._peer_failed("reading response header from upstream")
         self.fail_status = status
         self.sent = False
         self.header_done = False

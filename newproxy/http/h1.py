@@ -27,7 +27,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 
 from newproxy.config import ClientConfig
@@ -37,6 +37,7 @@ from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
+from newproxy.http.timerwheel import tick_for, wheel_of
 from newproxy.http.headerrules import HeaderRules
 from newproxy.http.pacing import DelayWait, PacedWriter
 from newproxy.http.sendfile import INLINE_MAX, FileSender, body_length, read_inline
@@ -90,7 +91,7 @@ class ConnContext:
 
     __slots__ = ("_ids", "access", "client", "closing", "connections", "discards_body", "draining", "engine",
                  "error_response", "handle",
-                 "header_rules", "log", "loop", "max_body_size", "upstream")
+                 "header_rules", "log", "loop", "max_body_size", "outbox", "upstream", "wheel")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -117,6 +118,9 @@ class ConnContext:
         # as the drain began still gets its request answered (with "Connection: close").
         self.draining = False
         self.access: AccessLogs | None = None  # set by the server when some access_log is configured
+        # One per worker rather than a reference in each connection (newproxy/http/outbox.py, timerwheel.py).
+        self.outbox = outbox_of(loop)
+        self.wheel = wheel_of(loop)
         self._ids = 0
 
     def next_id(self) -> int:
@@ -158,6 +162,22 @@ class _Hold:
 
     def feed_data(self, data: bytes) -> None:
         self.data += data
+_T = TypeVar("_T")
+_PEER_HOSTS: dict[str, str] = {}
+_LOCAL_ADDRS: dict[tuple[str, int], tuple[str, int]] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(pool: dict[_T, _T], value: _T) -> _T:
+    """The one copy of ``value`` connections share (a bounded pool: cleared when full)."""
+    kept = pool.get(value)
+    if kept is None:
+        if len(pool) >= _SHARED_MAX:
+            pool.clear()
+        kept = pool[value] = value
+    return kept
+
+
 
 
 class H1Protocol(asyncio.Protocol):
@@ -186,7 +206,6 @@ class H1Protocol(asyncio.Protocol):
         "_linger_until",
         "_lingering",
         "_out",
-        "_outbox",
         "_pacer",
         "_pending",
         "_piped",
@@ -201,7 +220,7 @@ class H1Protocol(asyncio.Protocol):
         "_requests",
         "_st",
         "_stopped",
-        "_timer",
+        "_tick",
         "_v09",
         "_write_paused",
         "client_addr",
@@ -243,15 +262,15 @@ class H1Protocol(asyncio.Protocol):
         self._pacer: PacedWriter | None = None  # limit_rate of the proxied answer in flight
         self._closing = False
         self._closed = False
-        self._out: list[bytes] = []  # written at the end of the loop's turn (newproxy/http/outbox.py)
-        self._outbox = outbox_of(self.loop)
+        # Written at the end of the loop's turn (newproxy/http/outbox.py); None: nothing held.
+        self._out: list[bytes] | None = None
         self._write_paused = False
         self._in_message = False
         self._stopped = False
         self._lingering = False
         self._linger_until = 0.0
         self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._tick = 0  # the deadline's tick in the loop's timer wheel (newproxy/http/timerwheel.py); 0: none
         self._requests = 0
         # proxy_request_buffering off: whether a chunked body ended in a later read than its head
         # (nginx then streams it upstream chunked; newproxy/engine/proxy.py upstream_body).
@@ -295,17 +314,19 @@ class H1Protocol(asyncio.Protocol):
         self.ctx.connections.add(self)
         stats.connection_opened()
         self._last = self._head_start = self.loop.time()  # nginx times the first head from the accept
-        self._timer = self.loop.call_at(self._last + self.ctx.client.header_timeout, self._on_timer)
+        self._tick = self.ctx.wheel.add(self, self._last + self.ctx.client.header_timeout)
         if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
             self.shutdown()
 
+        # Shared objects where addresses repeat: each is held for as long as the connection lives.
     def _addresses(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if peer:
-            self.client_addr = (peer[0], peer[1])
+            self.client_addr = (_shared(_PEER_HOSTS, peer[0]), peer[1])
         if sock:
-            self.local_addr = (sock[0], sock[1])
+            local = (sock[0], sock[1])
+            self.local_addr = _shared(_LOCAL_ADDRS, local)
 
     # -- parking (newproxy/http/parking.py) ---------------------------------------------------
     def can_park(self, idle_before: float) -> bool:
@@ -326,9 +347,7 @@ class H1Protocol(asyncio.Protocol):
     def park(self) -> tuple[ConnContext, int, int, float, float]:
         """What resumes this connection once parked (newproxy/http/parking.py); this object is done
         with: its timer stops here (the lot's runs) and the connection resumes in a new one."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         self._closed = True
         return self.ctx, self.conn_id, self._requests, self._last, self._head_start
 
@@ -345,8 +364,7 @@ class H1Protocol(asyncio.Protocol):
         """connection_made of a resumed connection: not a new accept (stub_status counted it
         once); the timer it had when it was parked."""
         self.ctx.connections.add(self)
-        due = idle_due(self.ctx.client, self._requests, self._last, self._head_start)
-        self._timer = self.loop.call_at(due, self._on_timer)
+        self._tick = self.ctx.wheel.add(self, idle_due(self.ctx.client, self._requests, self._last, self._head_start))
         if self.ctx.closing and not self.ctx.draining:
             self.shutdown()
 
@@ -428,9 +446,7 @@ class H1Protocol(asyncio.Protocol):
         if self._st:
             c[self._st] -= 1
             self._st = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         ex = self._exchange
         if ex is not None:
             self._exchange = None
@@ -684,9 +700,15 @@ class H1Protocol(asyncio.Protocol):
             transport.close()
 
     def _rearm(self, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_at(due, self._on_timer)
+        wheel = self.ctx.wheel
+        if self._tick:
+            wheel.cancel(self, self._tick)
+        self._tick = wheel.add(self, due)
+
+    def _disarm(self) -> None:
+        if self._tick:
+            self.ctx.wheel.cancel(self, self._tick)
+            self._tick = 0
 
     # -- front-end checks (before any location is known) --------------------------------------
     def _check(self, req: Request, version: bytes) -> int:
@@ -1113,9 +1135,11 @@ class H1Protocol(asyncio.Protocol):
         if rec is not None:
             rec.wrote(data)
         out = self._out
-        if not out:
-            self._outbox.hold(self)
-        out.append(data)
+        if out is None:
+            self._out = [data]
+            self.ctx.outbox.hold(self)
+        else:
+            out.append(data)
 
     def send_held(self) -> None:
         """The end of the loop's turn (newproxy/http/outbox.py): what this turn wrote goes out."""
@@ -1150,9 +1174,10 @@ class H1Protocol(asyncio.Protocol):
             pacer.cancel()
 
     def _flush(self) -> None:
+        assert out is not None
+        self._out = None
         out = self._out
         data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
         if not self._closed and self.transport is not None:
             self.transport.write(data)
 
@@ -1182,9 +1207,7 @@ class H1Protocol(asyncio.Protocol):
         now = self.loop.time()
         self._linger_until = now + self.ctx.client.lingering_time
         self._last = now
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_at(now + self.ctx.client.lingering_timeout, self._on_timer)
+        self._rearm(now + self.ctx.client.lingering_timeout)
         transport.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
@@ -1204,10 +1227,8 @@ class H1Protocol(asyncio.Protocol):
         for a later keep-alive deadline is brought forward."""
         self._head_start = self._last
         due = self._last + self.ctx.client.header_timeout
-        timer = self._timer
-        if timer is not None and timer.when() > due:
-            timer.cancel()
-            self._timer = self.loop.call_at(due, self._on_timer)
+        if self._tick > tick_for(due):
+            self._rearm(due)
 
     def _log_cut_head(self) -> None:
         """A head timed out after some bytes of it (empty lines too): nginx logs it with 408 and what
@@ -1232,8 +1253,9 @@ class H1Protocol(asyncio.Protocol):
         rec.request = req
         self.ctx.access.log(rec)  # type: ignore[union-attr]
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def on_timer(self) -> None:
+        """The deadline's tick came (newproxy/http/timerwheel.py): act if it has passed, else wait on."""
+        self._tick = 0
         if self._closed:
             return
         now = self.loop.time()
@@ -1243,7 +1265,7 @@ class H1Protocol(asyncio.Protocol):
             if now >= due:  # nginx: c->timedout, so reset_timedout_connection applies
                 self._drop_connection(client.reset_timedout_connection)
             else:
-                self._timer = self.loop.call_at(due, self._on_timer)
+                self._tick = self.ctx.wheel.add(self, due)
             return
         if self._lingering:
             due = min(self._last + client.lingering_timeout, self._linger_until)
@@ -1286,5 +1308,5 @@ class H1Protocol(asyncio.Protocol):
                 else:
                     transport.close()
             return
-        self._timer = self.loop.call_at(due, self._on_timer)
+        self._tick = self.ctx.wheel.add(self, due)
 

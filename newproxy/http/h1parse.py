@@ -53,6 +53,9 @@ MAX_OFF_T = (1 << 63) - 1
 # Debian's nginx 1.22.1 carries the max_headers limit of later nginx (default 1000): the header
 # line past it is refused as "too many header lines" (494).
 MAX_HEADERS = 1000
+# A finished request's parser holds no header list: every head starts a new one before adding to it
+# (a tuple, so that a path that did not would fail loudly instead of sharing headers).
+_NO_HEADERS: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
 
 
 class ParseError(Exception):
@@ -216,7 +219,7 @@ class RequestParser:
         self._chunk_new = False
         self.target = b""
         self.version = b"1.0"  # b"1.1" (any HTTP/1.x over 1.0), b"1.0", b"0.9"
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] = _NO_HEADERS
         self.head_length = 0
         self.body_bytes = 0
         self.keepalive = False
@@ -339,6 +342,14 @@ class RequestParser:
                 continue
             if not self._chunked():
                 return
+        if self._state == _HEAD and self._start == n and self._rl_state == RL_START:
+            # All of it is parsed: let go of the bytes now rather than at the next read, or an idle
+            # keep-alive connection would hold its last request's bytes (as the next read would).
+            self._buf = b""
+            self._pos = self._start = 0
+            self._line -= n
+            self._limit -= n
+            self._avail -= n
 
     def _shift(self, cut: int) -> None:
         self._pos -= cut
@@ -890,7 +901,8 @@ class RequestParser:
         self._start = self._line = pos
         self._rl_state = RL_START
         self._h_state = H_START
-        self.method = b""
+        self.method = self.target = b""
+        self.headers = _NO_HEADERS  # the request has them: an idle connection need not
         self.http_version = 1000
         self.host = self.content_length = self.te = None
         self.connection = 0

@@ -173,3 +173,21 @@ def test_server_name_conflicts_keep_the_first_as_nginx_does() -> None:
         ["first", "default", "first", "first", "default"]
     assert table.find("x.nd")[0] == "regex" and table.find("x1.nd")[0] == "default"  # \D is not lower-cased
     assert [primary_name(n) for n in (["A.Test"], [".Dot.test"], ["~^A\\d"], [])] == ["a.test", "dot.test", "~^A\\d", ""]
+
+
+def test_remembered_targets_parse_as_fresh_ones() -> None:
+    """parse_target's cache: the same answers as parsing afresh, refusals never remembered, long
+    targets not kept."""
+    from newproxy.engine import uri
+
+    targets = [b"/", b"/a//b/./c/../d?x=1", b"/%41b?q", b"http://h.example:8080/p?x", b"/a#frag", b"/x" * 200]
+    for merge in (True, False):
+        for target in targets:
+            first, second = uri.parse_target(target, merge), uri.parse_target(target, merge)
+            assert first == second == uri.parse_uncached(target, merge)
+    assert (b"/x" * 200, True) not in uri._KNOWN_TARGETS
+    assert uri.parse_target(b"/a//b", False).uri == "/a//b" and uri.parse_target(b"/a//b", True).uri == "/a/b"
+    for _ in range(2):
+        with pytest.raises(BadRequest):
+            uri.parse_target(b"/a/../../b")
+    assert (b"/a/../../b", True) not in uri._KNOWN_TARGETS

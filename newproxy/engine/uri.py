@@ -18,7 +18,7 @@ class BadRequest(ValueError):
 
 
 @dataclass(slots=True)
-class ParsedTarget:  # not frozen: a frozen dataclass costs ~1 µs more to build, on every request
+class ParsedTarget:  # not frozen (~1 µs more to build), but never changed once made: parse_target shares them
     uri: str  # decoded and normalised, for matching ($uri)
     args: str  # the raw query, without "?" ($args)
     request_uri: str  # the target as received, minus scheme://host for an absolute URI ($request_uri)
@@ -72,7 +72,29 @@ def normalise_path(decoded: bytes, merge_slashes: bool = True) -> bytes:
     return b"/" + b"/".join(segments)
 
 
+# Targets seen lately (most traffic repeats a few: health checks, assets, API routes): a dict probe
+# costs ~0.05 µs where parsing costs ~1 µs. ParsedTarget is never changed once made, so one object
+# serves every request with that target. Short targets only, and cleared when full: a client making
+# up targets cannot grow it.
+_KNOWN_TARGETS: dict[tuple[bytes, bool], ParsedTarget] = {}
+_KNOWN_TARGETS_MAX = 4096
+_KNOWN_TARGET_LEN = 256
+
+
 def parse_target(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
+    """parse_uncached, remembered for short targets (a target nginx refuses is never remembered)."""
+    key = (target, merge_slashes)
+    parsed = _KNOWN_TARGETS.get(key)
+    if parsed is None:
+        parsed = parse_uncached(target, merge_slashes)  # raises BadRequest
+        if len(target) <= _KNOWN_TARGET_LEN:
+            if len(_KNOWN_TARGETS) >= _KNOWN_TARGETS_MAX:
+                _KNOWN_TARGETS.clear()
+            _KNOWN_TARGETS[key] = parsed
+    return parsed
+
+
+def parse_uncached(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
     """Measured against nginx 1.22: any scheme (letters, then letters, digits, "+-.") is accepted in an absolute-form target
     (``ftp://h/x`` is served like ``/x``), userinfo is a 400; a "#" ends the URI and the args
     ($request_uri keeps it)."""

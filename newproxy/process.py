@@ -20,6 +20,8 @@ upstream groups with ``zone`` (newproxy/zones.py: the master gives limit zones s
 lock before it forks each generation, whatever its worker count, so that a reload keeps an unchanged
 zone's state as nginx's does; zoned upstream peers only for more than one worker; it frees a lock a
 dead worker held); the
+connection counter behind $connection and the error log's *N (newproxy/connnum.py: made once, kept
+over reloads, locked only while more than one worker is alive); the
 stub_status and /metrics counters (newproxy/stats.py), an anonymous shared mmap
 created before the first fork, one slot per worker that the master hands out at fork
 (``stats.claim``) and takes back when it reaps the worker (``stats.release``).
@@ -37,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from newproxy import reqmetrics, stats
+from newproxy import connnum, reqmetrics, stats
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.server import BindError, open_listener
 from newproxy.worker import EXIT_FATAL, WorkerSpec, child_exit, worker_main
@@ -85,6 +87,10 @@ class Master:
         self.stopping: str | None = None  # "graceful" or "fast" once a stop began
         self.failed = False  # a worker could not start: stop, exit 1
         self.shared = SharedState()  # zones in shared memory (newproxy/zones.py), kept over reloads
+        # $connection numbers: one counter for every worker of every generation, as nginx's
+        # ngx_connection_counter (newproxy/connnum.py); the workers inherit it at fork.
+        self.counter = connnum.SharedCounter()
+        connnum.install(self.counter)
 
     # -- sockets --------------------------------------------------------------------------------
     def bind(self, engine: Engine) -> dict[ListenKey, socket.socket]:
@@ -147,6 +153,8 @@ class Master:
         # Upstream peers start afresh each generation, so one worker keeps them lock-free.
         self.shared.share(engine, peers=worker_count(config) > 1)
         self.shared.forget_locks([engine] + [w.spec.engine for w in self.workers.values()])
+        # Before any fork: with more than one worker alive, connection numbers are taken under the lock.
+        self.counter.set_users(len(self.workers) + worker_count(config))
         for lane in range(worker_count(config)):
             self.spawn(self.spec, lane)
 
@@ -170,6 +178,9 @@ class Master:
             if worker is None:
                 continue
             stats.release(worker.slot)
+            self.counter.set_users(len(self.workers))
+            if self.counter.lock.force_unlock(pid):
+                self.log.log("alert", f"shared memory zone was locked by {pid}")
             for _ in self.shared.force_unlock(pid):  # nginx: "shared memory zone ... was locked by PID"
                 self.log.log("alert", f"shared memory zone was locked by {pid}")
             if os.WIFSIGNALED(status):
@@ -184,6 +195,7 @@ class Master:
             self.log.log(level, f"worker process {pid} {how}")
             current = worker.generation == self.generation and self.spec is not None
             if current and self.stopping is None and not self.failed:
+                self.counter.set_users(len(self.workers) + 1)
                 self.spawn(self.spec, worker.lane)  # type: ignore[arg-type]
 
     # -- signals --------------------------------------------------------------------------------

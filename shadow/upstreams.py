@@ -19,7 +19,8 @@ Last-Modified, ETag), ``/__chunked/`` sends the echo with chunked encoding: how 
 ``/__upgrade/`` answers ``101 Switching Protocols`` (``Upgrade``: the request's, or "websocket";
 ``Connection: upgrade``) and then echoes every read back as ``ECHO(`` bytes ``)``, so the
 direction of each byte is visible; a read containing ``__bye__`` is echoed, then the upstream
-closes first; after a read containing ``__stall__`` it reads nothing more (proxy_send_timeout).
+closes first; after a read containing ``__stall__`` it reads nothing more (proxy_send_timeout);
+after one containing ``__rst__`` (echoed) it resets the connection.
 It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
 ``/__noread/`` records the request head and reads nothing more, not even the body, holding the
 connection open (a stalled reader: proxy_send_timeout while the request body is sent).
@@ -376,6 +377,13 @@ class RecordingUpstream:
                 return
             if b"__stall__" in data:  # stop reading: the proxy's writes back up (proxy_send_timeout)
                 await asyncio.sleep(60)
+                return
+            if b"__rst__" in data:  # after the echo, a reset (RST) in the middle of the tunnel
+                await asyncio.sleep(0.02)  # let the echo go out first
+                sock = writer.get_extra_info("socket")
+                if sock is not None and sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
                 return
 
 

@@ -118,10 +118,14 @@ def test_next_upstream_with_injected_faults_matches_nginx(tmp_path: Path) -> Non
     assert any(", marked|" in line for line in theirs), theirs  # no live upstreams after 503s marked them
     # The peers' error-log lines, in order (time, pid and connection masked): "upstream server
     # temporarily disabled" when a 503 brings a peer of `marked` to max_fails, and "no live
-    # upstreams" naming the group once none is left. (Not all [error] lines: the text of nginx's
-    # invalid-header and readv() lines is a gap of its own.)
+    # upstreams" naming the group once none is left. And every [error] line too: refused connects,
+    # resets (recv()/readv()), invalid headers quoted, timeouts, premature closes.
     peer_lines = [marked(tmp_path / "run" / label / "error.log") for label in ("nginx", "newproxy")]
     assert peer_lines[0] == peer_lines[1]
+    all_lines = [marked(tmp_path / "run" / label / "error.log", every=True) for label in ("nginx", "newproxy")]
+    assert all_lines[0] == all_lines[1]
+    assert sum('upstream sent invalid header: "X-Bad: a\\x00..."' in line for line in all_lines[0]) >= 10
+    assert any("readv() failed (104: Connection reset by peer) while reading upstream" in line for line in all_lines[0])
     assert sum(line.startswith("[warn] upstream server temporarily disabled while reading response header") and
                "/marked/" in line for line in peer_lines[0]) >= 3, peer_lines[0]
     assert sum('upstream: "http://marked/marked/' in line for line in peer_lines[0]) >= 10, peer_lines[0]
@@ -130,7 +134,9 @@ def test_next_upstream_with_injected_faults_matches_nginx(tmp_path: Path) -> Non
 LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: \*\d+ (.*)$")
 
 
-def marked(log: Path) -> list[str]:
-    """The [warn] and "no live upstreams" lines of an error.log, without time, pid and connection."""
+def marked(log: Path, every: bool = False) -> list[str]:
+    """The [warn] and "no live upstreams" lines of an error.log (``every``: all [warn] and [error]
+    lines), without time, pid and connection."""
     return [f"[{m.group(1)}] {m.group(2)}" for m in map(LINE.match, log.read_text(errors="replace").splitlines())
-            if m and (m.group(1) == "warn" or m.group(2).startswith("no live upstreams"))]
+            if m and (m.group(1) == "warn" or m.group(2).startswith("no live upstreams")
+                      or (every and m.group(1) == "error"))]

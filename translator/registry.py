@@ -62,10 +62,10 @@ RULES: dict[str, Rule] = {
                                        "nginx's (auto: the CPUs newproxy may run on); limit_req/limit_conn zones "
                                        "and upstream zones are shared between workers in shared memory, as "
                                        "nginx's (tests/test_differential_shared_zones.py). On reload, an old worker's idle keep-alive connections get 1 s to send one "
-                                       "more request, answered with Connection: close (nginx closes them at once); "
-                                       "$connection counts each worker's connections apart (nginx: one counter for "
-                                       "all, its upstream connections included), so with several workers two "
-                                       "connections can have the same number"),
+                                       "more request, answered with Connection: close (nginx closes them at once). "
+                                       "$connection and the error log's *N come from one counter shared by every "
+                                       "worker and kept over reloads, counting client accepts, upstream connects and "
+                                       "resolver sockets, as nginx's (tests/test_differential_connection_numbers.py)"),
     "worker_shutdown_timeout": Rule("exact", "the connections a stopping worker still has are closed at the timeout"),
     "worker_rlimit_nofile": Rule("exact", "setrlimit(RLIMIT_NOFILE) in each worker; a refusal is logged, as nginx does"),
     "user": Rule("ignored", "newproxy does not change user; run it as the user you want"),
@@ -246,10 +246,17 @@ RULES: dict[str, Rule] = {
                                         "fills it exactly with proxy_buffering on (the head, then a close) "
                                         "(tests/test_differential_upstream_limits.py); an upstream's "
                                         "X-Accel-Buffering does not switch that quirk as it does in nginx"),
-    "proxy_buffering": Rule("exact", "newproxy always streams the answer as it arrives (nginx's off); on only "
-                                     "changes timing and when the upstream connection is freed, not the bytes "
-                                     "or framing the client gets (compared in tests/test_differential_proxy_body.py), "
-                                     "and nginx's quirk for a head filling proxy_buffer_size exactly (kept)"),
+    "proxy_buffering": Rule("caveat", "newproxy always streams the answer as it arrives (nginx's off); on "
+                                      "changes timing and when the upstream connection is freed, not the bytes "
+                                      "or framing a complete answer gives the client (compared in "
+                                      "tests/test_differential_proxy_body.py), nginx's quirk for a head filling "
+                                      "proxy_buffer_size exactly (kept) and its error line for a reset mid-body "
+                                      "(readv() on, recv() off). But when the upstream resets (or times out) "
+                                      "mid-body, nginx with on has passed on only the buffers it filled "
+                                      "(proxy_buffer_size, then proxy_buffers) and drops the partial one, where "
+                                      "newproxy has relayed every byte read "
+                                      "(tests/test_differential_upstream_faultlines.py); an upstream's "
+                                      "X-Accel-Buffering does not switch these as it does in nginx"),
     "proxy_request_buffering": Rule("caveat", "the upstream request is nginx's (tests/test_differential_request_"
                                               "streaming.py): with off, proxy_http_version 1.1 and a chunked body "
                                               "still arriving after the head, Transfer-Encoding: chunked; else "
@@ -380,13 +387,12 @@ RULES: dict[str, Rule] = {
                                           "{PLAIN}; comments and empty lines; a missing file is 403, an unreadable "
                                           "one 500; a relative path is read against the config's directory"),
     "auth_request": Rule("caveat", "the subrequest runs through the server's phases (no access phase, no body, "
-                                   "GET); a proxied one goes through the upstream client, others are answered at "
-                                   "once; for a request with a body it sends Content-Length: 0 where nginx sends the "
-                                   "client's length without the body (the auth server then waits): set "
-                                   "proxy_set_header Content-Length \"\" there, as nginx's docs do; "
-                                   "proxy_intercept_errors in the auth location is not applied; a limit_req delay "
-                                   "inside it is answered 500; a request with a body is answered once its body is "
-                                   "read, where nginx answers a non-proxied location at once and discards it"),
+                                   "GET, the client's Content-Length as nginx sends it); a proxied one goes through "
+                                   "the upstream client, others are answered at once; over HTTP/1 the subrequest goes "
+                                   "out before the request body is read, a refusal is answered at once and the body "
+                                   "discarded, as nginx does, but over HTTP/2 and HTTP/3 the body is read whole "
+                                   "first; proxy_intercept_errors in the auth location is not applied; a limit_req "
+                                   "delay inside it is answered 500"),
     "auth_request_set": Rule("exact", "$upstream_status, $upstream_http_NAME of the subrequest and any variable "
                                       "newproxy provides; $sent_http_* is reported"),
     "set_real_ip_from": Rule("exact", "addresses, CIDR, unix:; a host name is reported"),

@@ -266,7 +266,7 @@ class _Phase:
         ctx = self.ctx
         if ctx.vars is None:
             ctx.vars = {}
-        request = dataclasses.replace(ctx.request, method=b"GET", body=b"")
+        request = dataclasses.replace(ctx.request, method=b"GET", body=b"", body_pending=False)
         sub = RequestContext(
             request=request, server=ctx.server, host=ctx.host, uri=uri, args="", request_uri=ctx.request_uri,
             uri_needs_escape=False, redirect_host=ctx.redirect_host, vars=ctx.vars, internal=True,

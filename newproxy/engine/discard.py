@@ -15,6 +15,10 @@ pages not followed within an error page's target, as recursive_error_pages off):
 rewrites only answer or stay, with no proxy, try_files or auth_request. What cannot be followed
 (a target with variables, an auth_request, a deeper chain) counts as reading the body: the answer
 then waits for it (the caveat of the translator's error_page/index/auth_request notes).
+
+A request that reaches an auth_request location is AUTH_FIRST (``plan``): nginx sends the subrequest
+before reading anything of the body, so the HTTP/1 front end runs its phases at the head; a refusal
+discards the body, an acceptance reads it for the content handler (types.AwaitBody).
 """
 
 from __future__ import annotations
@@ -59,12 +63,37 @@ class _Probe:
 _ANSWERED = Response(0, b"", b"", False)
 
 
+READ, DISCARD, AUTH_FIRST = 0, 1, 2
+
+
 def discards(ctx: RequestContext) -> bool:
-    """True when nginx would not read this request's body. ``ctx`` is a context of its own (the
-    request is run afresh afterwards): the rewrite phases and the location search run on it as the
-    engine runs them (Engine._serve), with the answers they make looked at, not made."""
+    """True when nginx would not read this request's body (see ``plan``)."""
+    return plan(ctx) == DISCARD
+
+
+def plan(ctx: RequestContext) -> int:
+    """What nginx does with this request's body: DISCARD it (answered without it), READ it whole
+    for the content handler, or AUTH_FIRST: an auth_request location, whose subrequest nginx sends
+    before it reads anything of the body (and whose refusal then discards it). ``ctx`` is a context
+    of its own (the request is run afresh afterwards): the rewrite phases and the location search
+    run on it as the engine runs them (Engine._serve), with the answers they make looked at, not made."""
     if trace.tracer is not None:
-        return False  # a traced request: its steps are not to be reported twice
+        return READ  # a traced request: its steps are not to be reported twice
+    reached = _reached(ctx)
+    if isinstance(reached, bool):
+        return DISCARD if reached else READ
+    location = reached
+    if location.access is not None and location.access.auth_request is not None:
+        return AUTH_FIRST
+    if location.proxy is not None:
+        return READ
+    if location.try_files is not None:
+        return DISCARD if _try_files_discards(ctx, location) else READ
+    return DISCARD if _where_discards(ctx.server, location, ctx.uri, _DEPTH, True) else READ
+
+
+def _reached(ctx: RequestContext) -> CompiledLocation | bool:
+    """The location the request's phases reach, or whether an answer on the way discards the body."""
     server = ctx.server
     probe = _Probe()
     location: CompiledLocation | None = None
@@ -96,13 +125,7 @@ def discards(ctx: RequestContext) -> bool:
     except rewrite.RewriteError:  # a 500, and its error page
         return _where_discards(server, ctx.location or server, "", _DEPTH, True)
     assert location is not None
-    if location.proxy is not None:
-        return False
-    if location.access is not None and location.access.auth_request is not None:
-        return False  # its subrequest is proxied (newproxy reads the body first: a caveat of auth_request)
-    if location.try_files is not None:
-        return _try_files_discards(ctx, location)
-    return _where_discards(server, location, ctx.uri, _DEPTH, True)
+    return location
 
 
 def _answered(server: CompiledServer, where: CompiledLocation | CompiledServer, probe: _Probe) -> bool:

@@ -24,7 +24,7 @@ from newproxy.engine.requestfacts import uses_request_facts
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
 from newproxy.engine.servers import InvalidHost, ServerRouter, canonical_address, covering, normalise_host
-from newproxy.engine.types import LocationFix, ProxyPass, Request, Response, Result, deferred
+from newproxy.engine.types import AwaitBody, LocationFix, ProxyPass, Request, Response, Result, deferred
 from newproxy.engine.upstreams import UpstreamGroup
 from newproxy.reqmetrics import RequestMetrics, lanes_for
 from newproxy.engine.uri import BadRequest, parse_target
@@ -159,6 +159,13 @@ class Engine:
         ctx = self._context(request)
         return isinstance(ctx, Response) or discard.discards(ctx)
 
+    def body_plan(self, request: Request) -> int:
+        """HTTP/1: what nginx does with the body of a request whose head is read (discard.plan):
+        discard it, read it whole first, or run the phases at once (AUTH_FIRST) and read it when the
+        content handler wants it."""
+        ctx = self._context(request)
+        return discard.DISCARD if isinstance(ctx, Response) else discard.plan(ctx)
+
     def body_streamed(self, request: Request) -> bool:
         """HTTP/2: whether the request goes to a grpc_pass location, whose body nginx sends upstream as
         it arrives (grpc_pass never buffers it), so the front end runs the request at its HEADERS.
@@ -291,11 +298,20 @@ class Engine:
 
     def _after_access(self, ctx: RequestContext, location: CompiledLocation) -> Result:
         """try_files, then the content handler (proxy_pass, or files)."""
-        request = ctx.request
         if location.try_files is not None:
             redirected = self._try_files(ctx, location.try_files)
             if redirected is not None:
                 return redirected
+        if location.proxy is not None and ctx.request.body_pending:
+            # The phases ran at the head (h1.py: an auth_request location): proxying reads the body.
+            # nginx's proxy handler has run by then ($proxy_host; the log counts the body it reads).
+            ctx.proxy_host = location.proxy.config.proxy_host
+            return AwaitBody(lambda: self._content(ctx, location))
+        return self._content(ctx, location)
+
+    def _content(self, ctx: RequestContext, location: CompiledLocation) -> Result:
+        """The content handler: proxy_pass (or grpc_pass, the fallback), else files."""
+        request = ctx.request
         if location.proxy is not None:
             proxy = location.proxy
             if proxy.config.pass_through:

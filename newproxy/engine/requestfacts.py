@@ -74,20 +74,37 @@ def upstream_seconds(value: object) -> str:
     return seconds(max(int(time_taken * 1000), 0)) if time_taken >= 0 else "-"
 
 
+# What a pass separator (None in the states) reads as where nginx prints it: the zeroed
+# ngx_http_upstream_state_t that ngx_http_upstream_init_request pushes for a later pass (no peer,
+# status 0, times and byte counts 0).
+_ZEROED = ("", 0, 0.0, 0.0, 0.0, 0.0, 0)
+
+
 def join_attempts(states: list, field: int, form: Callable[[object], str]) -> str:  # type: ignore[type-arg]
     """``form`` of each upstream attempt's ``field``, joined as ngx_http_upstream_*_variable join
-    them: ", " between attempts, " : " between two proxied passes (None in ``states``)."""
+    them: ", " between attempts, " : " between two proxied passes (None in ``states``). As nginx's
+    loop, a separator is skipped, except in the first place: a first pass that made no attempt
+    (its upstream name did not resolve) leaves the states empty, so the second pass's separator
+    comes first and prints as a zeroed state ("-" status, no address), followed by ", "."""
     parts: list[str] = []
-    first = True
-    for entry in states:
-        if entry is None:  # a second proxied pass (an error_page that proxies again)
-            parts.append(" : ")
-            first = True
-            continue
-        if not first:
+    count = len(states)
+    i = 0
+    entry = states[0]
+    parts.append(form((entry if entry is not None else _ZEROED)[field]))
+    while True:
+        i += 1
+        if i == count:
+            break
+        entry = states[i]
+        if entry is not None:
             parts.append(", ")
-        first = False
-        parts.append(form(entry[field]))
+        else:
+            parts.append(" : ")
+            i += 1
+            if i == count:
+                break
+            entry = states[i]
+        parts.append(form((entry if entry is not None else _ZEROED)[field]))
     return "".join(parts)
 
 

@@ -47,6 +47,9 @@ class Request:
     # HTTP/2: a body without Content-Length as it arrived, one piece per read (with chunked_late):
     # the chunks nginx forwards with proxy_request_buffering off; None: one chunk of the whole body.
     body_parts: list[bytes] | None = None
+    # HTTP/1: the phases run at the head while the body is still coming (an auth_request location,
+    # as nginx runs them: newproxy/http/h1.py): a content handler that reads the body waits (AwaitBody).
+    body_pending: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -189,7 +192,16 @@ class AuthSubrequest:
     resume: Callable[[int, list[tuple[bytes, bytes]]], Result]
 
 
-Result = Union[Response, FileResponse, ProxyPass, Delayed, AuthSubrequest]
+@dataclass(slots=True)
+class AwaitBody:
+    """The content handler reads the request body, which is still coming (``Request.body_pending``):
+    the IO layer calls ``resume`` for the answer once the body is all in, as nginx's
+    ngx_http_read_client_request_body runs the handler when the body is read."""
+
+    resume: Callable[[], Result]
+
+
+Result = Union[Response, FileResponse, ProxyPass, Delayed, AuthSubrequest, AwaitBody]
 
 
 def deferred(answer: Result, then: Callable[[RequestContext, Result], Result], ctx: RequestContext) -> Result | None:
@@ -202,4 +214,7 @@ def deferred(answer: Result, then: Callable[[RequestContext, Result], Result], c
     if isinstance(answer, AuthSubrequest):
         resume_auth = answer.resume
         return AuthSubrequest(answer.proxy, lambda status, headers: then(ctx, resume_auth(status, headers)))
+    if isinstance(answer, AwaitBody):
+        resume_body = answer.resume
+        return AwaitBody(lambda: then(ctx, resume_body()))
     return None

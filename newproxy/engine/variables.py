@@ -122,6 +122,12 @@ def _body_length(ctx: RequestContext) -> str:
         return str(len(ctx.proxy_body))
     if ctx.proxy_chunked:
         return ""
+    if ctx.subrequest:
+        # An auth_request subrequest shares the client's headers before any of its body is read
+        # (r->headers_in.content_length_n): the Content-Length as it came, body passed or not (hence
+        # the documented proxy_set_header Content-Length ""), none for a chunked body.
+        value = "" if ctx.request.length_added else _header(ctx, b"content-length").strip(" \t")
+        return str(int(value)) if value.isdigit() else ""
     for name, _ in ctx.request.headers:
         # The length first (14, 17): every proxied request renders this, mostly for headers of neither name.
         if (len(name) == 14 or len(name) == 17) and name.lower() in (b"content-length", b"transfer-encoding"):

@@ -74,7 +74,8 @@ class ErrorLog:
             self._stream = sys.stderr
             return
         old = self._stream
-        self._stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept open until close()
+        # latin-1: a message's text is nginx's bytes (see _raw), one character each.
+        self._stream = open(self.path, "a", buffering=1, encoding="latin-1")  # noqa: SIM115 - kept open until close()
         if old is not None and old is not sys.stderr:
             old.close()
         self._pid = os.getpid()
@@ -154,8 +155,13 @@ class ErrorLog:
         stream = self._stream or sys.stderr
         stamp = time.strftime("%Y/%m/%d %H:%M:%S")
         conn = f"*{conn_id} " if conn_id else ""
+        line = f"{stamp} [{level}] {self._pid}#{self._pid}: {conn}{message}"
+        if stream is not sys.stderr and not line.isascii():
+            line = _raw(line)
+        if len(line) > _MAX_LINE:
+            line = line[:_MAX_LINE]
         try:
-            stream.write(f"{stamp} [{level}] {self._pid}#{self._pid}: {conn}{message}\n")
+            stream.write(line + "\n")
             stream.flush()
         except (OSError, ValueError):
             pass  # a full disk or closed stream must never take the proxy down
@@ -177,6 +183,22 @@ class ErrorLog:
             elif level <= log.level:
                 server = ctx.server.primary_name  # type: ignore[attr-defined]
                 log.log(NAMES[level], message + request_context(ctx.request, server), conn_id)  # type: ignore[attr-defined]
+
+
+# ngx_log_error_core formats a line into NGX_MAX_ERROR_STR (2048) bytes, its linefeed included:
+# what is longer is cut (a long quoted header, request line or URI).
+_MAX_LINE = 2047
+
+
+def _raw(line: str) -> str:
+    """The bytes nginx writes, as latin-1 text for the log file: messages carry what peers and
+    clients sent decoded as latin-1 (written back byte for byte); text that cannot be latin-1 (a
+    file name from the config) is written as UTF-8, as nginx writes the config's bytes."""
+    try:
+        line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8").decode("latin-1")
+    return line
 
 
 def request_context(req: Request, server: str, upstream: str = "") -> str:

@@ -79,6 +79,21 @@ class ExchangeCore:
         self.log = None
         self.attempt = None
 
+    def _open_states(self) -> None:
+        """ngx_http_upstream_init_request's r->upstream_states, once per proxied pass: the first pass
+        creates the list (empty until a peer is tried: a name that fails to resolve leaves it so); a
+        later pass pushes a separator, which the front end does when the states are not empty
+        (h1.py, streams.py). Here, the case it leaves: a later pass after a first one that made no
+        attempt, whose separator then leads the list ("-, 200" in $upstream_status)."""
+        log = self.log
+        if log is None:
+            return
+        states = log.upstream
+        if states is None:
+            log.upstream = []
+        elif not states:
+            states.append(None)
+
     def _arm(self, timeout: float) -> None:
         """Start an inactivity timeout; reads and drained writes move ``last`` (upstream._Deadlines)."""
         self.timeout = timeout

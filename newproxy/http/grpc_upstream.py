@@ -40,6 +40,7 @@ from h2.events import (ConnectionTerminated, DataReceived, InformationalResponse
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes, Settings
 
+from newproxy import connnum
 from newproxy.engine.status import REASONS
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
@@ -307,6 +308,7 @@ class GrpcExchange(ExchangeCore):
 
     # -- choosing a peer and connecting ---------------------------------------------------------
     def start(self) -> None:
+        self._open_states()
         group = self.pp.upstream
         if group.keepalive > 0:
             self.pool = _pool(self.client, group)
@@ -348,6 +350,7 @@ class GrpcExchange(ExchangeCore):
         self._send()
 
     async def _connect(self, peer: Peer) -> None:
+        connnum.take()  # nginx numbers each upstream connection, failed or not (newproxy/connnum.py)
         proxy = self.pp.proxy
         tls = proxy.tls
         kwargs: dict[str, object] = {}

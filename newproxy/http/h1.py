@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from newproxy.config import ClientConfig
 from newproxy.engine.types import TlsInfo
-from newproxy.engine.types import AuthSubrequest, Delayed, FileResponse, ProxyPass, RateLimit, Request, Response, Result
+from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ
+from newproxy.engine.types import AuthSubrequest, AwaitBody, Delayed, FileResponse, ProxyPass, RateLimit, Request, Response, Result
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
@@ -45,7 +46,7 @@ from newproxy.http.sendfile import close as close_file
 from newproxy.http.upstream import Exchange
 from newproxy.http.grpc_upstream import GrpcExchange
 from newproxy.http.authrequest import AuthExchange, AuthSink
-from newproxy import stats
+from newproxy import connnum, stats
 from newproxy.stats import ACTIVE, READING, REQUESTS, WRITING
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
 # is run once the read that brought its head is parsed (_PENDING: a bad chunk in that read is still
 # a 400), then its body is read and dropped while and after it is answered (_DROPPING).
 _PENDING, _DROPPING = 1, 2
+# An auth_request location (discard.AUTH_FIRST): nginx runs the phases at the head and sends the
+# subrequest before it reads the body. Such a request is run once the read that brought its head is
+# parsed (_EARLY_PENDING), then (_EARLY_RUNNING) its body is left unread while the subrequest runs;
+# a refusal is answered at once and the body discarded, an acceptance reads it and goes on (AwaitBody).
+_EARLY_PENDING, _EARLY_RUNNING = 1, 2
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 
 
@@ -89,7 +95,7 @@ class _Stop(Exception):
 class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
-    __slots__ = ("_ids", "access", "client", "closing", "connections", "discards_body", "draining", "engine",
+    __slots__ = ("access", "body_plan", "client", "closing", "connections", "discards_body", "draining", "engine",
                  "error_response", "handle",
                  "header_rules", "log", "loop", "max_body_size", "outbox", "upstream", "wheel")
 
@@ -102,6 +108,8 @@ class ConnContext:
         self.max_body_size: Callable[[Request], int | None] | None = getattr(engine, "max_body_size", None)
         # Optional hook: whether the request is answered without its body (nginx discards it).
         self.discards_body: Callable[[Request], bool] | None = getattr(engine, "discards_body", None)
+        # Optional hook (HTTP/1): discard.plan for a request whose body is still coming.
+        self.body_plan: Callable[[Request], int] | None = getattr(engine, "body_plan", None)
         self.upstream = upstream
         self.loop = loop
         self.log = log
@@ -121,11 +129,9 @@ class ConnContext:
         # One per worker rather than a reference in each connection (newproxy/http/outbox.py, timerwheel.py).
         self.outbox = outbox_of(loop)
         self.wheel = wheel_of(loop)
-        self._ids = 0
 
     def next_id(self) -> int:
-        self._ids += 1
-        return self._ids
+        return connnum.take()  # one counter for the process, shared by the workers (newproxy/connnum.py)
 
 
 class _Error:
@@ -162,6 +168,8 @@ class _Hold:
 
     def feed_data(self, data: bytes) -> None:
         self.data += data
+
+
 _T = TypeVar("_T")
 _PEER_HOSTS: dict[str, str] = {}
 _LOCAL_ADDRS: dict[tuple[str, int], tuple[str, int]] = {}
@@ -176,8 +184,6 @@ def _shared(pool: dict[_T, _T], value: _T) -> _T:
             pool.clear()
         kept = pool[value] = value
     return kept
-
-
 
 
 class H1Protocol(asyncio.Protocol):
@@ -195,6 +201,9 @@ class H1Protocol(asyncio.Protocol):
         "_draining",
         "_expect",
         "_read_len",
+        "_early",
+        "_early_req",
+        "_early_wait",
         "_exchange",
         "_hold",
         "_head_due",
@@ -233,14 +242,15 @@ class H1Protocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, ctx: ConnContext, conn_id: int = 0) -> None:
+    def __init__(self, ctx: ConnContext, conn_id: int = 0, number: int = 0) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         client = ctx.client
         self.parser = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
                                     client.large_header_buffers)
-        self.conn_id = conn_id or ctx.next_id()  # given: a parked connection resumes (parking.py)
+        # conn_id given: a parked connection resumes (parking.py); number given: taken at accept (tls.py)
+        self.conn_id = conn_id or number or ctx.next_id()
         self._resumed = conn_id != 0
         # Set by newproxy/http/tls.py on an ssl listen: the session, or PLAIN_ON_TLS_PORT for plain
         # HTTP sent there (nginx's 497). None on plain listens: one test per request.
@@ -255,6 +265,9 @@ class H1Protocol(asyncio.Protocol):
         # short (PIPELINE_QUEUE_MAX) and rarely used, so pop(0) costs nothing that matters.
         self._queue: list[Request | _Error] = []
         self._busy = False
+        self._early = 0  # _EARLY_PENDING/_EARLY_RUNNING: an auth_request request run at its head
+        self._early_req: Request | None = None
+        self._early_wait: AwaitBody | None = None  # its content handler, once the body is all in
         self._exchange: Exchange | None = None
         self._hold: _Hold | None = None  # set while an upgrade request is proxied
         self._current: ProxyPass | None = None
@@ -318,8 +331,8 @@ class H1Protocol(asyncio.Protocol):
         if self.ctx.closing and not self.ctx.draining:  # accepted as a graceful stop began: close
             self.shutdown()
 
-        # Shared objects where addresses repeat: each is held for as long as the connection lives.
     def _addresses(self, transport: asyncio.BaseTransport) -> None:
+        # Shared objects where addresses repeat: each is held for as long as the connection lives.
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if peer:
@@ -389,6 +402,8 @@ class H1Protocol(asyncio.Protocol):
             if self._discard == _PENDING:  # its body goes on in later reads: answer now
                 self._discard = _DROPPING
                 self._dispatch(self._take_pending())
+            elif self._early == _EARLY_PENDING:
+                self._run_early()
             if self._discard_close:
                 self._discard_close = False
                 self._close()
@@ -534,11 +549,15 @@ class H1Protocol(asyncio.Protocol):
         # it arrives (nginx does the same), through the engine since the location decides it.
         limit = 0
         cl = parser.content_length
-        # A body all in with its head and no Expect is answered alike read or discarded: the hook
-        # (a few µs) only runs when it can matter.
-        if (parser.te is not None or cl is not None and parser.length > 0 and (
-                parser.expect or parser.unparsed() < parser.length)) and self._discards(req):
-            return
+        # A body all in with its head and no Expect is answered alike read or discarded (or run at
+        # the head): the hook (a few µs) only runs when it can matter.
+        plan = READ
+        if parser.te is not None or cl is not None and parser.length > 0 and (
+                parser.expect or parser.unparsed() < parser.length):
+            plan = self._body_plan(req)
+            if plan == DISCARD:
+                self._discard_body(req)
+                return
         if (cl is not None or parser.te is not None) and self.ctx.max_body_size is not None:
             limit = self.ctx.max_body_size(req) or 0
             if limit and cl is not None and parser.length > limit:
@@ -549,6 +568,12 @@ class H1Protocol(asyncio.Protocol):
                 raise _Stop
         self._limit = limit
         self._head_read = self._reads
+        if plan == AUTH_FIRST:
+            # "100 Continue" only once the content handler reads the body (ngx_http_test_expect).
+            self._early = _EARLY_PENDING
+            self._early_req = req
+            self._expect = parser.expect and version == b"1.1"
+            return
         if parser.expect and version == b"1.1" and not self._busy and not self._queue:
             self._write(_CONTINUE)
             if rec is not None:
@@ -577,6 +602,12 @@ class H1Protocol(asyncio.Protocol):
         if self._discard:
             self._discarded()
             return
+        if self._early:
+            if self._early == _EARLY_RUNNING:
+                self._early_body_in()
+                return
+            self._early = 0  # the whole body came with the head: run as any request
+            self._early_req = None
         self._message_over()
         req = self._req
         self._req = None
@@ -596,15 +627,15 @@ class H1Protocol(asyncio.Protocol):
         self._dispatch(req)
 
     # -- discarded bodies (ngx_http_discard_request_body) -----------------------------------------
-    def _discards(self, req: Request) -> bool:
-        """A request with a body that nginx answers without reading it: run it once this read is
-        parsed, and drop its body as it comes. Not behind a request in flight (it would answer
-        out of turn): that one reads its body whole first, as before."""
-        hook = self.ctx.discards_body
-        if hook is None or self._busy or self._queue or not hook(req):
-            return False
-        self._discard_body(req)
-        return True
+    def _body_plan(self, req: Request) -> int:
+        """What nginx does with the body still coming (discard.plan): DISCARD (answered without it:
+        run once this read is parsed, the body dropped as it comes), AUTH_FIRST (run at the head,
+        the body read when the content handler wants it) or READ (whole, then run). Not behind a
+        request in flight (it would answer out of turn): that one reads its body whole first."""
+        hook = self.ctx.body_plan
+        if hook is None or self._busy or self._queue:
+            return READ
+        return hook(req)
 
     def _discard_body(self, req: Request) -> None:
         self._discard = _PENDING
@@ -614,6 +645,67 @@ class H1Protocol(asyncio.Protocol):
         # The "100 Continue" goes with the final answer (ngx_http_test_expect), unless that is an
         # error page: decided in _answer.
         self._expect = self.parser.expect and req.version == b"1.1"
+
+    def _run_early(self) -> None:
+        """Run an AUTH_FIRST request's phases now, its body unread meanwhile (nginx reads nothing of
+        it before the content handler asks)."""
+        req = self._early_req
+        assert req is not None
+        self._early = _EARLY_RUNNING
+        req.body_pending = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._dispatch(req)
+
+    def _early_answered(self) -> None:
+        """An AUTH_FIRST request was answered without its body (a refusal, an error page, a file):
+        nginx discards the body (ngx_http_discard_request_body), so the rest of it is dropped."""
+        req = self._early_req
+        assert req is not None
+        req.body_pending = False
+        self._early = 0
+        self._early_req = None
+        self._req = None
+        self._discard = _DROPPING
+        self._body = None
+        self._body_len = 0
+        self._limit = 0  # nginx checks no client_max_body_size while discarding
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def _await_body(self, wait: AwaitBody) -> None:
+        """The content handler reads the body: read it, as nginx's ngx_http_read_client_request_body
+        does from here (with its "100 Continue" and client_body_timeout), then answer."""
+        self._busy = True
+        self._early_wait = wait
+        if self._expect:
+            self._expect = False
+            self._write(_CONTINUE)
+        self._last = self.loop.time()
+        self._rearm(self._last + self.ctx.client.body_timeout)
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def _early_body_in(self) -> None:
+        """The body of a request run at its head is all in: the content handler goes on (or will, if
+        the subrequest is still running: it then finds the body there)."""
+        self._message_over()
+        req = self._early_req
+        assert req is not None
+        self._early = 0
+        self._early_req = None
+        self._req = None
+        body = self._body
+        if body is not None:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = None
+        if self._reads != self._head_read and self.parser.te is not None:
+            req.chunked_late = True
+        req.body_pending = False
+        wait = self._early_wait
+        if wait is not None:
+            self._early_wait = None
+            self._continue(req, wait.resume)
 
     def _take_pending(self) -> Request:
         req = self._pending
@@ -868,6 +960,15 @@ class H1Protocol(asyncio.Protocol):
             self.ctx.log.request_errors(ctx, self.conn_id)
         if isinstance(result, AuthSubrequest):
             self._auth(result, req)
+            return
+        if req.body_pending:  # run at its head (AUTH_FIRST), its body still coming
+            if isinstance(result, AwaitBody):
+                self._await_body(result)
+                return
+            if not isinstance(result, Delayed):
+                self._early_answered()
+        elif isinstance(result, AwaitBody):  # the body came in while the subrequest ran
+            self._continue(req, result.resume)
             return
         if self._expect and not isinstance(result, Delayed):
             self._expect = False
@@ -1174,9 +1275,9 @@ class H1Protocol(asyncio.Protocol):
             pacer.cancel()
 
     def _flush(self) -> None:
+        out = self._out
         assert out is not None
         self._out = None
-        out = self._out
         data = out[0] if len(out) == 1 else b"".join(out)
         if not self._closed and self.transport is not None:
             self.transport.write(data)
@@ -1269,6 +1370,8 @@ class H1Protocol(asyncio.Protocol):
             return
         if self._lingering:
             due = min(self._last + client.lingering_timeout, self._linger_until)
+        elif self._early_wait is not None:  # reading the body of a request run at its head
+            due = self._last + client.body_timeout
         elif self._busy:
             # The upstream exchange has its own timers; only a client that stopped reading is ours.
             due = self._last + client.send_timeout if self._write_paused else now + client.send_timeout
@@ -1282,9 +1385,12 @@ class H1Protocol(asyncio.Protocol):
         if now >= due:
             rec = self._prec
             if rec is not None and self._in_message and self._req is not None:
-                # A body timed out: nginx logs the request with 408.
+                # A body timed out: nginx logs the request with 408, counting what came of the body.
                 self._prec = None
+                if self._rec is rec:  # run at its head (AUTH_FIRST): logged here, not again
+                    self._rec = None
                 rec.status = 408
+                rec.body_length += self.parser.body_bytes
                 self.ctx.access.log(rec)  # type: ignore[union-attr]
             elif self._req is None and (self._in_message or self._head_begun) and not self._busy \
                     and not self._lingering and self.ctx.access is not None:

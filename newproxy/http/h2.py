@@ -164,14 +164,14 @@ def _stream_stat(delta: int) -> None:
 class H2Protocol(asyncio.Protocol):
     """One HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2 under TlsConnection)."""
 
-    def __init__(self, ctx: ConnContext, settings: Http2Config, tls: object = None) -> None:
+    def __init__(self, ctx: ConnContext, settings: Http2Config, tls: object = None, number: int = 0) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
         self.settings = settings
         self.tls = tls  # TlsInfo for $ssl_* and https, None on h2c
         self.scheme = "https" if tls is not None else "http"
         self.transport: asyncio.Transport | None = None
-        self.conn_id = ctx.next_id()
+        self.conn_id = number or ctx.next_id()  # number: taken at accept, before the TLS handshake (tls.py)
         self.client_addr: tuple[str, int] = ("", 0)
         self.local_addr: tuple[str, int] = ("", 0)
         self.core = H2Core(self, max_concurrent_streams=settings.max_concurrent_streams,

@@ -23,6 +23,7 @@ import random
 import struct
 from collections.abc import Callable
 
+from newproxy import connnum
 from newproxy.config import ResolverConfig
 
 _A, _AAAA, _CNAME = 1, 28, 5
@@ -118,6 +119,9 @@ class Resolver:
         self.pending: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self.turn = 0  # the next server to ask (nginx asks them in turn)
         self.queries = 0  # lookups sent to a server (for tests and metrics)
+        # (servers of a resolver, server) nginx would have opened its socket to: it opens one at the
+        # first query to each and keeps it, and that takes a connection number (newproxy/connnum.py).
+        self.opened: set[tuple[tuple[str, ...], str]] = set()
 
     async def resolve(self, name: str, config: ResolverConfig) -> list[str]:
         """The addresses of ``name``; raises ResolveError (nginx's code and text) or TimeoutError."""
@@ -174,6 +178,10 @@ class Resolver:
             raise ResolveError(2, "Server failure")
         server = config.servers[self.turn % len(config.servers)]
         self.turn += 1
+        opened = (tuple(config.servers), server)
+        if opened not in self.opened:
+            self.opened.add(opened)
+            connnum.take()
         host, _, port = server.rpartition(":")
         host = host.strip("[]")
         types = ([_A] if config.ipv4 else []) + ([_AAAA] if config.ipv6 else [])

@@ -316,7 +316,6 @@ class Server:
                 self.log.log("emerg", str(exc))
         self.h2 = listen_h2(engine)
         ctx.connections = self.connections  # one registry, so shutdown sees every connection
-        ctx._ids = self.ctx._ids  # connection numbers in the log stay unique
         self.ctx = ctx
         self.engine = engine
         self.parking.park_after = engine.config.keepalive_park_after  # from the next sweep on

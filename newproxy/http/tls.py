@@ -241,6 +241,8 @@ class TlsConnection(asyncio.Protocol):
         self.sniffed = False
         self.handshaken = False
         self.closing = False
+        # nginx numbers the connection at accept: a handshake that fails has used a number too.
+        self.number = ctx.next_id()
 
     # -- the socket side ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -269,7 +271,7 @@ class TlsConnection(asyncio.Protocol):
     def _plain(self, data: bytes) -> None:
         """Plain HTTP on an ssl port: the HTTP/1.1 protocol reads it and answers 497."""
         self._stop_timer()
-        app = H1Protocol(self.ctx)
+        app = H1Protocol(self.ctx, number=self.number)
         app.tls = PLAIN_ON_TLS_PORT
         self.raw.set_protocol(app)
         app.connection_made(self.raw)
@@ -285,7 +287,7 @@ class TlsConnection(asyncio.Protocol):
             # The alert OpenSSL wrote (protocol_version, unrecognized_name...) goes out first.
             self._flush()
             self.ctx.log.log("info", f"SSL_do_handshake() failed ({exc.__class__.__name__}: {exc}) while SSL "
-                                     "handshaking")
+                                     "handshaking", self.number)
             self.closing = True
             self.raw.close()
             return False
@@ -297,9 +299,9 @@ class TlsConnection(asyncio.Protocol):
         info = TlsInfo(sslobj.version() or "", cipher[0] if cipher else "", self.server_name, sslobj.session_reused)
         http2 = self.listen.http2
         if http2 is not None and sslobj.selected_alpn_protocol() == "h2":
-            self.app = H2Protocol(self.ctx, http2, info)  # type: ignore[assignment]
+            self.app = H2Protocol(self.ctx, http2, info, self.number)  # type: ignore[assignment]
         else:
-            app = self.app = H1Protocol(self.ctx)
+            app = self.app = H1Protocol(self.ctx, number=self.number)
             app.tls = info
         self.app.connection_made(_AppTransport(self))  # type: ignore[union-attr]
         return True
@@ -313,7 +315,7 @@ class TlsConnection(asyncio.Protocol):
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLError as exc:
-                self.ctx.log.log("info", f"SSL_read() failed ({exc})")
+                self.ctx.log.log("info", f"SSL_read() failed ({exc})", self.number)
                 self.raw.abort()
                 break
             if not chunk:  # close_notify (Python returns b"" for it): the client's half-close
@@ -355,7 +357,7 @@ class TlsConnection(asyncio.Protocol):
         try:
             self.sslobj.write(data)
         except ssl.SSLError as exc:
-            self.ctx.log.log("info", f"SSL_write() failed ({exc})")
+            self.ctx.log.log("info", f"SSL_write() failed ({exc})", self.number)
             self.raw.abort()
             return
         self._flush()

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from newproxy import connnum
 from newproxy.engine.proxy import keep_upstream_answer
 from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.exchange_core import ExchangeCore
+from newproxy.http.invalidheader import invalid_header_message
 from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
@@ -79,6 +81,22 @@ class _HeadDone(Exception):
     """
 
 
+class _InvalidHeader(Exception):
+    """A header line nginx's parser refuses and lenient llhttp let through (UpstreamConn.on_header);
+    raised from a parser callback, it ends in Exchange.invalid_response."""
+
+
+def response_parser(conn: UpstreamConn) -> HttpResponseParser:
+    """llhttp for an upstream's answers, its header values checked as ngx_http_parse_header_line
+    checks them: any byte but NUL, CR and LF (a control byte or DEL is relayed by nginx, refused by
+    strict llhttp). So llhttp's value checks are off and on_header refuses a NUL; names and the
+    framing headers stay strict (llhttp refuses a name with "@" that nginx relays: a known
+    difference)."""
+    parser = HttpResponseParser(conn)
+    parser.set_dangerous_leniencies(lenient_headers=True)
+    return parser
+
+
 class _Intercepted(Exception):
     """Raised from a parser callback when proxy_intercept_errors takes over the response."""
 
@@ -113,7 +131,7 @@ class UpstreamConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_name = peer_name
         self.pool = pool
-        self.parser = HttpResponseParser(self)
+        self.parser = response_parser(self)
         self.exchange: Exchange | None = None
         self.requests = 0
         self.idle_since = 0.0
@@ -159,6 +177,9 @@ class UpstreamConn(asyncio.Protocol):
                 last_byte = room == 1
                 cut = room - 1 if room > 1 else 1
                 data, rest = data[:cut], data[cut:]
+            # The head as read, for the invalid-header error line (the bytes object itself: a
+            # head in one read costs no copy).
+            ex.head_bytes = ex.head_bytes + data if ex.head_seen else data
             ex.head_seen += len(data)
         try:
             self.parser.feed_data(data)
@@ -175,7 +196,7 @@ class UpstreamConn(asyncio.Protocol):
                 return
             if self.head_stop:
                 self.head_stop = False
-                self.parser = HttpResponseParser(self)
+                self.parser = response_parser(self)
             elif self.exchange is ex and not ex.done:
                 ex.invalid_response()
                 return
@@ -254,6 +275,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if 0 in value:  # NUL: the one byte nginx refuses in a value (llhttp is lenient there: response_parser);
+            raise _InvalidHeader  # an int needle is a memchr, ~8x cheaper than b"\0"
         self.headers.append((name, value))
         n = len(name)
         # Only Content-Length (14) and Transfer-Encoding (17) decide the framing; a length test
@@ -530,6 +553,7 @@ class Exchange(ExchangeCore):
         "fail_status",
         "framing",
         "got_bytes",
+        "head_bytes",
         "head_seen",
         "header_done",
         "intercepted",
@@ -558,6 +582,7 @@ class Exchange(ExchangeCore):
         self._begin(client, pp, sink)
         self.conn: UpstreamConn | None = None
         self.head_seen = 0  # bytes of the response head read so far (proxy_buffer_size)
+        self.head_bytes = b""  # those bytes (from the attempt's first read: head_seen == 0)
         self.complete = False
         self.is_head = pp.request.method == b"HEAD"
         self.framing = ""
@@ -569,9 +594,13 @@ class Exchange(ExchangeCore):
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
+        self._open_states()
         if self.pp.resolve is not None:  # proxy_pass with variables naming a host: look it up first
             self._resolve(self.pp.resolve)
             return
+        self._start_group()
+
+    def _start_group(self) -> None:
         group = self.pp.upstream
         if group.keepalive > 0:
             self.pool = self.client.pools.get(group.name) or self.client.pool(group)
@@ -605,7 +634,7 @@ class Exchange(ExchangeCore):
             return
         self.pp.upstream = adhoc_group(tuple(addresses), target.port, target.name)
         self.pp.resolve = None
-        self.start()
+        self._start_group()
 
     def _next_peer(self) -> None:
         assert self.selection is not None
@@ -633,6 +662,7 @@ class Exchange(ExchangeCore):
         self._connect()
 
     def _connect(self) -> None:
+        connnum.take()  # nginx numbers each upstream connection, failed or not (newproxy/connnum.py)
         self.reused = False
         self.got_bytes = False
         self.connect_task = self.client.loop.create_task(self._connect_coro())
@@ -973,7 +1003,16 @@ class Exchange(ExchangeCore):
             self.flush()
             self.finish()
             return
-        self._log("upstream prematurely closed connection while reading upstream")
+        if exc is not None:
+            # A reset mid-body: nginx's read of the body fails. With proxy_buffering on the event
+            # pipe reads with readv() (ngx_readv_chain), off with recv() (ngx_unix_recv); a
+            # tunnel's read is a recv() too, in its own phase.
+            code = getattr(exc, "errno", None) or _errno.ECONNRESET
+            call = "readv()" if self.pp.proxy.buffering and not self.upgraded else "recv()"
+            what = "proxying upgraded connection" if self.upgraded else "reading upstream"
+            self._log(f"{call} failed ({code}: {getattr(exc, 'strerror', None) or exc}) while {what}")
+        else:
+            self._log("upstream prematurely closed connection while reading upstream")
         self._abort_client()
 
     def premature_close(self) -> None:
@@ -988,7 +1027,7 @@ class Exchange(ExchangeCore):
             self._log("upstream sent invalid response body")
             self._abort_client()
         else:
-            self._failed("invalid_header", "upstream sent invalid header while reading response header from upstream")
+            self._failed("invalid_header", invalid_header_message(self.head_bytes))
 
     # -- failures --------------------------------------------------------------------------
     def _failed(self, kind: str, message: str) -> None:
@@ -1077,7 +1116,7 @@ class Exchange(ExchangeCore):
             conn.exchange = None
             if self._bodiless(conn):
                 conn.requests += 1
-                conn.parser = HttpResponseParser(conn)  # the old one stopped inside the answer
+                conn.parser = response_parser(conn)  # the old one stopped inside the answer
                 conn.head_stop = False
                 if self.paused and conn.transport is not None:
                     conn.transport.resume_reading()

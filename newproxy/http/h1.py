@@ -613,18 +613,22 @@ class H1Protocol(asyncio.Protocol):
         self._req = None
         if req is None or self._closed:
             return
-        body = self._body
-        if body is not None:
-            req.body = body[0] if len(body) == 1 else b"".join(body)
-            self._body = None
-        if self._reads != self._head_read and self.parser.te is not None:
-            req.chunked_late = True
+        self._attach_body(req)
         if self._busy or self._queue:
             self._queue.append(req)
             if len(self._queue) >= PIPELINE_QUEUE_MAX and self.transport is not None:
                 self.transport.pause_reading()
             return
         self._dispatch(req)
+
+    def _attach_body(self, req: Request) -> None:
+        """The body read for ``req``, and whether a chunked one ended in a later read than its head."""
+        body = self._body
+        if body is not None:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = None
+        if self._reads != self._head_read and self.parser.te is not None:
+            req.chunked_late = True
 
     # -- discarded bodies (ngx_http_discard_request_body) -----------------------------------------
     def _body_plan(self, req: Request) -> int:
@@ -695,12 +699,7 @@ class H1Protocol(asyncio.Protocol):
         self._early = 0
         self._early_req = None
         self._req = None
-        body = self._body
-        if body is not None:
-            req.body = body[0] if len(body) == 1 else b"".join(body)
-            self._body = None
-        if self._reads != self._head_read and self.parser.te is not None:
-            req.chunked_late = True
+        self._attach_body(req)
         req.body_pending = False
         wait = self._early_wait
         if wait is not None:

@@ -11,10 +11,10 @@ are idle; the script prints both, the growth per connection, and newproxy/nginx 
 target: newproxy's growth at most 3x nginx's).
 
 What it shows for newproxy: idle connections are parked (newproxy/http/parking.py) at ~50 bytes of
-live state each, but the RSS keeps what the allocators got for the connections that were live at
-the same time before parking (CPython's arenas and glibc's heap are not given back while a few
-objects still sit in them): a burst shows the peak, connections accumulating at a modest rate show
-the parked cost. Everything it starts is stopped on exit.
+live state each, and the memory the live connections used goes back to the system after a big
+sweep, except CPython's arenas that a few objects made during a burst still pin: a burst shows that
+remainder, connections accumulating at a modest rate show the parked cost. Everything it starts is
+stopped on exit.
 """
 
 from __future__ import annotations

@@ -69,3 +69,30 @@ def test_an_owner_re_armed_from_its_timer_fires_again_later() -> None:
         return [name for name, _ in fired]
 
     assert asyncio.run(scenario()) == ["again"] * 3
+
+
+def test_a_big_bucket_emptied_goes_at_once_and_the_wheel_still_fires_what_comes_next() -> None:
+    async def scenario() -> tuple[list[str], int, int, list[str]]:
+        loop = asyncio.get_running_loop()
+        wheel = TimerWheel(loop)
+        fired: list[tuple[str, float]] = []
+        far = loop.time() + 60
+        crowd = [_Owner(f"idle{i}", fired, loop) for i in range(200)]  # a burst's keep-alive deadlines
+        ticks = [wheel.add(owner, far) for owner in crowd]
+        for owner, tick in zip(crowd, ticks):
+            wheel.cancel(owner, tick)  # their next requests came (or they were parked)
+        buckets_left, heap_left = len(wheel._buckets), len(wheel._ticks)
+        soon = _Owner("soon", fired, loop)
+        wheel.add(soon, loop.time() + 0.02)
+        # A big bucket whose owner cancels the others while it fires stays until it is done.
+        due = loop.time() + 0.05
+        firing = [_Owner(f"f{i}", fired, loop) for i in range(50)]
+        firing_ticks = [wheel.add(owner, due) for owner in firing]
+        firing[0].on_fire.append(lambda: [wheel.cancel(o, t) for o, t in zip(firing[1:], firing_ticks[1:])])
+        await asyncio.sleep(0.05 + 3 * TICK)
+        return [name for name, _ in fired], buckets_left, heap_left, list(map(str, wheel._buckets))
+
+    names, buckets_left, heap_left, buckets_after = asyncio.run(scenario())
+    assert (buckets_left, heap_left) == (0, 0)
+    assert names == ["soon", "f0"]
+    assert buckets_after == []

@@ -7,8 +7,12 @@ requests, or accepted and silent — is therefore *parked*: its file descriptor 
 registered in an epoll set of the lot's own (one reader on the loop for all of them), its transport
 is dropped (closing one of two descriptors of a socket does not close the connection), and what the
 next request needs (connection number, request count, two times, its context) goes into arrays
-indexed by the descriptor. No Python object is kept per parked connection: the freed transports'
-memory is not pinned by small objects allocated among it, so it goes back to the system.
+indexed by the descriptor. No Python object is kept per parked connection, nor per timeout tick
+(a ring of lists linked through arrays), so little is allocated among the freed transports' memory.
+After a sweep that parked many, a full collection (it empties CPython's free lists, where 2,000
+tuples would otherwise sit amid the burst's memory) and glibc's malloc_trim give it back. What
+stays is CPython's 1 MiB arenas that a few long-lived objects made during the burst still pin (after
+10,000 connections at once: 14 arenas, mostly empty pools).
 
 When the client sends again (or closes), the connection gets a new transport and a new
 ``H1Protocol`` restored from the arrays (``H1Protocol.resumed``): the same connection number,
@@ -35,12 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import heapq
+import gc
 import os
 import select
 import socket
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from newproxy import stats
 from newproxy.http.h1 import H1Protocol, idle_due
@@ -52,8 +56,11 @@ if TYPE_CHECKING:
 _EVENTS = select.EPOLLIN | select.EPOLLRDHUP
 _GONE = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 TICK = 0.05  # seconds: the granularity of parked connections' timeouts
+RING = 1024  # slots of TICK (51.2 s): a later deadline waits in its slot, looked at once a turn
+_MASK = RING - 1
 PARK_BATCH = 64  # parked per loop turn
 TRIM_AFTER = 256  # parked in one sweep: give the freed transports' memory back to the system
+RELEASE_DELAY = 0.2  # seconds after such a sweep: the freed transports are gone by then
 
 
 class _Dropped(asyncio.Protocol):
@@ -80,8 +87,16 @@ class ParkingLot:
         self._conn_id = array("q")
         self._requests = array("q")
         self._ctx: list[ConnContext | None] = []
-        self._buckets: dict[int, array[int]] = {}  # tick number -> descriptors due in it
-        self._ticks: list[int] = []  # heap of the buckets' tick numbers
+        # Timeouts: a ring of RING lists, one per tick, linked through the descriptors (_next,
+        # _prev; -1 ends a list, _prev -1-slot marks its head). Arrays only, made once and grown:
+        # Python objects made while parking a burst would sit among the burst's freed memory and
+        # keep CPython's 1 MiB arenas from going back to the system (newproxy/http/parking.py's
+        # _release_memory).
+        self._heads = array("i", [-1]) * RING
+        self._next = array("i")
+        self._prev = array("i")
+        self._visited = 0  # the last tick whose slot was looked at
+        self._timer_tick = 0  # the tick the timer is set for; 0: none
         self._epoll: select.epoll | None = None  # made at the first park
         self._timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -117,7 +132,9 @@ class ParkingLot:
         if end < len(candidates):
             self.loop.call_soon(self._park_batch, candidates, end, idle_before)
         elif len(candidates) >= TRIM_AFTER:
-            _malloc_trim()
+            # Later, not now: the parked protocols die with ``candidates`` after this call, and their
+            # transports once uvloop has closed them on the next loop turn.
+            self.loop.call_later(RELEASE_DELAY, _release_memory)
 
     def park(self, conn: H1Protocol) -> None:
         transport = conn.transport
@@ -160,6 +177,8 @@ class ParkingLot:
             self._head_start.extend(zeros)
             self._conn_id.extend(array("q", bytes(8 * missing)))
             self._requests.extend(array("q", bytes(8 * missing)))
+            self._next.extend(array("i", bytes(4 * missing)))
+            self._prev.extend(array("i", bytes(4 * missing)))
             self._ctx.extend([None] * missing)
 
     # -- waking -----------------------------------------------------------------------------
@@ -191,6 +210,7 @@ class ParkingLot:
     def _unpark(self, fd: int) -> None:
         self._due[fd] = 0.0
         self._ctx[fd] = None
+        self._unlist(fd)
         assert self._epoll is not None
         self._epoll.unregister(fd)
         self.count -= 1
@@ -206,30 +226,61 @@ class ParkingLot:
 
     # -- timeouts ---------------------------------------------------------------------------
     def _bucket(self, fd: int, due: float) -> None:
-        tick = int(due / TICK) + 1  # the tick at whose start the connection is past its deadline
-        bucket = self._buckets.get(tick)
-        if bucket is None:
-            bucket = self._buckets[tick] = array("i")
-            heapq.heappush(self._ticks, tick)
-            if self._ticks[0] == tick:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self.loop.call_at(tick * TICK, self._timeouts)
-        bucket.append(fd)
+        """List ``fd`` in the slot of the tick at whose start it is past its deadline."""
+        tick = int(due / TICK) + 1
+        if self.count == 1:
+            self._visited = int(self.loop.time() / TICK)
+        if tick <= self._visited:  # due already: the next tick's look finds it
+            tick = self._visited + 1
+        slot = tick & _MASK
+        heads, nxt, prev = self._heads, self._next, self._prev
+        head = heads[slot]
+        nxt[fd] = head
+        prev[fd] = -1 - slot
+        if head >= 0:
+            prev[head] = fd
+        heads[slot] = fd
+        if not self._timer_tick or tick < self._timer_tick:
+            self._arm(tick)
+
+    def _unlist(self, fd: int) -> None:
+        nxt, prev = self._next, self._prev
+        after, before = nxt[fd], prev[fd]
+        if before < 0:
+            self._heads[-1 - before] = after
+        else:
+            nxt[before] = after
+        if after >= 0:
+            prev[after] = before
+
+    def _arm(self, tick: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_tick = tick
+        self._timer = self.loop.call_at(tick * TICK, self._timeouts)
 
     def _timeouts(self) -> None:
         self._timer = None
+        self._timer_tick = 0
         self._ready()  # a request that arrived with its deadline is served, not cut
         now = self.loop.time()
-        ticks = self._ticks
-        due = self._due
-        while ticks and ticks[0] * TICK <= now:
-            for fd in self._buckets.pop(heapq.heappop(ticks)):
-                # Skipped: woken since (0.0), or parked again later with a later deadline.
-                if 0.0 < due[fd] <= now:
-                    self._close(fd)
-        if ticks:
-            self._timer = self.loop.call_at(ticks[0] * TICK, self._timeouts)
+        now_tick = int(now / TICK)  # the last tick that has started
+        heads, nxt, due = self._heads, self._next, self._due
+        for tick in range(max(self._visited + 1, now_tick - _MASK), now_tick + 1):
+            fd = heads[tick & _MASK]
+            expired = []
+            while fd >= 0:
+                if due[fd] <= now:  # not a deadline a turn of the ring or more away
+                    expired.append(fd)
+                fd = nxt[fd]
+            for fd in expired:
+                self._close(fd)
+        self._visited = now_tick
+        if self.count:
+            for tick in range(now_tick + 1, now_tick + 1 + RING):  # the next listed slot
+                if heads[tick & _MASK] >= 0:
+                    self._arm(tick)
+                    break
 
     # -- stopping ---------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -246,8 +297,7 @@ class ParkingLot:
             if timer is not None:
                 timer.cancel()
         self._timer = self._sweeper = None
-        self._buckets.clear()
-        self._ticks.clear()
+        self._timer_tick = 0
         if self._epoll is not None:
             self.loop.remove_reader(self._epoll.fileno())
             self._epoll.close()
@@ -265,9 +315,21 @@ def _readable(fd: int) -> bool:
         sock.detach()  # the descriptor stays the lot's
 
 
-def _malloc_trim() -> None:
-    """Return the freed transports' pages to the system (glibc keeps freed heap memory otherwise)."""
+def _libc_trim() -> Callable[[int], int] | None:
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()  # looked up once: each lookup leaves objects behind, amid the freed memory
+
+
+def _release_memory() -> None:
+    """Give what the parked connections held back to the system: a full collection empties
+    CPython's free lists (2,000 two-tuples alone, left from a burst of connections, pin a dozen of
+    its 1 MiB arenas), so the arenas the burst emptied are unmapped; then glibc returns its free
+    heap pages."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

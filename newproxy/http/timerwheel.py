@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import sys
 import weakref
 from typing import Protocol
 
 TICK = 0.05  # seconds
+_BIG_EMPTY = 1200  # bytes: an empty dict this big once held ~40 entries or more
 
 
 def tick_for(due: float) -> int:
@@ -32,7 +34,7 @@ class HasDeadline(Protocol):
 
 
 class TimerWheel:
-    __slots__ = ("_buckets", "_loop", "_ticks", "_timer", "__weakref__")
+    __slots__ = ("_buckets", "_firing", "_loop", "_ticks", "_timer", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -40,6 +42,7 @@ class TimerWheel:
         self._buckets: dict[int, dict[HasDeadline, None]] = {}
         self._ticks: list[int] = []  # a heap of the buckets' ticks
         self._timer: asyncio.TimerHandle | None = None
+        self._firing = 0  # the tick whose bucket is firing: it stays until it is done
 
     def add(self, owner: HasDeadline, due: float) -> int:
         """Call ``owner.on_timer()`` once ``due`` (loop time) has passed; returns the tick to cancel by."""
@@ -59,7 +62,20 @@ class TimerWheel:
     def cancel(self, owner: HasDeadline, tick: int) -> None:
         bucket = self._buckets.get(tick)
         if bucket is not None:
-            bucket.pop(owner, None)  # an emptied bucket stays until its tick: cheaper than the heap's removal
+            bucket.pop(owner, None)
+            if not bucket and tick != self._firing and sys.getsizeof(bucket) > _BIG_EMPTY:
+                self._drop(tick)
+
+    def _drop(self, tick: int) -> None:
+        """An emptied bucket that once held many: a dict keeps its table when emptied, so kept
+        until its tick (up to keepalive_timeout away) a burst's buckets would hold ~40 B a
+        connection, and pin the allocator's arenas of the burst, long after it. Its tick stays in
+        the heap (cheaper than the heap's removal) unless no bucket is left; small buckets stay
+        until their tick: the common case, emptied and refilled on every request, costs nothing."""
+        buckets = self._buckets
+        del buckets[tick]
+        if not buckets:
+            self._ticks.clear()  # the timer fires once more, for nothing
 
     def _fire(self) -> None:
         self._timer = None
@@ -68,9 +84,13 @@ class TimerWheel:
         buckets = self._buckets
         while ticks and ticks[0] * TICK <= now:
             tick = ticks[0]
-            bucket = buckets[tick]
+            bucket = buckets.get(tick)
+            if bucket is None:  # emptied by cancels, or this tick is in the heap twice
+                heapq.heappop(ticks)
+                continue
             # The bucket stays registered while it fires: an owner's timer may cancel another's
             # in it. An owner re-armed from on_timer lands in a later tick (its new due is ahead).
+            self._firing = tick
             for owner in list(bucket):
                 if bucket.pop(owner, 0) is not None:
                     continue  # cancelled by an earlier owner's on_timer
@@ -80,6 +100,7 @@ class TimerWheel:
                     self._loop.call_exception_handler({"message": "a connection's timer failed", "exception": exc})
             heapq.heappop(ticks)
             del buckets[tick]
+        self._firing = 0
         if ticks:
             self._timer = self._loop.call_at(ticks[0] * TICK, self._fire)
 

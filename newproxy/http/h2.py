@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 from newproxy import stats
 from newproxy.config import Http2Config
+from newproxy.engine.discard import AUTH_FIRST, DISCARD
 from newproxy.engine.logformat import LogRecord
 from newproxy.engine.types import Request
 from newproxy.http.h2core import (
@@ -61,6 +62,7 @@ class _H2Stream:
 
     __slots__ = (
         "body_len",
+        "early",
         "end_pending",
         "headers_done",
         "later",
@@ -97,6 +99,9 @@ class _H2Stream:
         self.parts: list[bytes] = []  # the body by read (DATA frames of one read joined): its chunks
         self.read = -1  # the read that brought the last part
         self.streaming = False  # the body goes upstream as it comes (grpc_pass): Stream.feed
+        # Run at its HEADERS, its body still coming (an auth_request location): the body is
+        # collected meanwhile, unless the stream is answered first (then it is dropped).
+        self.early = False
 
     # -- StreamEvents ----------------------------------------------------------------------------
     def head(self, status: int, headers: Headers, end: bool) -> None:
@@ -387,10 +392,21 @@ class H2Protocol(asyncio.Protocol):
             st.streaming = True
             self.core.manual_window(sid)
             st.stream.start_streaming(req)
-        elif self.ctx.discards_body is not None and self.ctx.discards_body(req):
-            # nginx answers a request whose body it would not read at its HEADERS, and skips the
-            # DATA that follows (ngx_http_discard_request_body: r->stream->skip_data).
-            st.stream.start(req)
+        else:
+            plan = self.ctx.body_plan(req) if self.ctx.body_plan is not None else \
+                DISCARD if self.ctx.discards_body is not None and self.ctx.discards_body(req) else 0
+            if plan == DISCARD:
+                # nginx answers a request whose body it would not read at its HEADERS, and skips the
+                # DATA that follows (ngx_http_discard_request_body: r->stream->skip_data).
+                st.stream.start(req)
+            elif plan == AUTH_FIRST:
+                # An auth_request location: nginx runs the phases at the HEADERS, so the subrequest
+                # goes out before the body is read. A refusal is answered at once (the DATA that
+                # follows is dropped, the stream reset NO_ERROR after the answer); an acceptance
+                # waits for the body (Stream.body_in) and proxies it.
+                st.early = True
+                req.body_pending = True
+                st.stream.start(req)
 
     def on_data(self, sid: int, data: bytes, end: bool) -> None:
         st = self.streams.get(sid)
@@ -402,7 +418,7 @@ class H2Protocol(asyncio.Protocol):
                 return
             st.stream.feed(data, end)
             return
-        if st is None or st.headers_done or st.stream.request is not None:
+        if st is None or st.headers_done or st.stream.request is not None and not st.early or st.stream.answered:
             return  # answered already (413...): the rest of the body is dropped
         if data:
             st.body_len += len(data)
@@ -412,7 +428,10 @@ class H2Protocol(asyncio.Protocol):
                 st.read = self.reads
                 st.parts.append(data)
             if st.limit and st.body_len > st.limit:
-                st.stream.error(413, st.req)
+                if st.early:  # its phases are running: what they started stops
+                    st.stream.body_too_large()
+                else:
+                    st.stream.error(413, st.req)
                 return
         if end:
             self._ended(st)
@@ -452,7 +471,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _ended(self, st: _H2Stream) -> None:
         req = st.req
-        if req is None or st.stream.request is not None or st.headers_done:
+        if req is None or st.stream.request is not None and not st.early or st.headers_done or st.stream.answered:
             return
         parts = st.parts
         if parts:
@@ -468,7 +487,10 @@ class H2Protocol(asyncio.Protocol):
                 # read (newproxy/engine/proxy.py upstream_body).
                 req.chunked_late = True
                 req.body_parts = st.parts
-        st.stream.start(req)
+        if st.early:
+            st.stream.body_in()
+        else:
+            st.stream.start(req)
 
     # -- the answer ------------------------------------------------------------------------------
     def send_queued(self, st: _H2Stream) -> None:

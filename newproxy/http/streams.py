@@ -17,7 +17,12 @@ API (stable; the HTTP/2 front end newproxy/http/h2.py and the HTTP/3 one use it)
     stream = Stream(ctx, events, conn_id)   # ctx: newproxy.http.h1.ConnContext (the server's)
     limit = stream.body_limit(req)          # client_max_body_size for this request (0: none);
                                             # the front end answers 413 itself past it
-    stream.start(req)                       # once the whole body is in (req.body)
+    stream.start(req)                       # once the whole body is in (req.body); or at the
+                                            # HEADERS with req.body_pending (an auth_request
+                                            # location: discard.AUTH_FIRST), then
+    stream.body_in()                        # once the body is in req.body: the content handler
+                                            # waiting for it (AwaitBody) goes on
+    stream.answered                         # an answer has begun: a body still coming is dropped
     stream.body_streamed(req)               # HTTP/2: True for a grpc_pass request, whose body goes
                                             # upstream as it comes (nginx never buffers it); then
     stream.start_streaming(req)             # at its HEADERS (req.body empty), and each DATA by
@@ -59,6 +64,7 @@ from typing import TYPE_CHECKING, Protocol
 from newproxy import stats
 from newproxy.engine.types import (
     AuthSubrequest,
+    AwaitBody,
     Delayed,
     FileResponse,
     ProxyPass,
@@ -168,6 +174,8 @@ class Stream:
         "_file_left",
         "_head",
         "_held",
+        "_awaiting",
+        "_body_came",
         "_pacer",
         "_paused",
         "_release",
@@ -213,6 +221,10 @@ class Stream:
         # counts them): with ``framed`` -1, the record waits in _held for ``framing_done(bytes)``.
         self.framed = -2  # -2: not framed (the record's own count); -1: waiting; else the bytes
         self._held: LogRecord | None = None
+        # A request run before its body is in (Request.body_pending: auth_request over HTTP/2):
+        # the content handler waiting for the body, or whether the body came first.
+        self._awaiting: AwaitBody | None = None
+        self._body_came = False
 
     # -- the front end's calls ------------------------------------------------------------------
     def body_limit(self, req: Request) -> int:
@@ -229,6 +241,25 @@ class Stream:
             self.error(500, req)
             return
         self._answer(result)
+
+    @property
+    def answered(self) -> bool:
+        """Whether an answer has begun (or the stream is over): a body still coming is not wanted."""
+        return self.finished or self._head is not None
+
+    def body_in(self) -> None:
+        """The body of a request started with ``body_pending`` is all in (the front end has put it
+        in the request): the content handler waiting for it goes on; if the phases are still
+        running (the auth subrequest), they find it there."""
+        request = self.request
+        assert request is not None
+        request.body_pending = False
+        waiting = self._awaiting
+        if waiting is None:
+            self._body_came = True
+            return
+        self._awaiting = None
+        self._continue(waiting.resume)
 
     def error(self, status: int, req: Request | None) -> None:
         if req is not None:
@@ -353,6 +384,12 @@ class Stream:
         if isinstance(result, Delayed):
             timer = self.ctx.loop.call_later(result.seconds, self._continue, result.resume)
             self._exchange = DelayWait(timer)
+            return
+        if isinstance(result, AwaitBody):
+            if self._body_came:
+                self._continue(result.resume)
+            else:
+                self._awaiting = result
             return
         if isinstance(result, AuthSubrequest):
             auth = result

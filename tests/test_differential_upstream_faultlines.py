@@ -7,7 +7,9 @@
    a tab in a name, a CR that does not end a line (after a value, after spaces, at a line's start),
    a line starting with ":", raw bytes >= 0x80, and a line longer than the 2048 bytes nginx formats
    a log line in (cut there). And values nginx relays though strict llhttp refuses them: a control
-   byte, DEL (newproxy/http/upstream.py response_parser).
+   byte, DEL (newproxy/http/upstream.py response_parser). And header lines nginx relays though
+   llhttp refuses them: odd bytes in a name, a line without a colon, IIS's duplicate status line
+   (skipped) (newproxy/http/lenienthead.py).
 2. A reset (RST) from the upstream: before any byte and after part of the head, nginx's ``recv()
    failed (104: Connection reset by peer) while reading response header from upstream`` (a 502);
    after the head, mid-body, ``readv() failed (...) while reading upstream`` with proxy_buffering
@@ -82,6 +84,18 @@ RELAYED = [
     ("del in a value", "/b/a?" + _h("a%7Fb"), False),
     ("high bytes in a value", "/b/a?" + _h("%C3%BF%C3%A9"), False),
 ]
+# Header lines nginx relays though strict llhttp refuses their names: bytes that are not a token's
+# (only marked invalid by ngx_http_parse_header_line), and IIS's duplicate status line (skipped).
+ODD_NAMES = [  # ("/" is %2F: a bare one would end the recording upstream's marker)
+    ("at sign in a name", "/b/a?" + _h("v%0D%0AX@Odd:%20a"), False),
+    ("brackets and slash in a name", "/b/a?" + _h("v%0D%0AX(y)%2F{z}:%20b"), False),
+    ("high bytes in a name", "/b/a?" + _h("v%0D%0AX%C3%BF:%20c"), False),
+    ("a line without a colon", "/b/a?" + _h("v%0D%0AX-Bare%0D%0AX-After:%20f"), False),
+    ("odd name before the length", "/b/a?" + _h("v%0D%0AContent@Length:%205"), True),
+    ("duplicate status line", "/b/a?" + _h("v%0D%0AHTTP%2F1.1%20200%20OK%0D%0AX-After:%20d"), False),
+    ("odd name, long answer", "/b/a?" + _h("v%0D%0AX@Odd:%20e"), True),
+    ("a bare linefeed between lines", "/b/a?" + _h("v%0AX-Lf:%20g"), False),
+]
 RESETS = [
     ("rst before any byte", "/b/__reset/0/a", False),
     ("rst in the head", "/b/__reset/30/a", False),
@@ -93,7 +107,7 @@ RESETS = [
     ("unbuffered rst in the body", "/nb/__reset/2000/a", True),
     ("unbuffered rst past the head's buffer", "/nb/__reset/5000/a", True),
 ]
-CASES = INVALID + RELAYED + RESETS
+CASES = INVALID + RELAYED + ODD_NAMES + RESETS
 BUFFERED_BODY_GAP = ("rst in the body, in the head's buffer", "rst in the body, past the head's buffer")
 
 
@@ -191,6 +205,14 @@ def test_fault_lines_match_nginx(run: tuple[StartedTargets, str]) -> None:
         answer, _, lines = by_label[label]
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nX-H: " + value + b"\r\n" in answer, label
         assert lines == [], label
+    for label, line in (("at sign in a name", b"X@Odd: a"), ("brackets and slash in a name", b"X(y)/{z}: b"),
+                        ("high bytes in a name", b"X\xff: c"), ("a line without a colon", b"X-Bare: \r\nX-After: f"),
+                        ("odd name before the length", b"Content@Length: 5"), ("duplicate status line", b"X-H: v\r\nX-After: d"),
+                        ("odd name, long answer", b"X@Odd: e"),
+                        ("a bare linefeed between lines", b"X-H: v\r\nX-Lf: g")):
+        answer, end, lines = by_label[label]
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n" + line + b"\r\n\r\n" in answer, label
+        assert lines == [] and end == "eof", label
     # A line past NGX_MAX_ERROR_STR is cut at 2047 bytes (then the linefeed): no request context.
     (long_line,) = by_label["too long to log"][2]
     assert long_line.startswith(invalid + b'"X-H: yyy') and long_line.endswith(b"yyy")

@@ -115,7 +115,7 @@ def invalid_header_quote(head: bytes) -> tuple[bytes, int] | None:
 def invalid_header_message(head: bytes) -> str:
     """The error line's message for a head llhttp refused (latin-1 text of nginx's bytes)."""
     found = invalid_header_quote(head)
-    if found is None:  # nginx's parser would not refuse it: no quote to give (a known difference)
+    if found is None:  # nginx's parser would not refuse it (nor lenienthead.py's): no quote to give
         return "upstream sent invalid header while reading response header from upstream"
     quoted, stop = found
     return (f'upstream sent invalid header: "{quoted.decode("latin-1")}\\x{stop:02x}..." '

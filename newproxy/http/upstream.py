@@ -33,6 +33,7 @@ from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
+from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_head
 from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
@@ -90,8 +91,8 @@ def response_parser(conn: UpstreamConn) -> HttpResponseParser:
     """llhttp for an upstream's answers, its header values checked as ngx_http_parse_header_line
     checks them: any byte but NUL, CR and LF (a control byte or DEL is relayed by nginx, refused by
     strict llhttp). So llhttp's value checks are off and on_header refuses a NUL; names and the
-    framing headers stay strict (llhttp refuses a name with "@" that nginx relays: a known
-    difference)."""
+    framing headers stay strict: a head llhttp refuses for a line nginx takes (a name with "@", a
+    line without a colon...) is read again as nginx reads it (newproxy/http/lenienthead.py)."""
     parser = HttpResponseParser(conn)
     parser.set_dangerous_leniencies(lenient_headers=True)
     return parser
@@ -116,6 +117,7 @@ class UpstreamConn(asyncio.Protocol):
         "has_length",
         "head_stop",
         "headers",
+        "nginx_lines",
         "held",
         "idle_since",
         "parser",
@@ -143,6 +145,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reusable = False
         self.dirty = False  # bytes arrived after a complete response: never reuse
         self.head_stop = False
+        # A head llhttp refused and nginx's parser takes, re-parsed: its lines as nginx reads them.
+        self.nginx_lines: list[tuple[bytes, bytes]] | None = None
         self.accel: bytes | None = None  # the response's first X-Accel-Redirect value
         self.accel_rate: bytes | None = None  # its X-Accel-Limit-Rate value
         self.held = b""  # the request, until the end of the loop's turn (newproxy/http/outbox.py)
@@ -181,32 +185,45 @@ class UpstreamConn(asyncio.Protocol):
             # head in one read costs no copy).
             ex.head_bytes = ex.head_bytes + data if ex.head_seen else data
             ex.head_seen += len(data)
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:  # llhttp stops after a 101 head: the rest is not HTTP
-            if self.exchange is ex and not ex.done:
-                ex.switched(self, (data[exc.args[0]:] if exc.args else b"") + rest)
-            return
-        except HttpParserCallbackError:
-            if ex.retry_status and self.exchange is ex and not ex.done:
-                ex.next_on_status()
+        fed = data
+        while True:
+            try:
+                self.parser.feed_data(fed)
+            except HttpParserUpgrade as exc:  # llhttp stops after a 101 head: the rest is not HTTP
+                if self.exchange is ex and not ex.done:
+                    ex.switched(self, (fed[exc.args[0]:] if exc.args else b"") + rest)
                 return
-            if ex.intercepted and self.exchange is ex and not ex.done:
-                ex.intercept()
-                return
-            if self.head_stop:
-                self.head_stop = False
-                self.parser = response_parser(self)
-            elif self.exchange is ex and not ex.done:
-                ex.invalid_response()
-                return
-        except HttpParserError:
-            if self.exchange is ex and not ex.done:
-                if not ex.header_done and ex.head_seen == len(data) and data[:5] != b"HTTP/"[:len(data[:5])]:
-                    ex.http09(self, data + rest)  # not even a status line: nginx relays it as HTTP/0.9
+            except HttpParserCallbackError:
+                if ex.retry_status and self.exchange is ex and not ex.done:
+                    ex.next_on_status()
                     return
-                ex.invalid_response()
-            return
+                if ex.intercepted and self.exchange is ex and not ex.done:
+                    ex.intercept()
+                    return
+                if self.head_stop:
+                    self.head_stop = False
+                    self.parser = response_parser(self)
+                elif self.exchange is ex and not ex.done:
+                    ex.invalid_response()
+                    return
+            except HttpParserError:
+                if self.exchange is ex and not ex.done:
+                    if not ex.header_done and ex.head_seen == len(data) and data[:5] != b"HTTP/"[:len(data[:5])]:
+                        ex.http09(self, data + rest)  # not even a status line: nginx relays it as HTTP/0.9
+                        return
+                    if not ex.header_done and self.nginx_lines is None:
+                        # Strict llhttp refused a head line; nginx's parser may take it (lenienthead.py).
+                        verdict, lines, end = nginx_head(ex.head_bytes)
+                        if verdict == HEAD_MORE:
+                            return  # the rest of the head decides (llhttp keeps its error meanwhile)
+                        if verdict == HEAD_DONE:
+                            self.nginx_lines = lines
+                            self.parser = response_parser(self)
+                            fed = llhttp_head(ex.head_bytes, lines) + ex.head_bytes[end:]
+                            continue
+                    ex.invalid_response()
+                return
+            break
         if self.exchange is ex and not ex.done:
             out = ex.out
             if out:  # everything this read produced, in one write to the client
@@ -292,6 +309,10 @@ class UpstreamConn(asyncio.Protocol):
             self.accel_rate = value
 
     def on_headers_complete(self) -> None:
+        lines = self.nginx_lines
+        if lines is not None:  # the head as nginx's parser reads it (names llhttp refuses, kept)
+            self.nginx_lines = None
+            self.headers = lines
         ex = self.exchange
         if ex is None or ex.complete:
             return

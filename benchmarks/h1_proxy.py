@@ -1,6 +1,7 @@
 """HTTP/1.1 reverse-proxy throughput: newproxy against nginx, same config, same upstream, same run.
 
     .venv/bin/python benchmarks/h1_proxy.py [-d 10s] [-c 50] [-t 1] [--warmup 2s] [--body-size 64] [--workers 1,2]
+                                            [--rounds N]
 
 Starts, on free 127.0.0.1 ports:
 - an upstream nginx answering every request with a fixed 200 body (1 worker, access_log off);
@@ -23,6 +24,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +94,7 @@ class Result:
     requests: int = 0
     upstream_connections: int = 0  # accepted by the upstream during the measured run
     workers: int = 1
+    round: int = 1
 
 
 def upstream_accepts(status_port: int) -> int:
@@ -199,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--body-size", type=int, default=64, help="bytes in the upstream's response body")
     parser.add_argument("--workers", default="1", help="worker_processes of both proxies; a comma list (1,2) "
                                                        "runs each value and compares (default 1)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each proxy this many times, in turns (nginx, newproxy, nginx...), and "
+                             "report the median ratio of the rounds: one run's ratio moves by ~10%% on a 2-core "
+                             "machine (default 1)")
     args = parser.parse_args(argv)
     try:
         worker_counts = [int(n) for n in args.workers.split(",")]
@@ -220,19 +227,46 @@ def main(argv: list[str] | None = None) -> int:
                     (work / f"{name}.conf").write_text(
                         PROXY_CONF.format(work=work, name=name, port=port, upstream_port=upstream_port, workers=workers)
                     )
-                for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
-                    with started(name, server_command(name, work, work / f"{name}.conf"), port, work):
-                        if args.warmup not in ("0", "0s"):
-                            run_wrk(name, port, args.warmup, args.connections, args.threads)
-                        accepts = upstream_accepts(status_port)
-                        result = run_wrk(name, port, args.duration, args.connections, args.threads)
-                        result.upstream_connections = upstream_accepts(status_port) - accepts
-                        result.workers = workers
-                        results.append(result)
-                        if args.verbose:
-                            print(f"--- {name} ({workers} workers)\n{result.raw}")
-        report(results, args)
+                for round_number in range(1, args.rounds + 1):
+                    for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
+                        with started(name, server_command(name, work, work / f"{name}.conf"), port, work):
+                            if args.warmup not in ("0", "0s"):
+                                run_wrk(name, port, args.warmup, args.connections, args.threads)
+                            accepts = upstream_accepts(status_port)
+                            result = run_wrk(name, port, args.duration, args.connections, args.threads)
+                            result.upstream_connections = upstream_accepts(status_port) - accepts
+                            result.workers = workers
+                            result.round = round_number
+                            results.append(result)
+                            if args.verbose:
+                                print(f"--- {name} ({workers} workers, round {round_number})\n{result.raw}")
+        if args.rounds > 1:
+            report_rounds(results, args)
+        else:
+            report(results, args)
     return 0
+
+
+def report_rounds(results: list[Result], args: argparse.Namespace) -> None:
+    """Each round's pair and ratios, then the median ratios (min-max) over the rounds."""
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, upstream body {args.body_size} B, "
+        f"keepalive 32 to the upstream, {args.rounds} rounds"
+    )
+    print(f"{'workers':>7} {'round':>5} {'nginx req/s':>12} {'newproxy req/s':>15} {'throughput':>11} {'p99':>6}")
+    for workers in sorted({r.workers for r in results}):
+        ratios: list[float] = []
+        p99s: list[float] = []
+        for round_number in range(1, args.rounds + 1):
+            pair = {r.name: r for r in results if r.workers == workers and r.round == round_number}
+            nginx, newproxy = pair["nginx"], pair["newproxy"]
+            ratios.append(newproxy.requests_per_sec / nginx.requests_per_sec)
+            p99s.append(newproxy.p99_ms / nginx.p99_ms)
+            print(f"{workers:>7} {round_number:>5} {nginx.requests_per_sec:>12.0f} {newproxy.requests_per_sec:>15.0f} "
+                  f"{ratios[-1]:>10.2f}x {p99s[-1]:>5.2f}x")
+        print(f"newproxy/nginx ({workers} workers), median of {args.rounds} rounds: throughput "
+              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), "
+              f"p99 {statistics.median(p99s):.2f}x ({min(p99s):.2f}-{max(p99s):.2f})")
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:

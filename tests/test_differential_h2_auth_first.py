@@ -15,6 +15,7 @@ how the stream ended), the requests the recording upstreams had received when th
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,20 @@ CASES: list[tuple[str, tuple[tuple[str, str], ...]]] = [
 ]
 
 
+# A 500 for a failed subrequest: nginx closes the stream (RST_STREAM NO_ERROR while the client's side
+# is open) sometimes before the pause is over, sometimes after the client's DATA came (then no reset):
+# seen both ways in runs of this test. There the answer and the upstream requests are compared.
+RACY_END = {"/broken/a"}
+
+
+def _answered(talk: dict[str, Any]) -> dict[str, Any]:
+    """A transcript without how the stream ended after the answer."""
+    def answer(events: list[Any]) -> list[Any]:
+        return [event for event in events if event[0] in ("status", "data")]
+    return {"answer before the body": answer(talk["before"]), "answer after the body": answer(talk["after"]),
+            "upstream": (talk["upstream before the body"], talk["upstream after the body"])}
+
+
 def _events(conn: H2Connection, data: bytes, out: list[Any]) -> bool:
     """Note stream 1's events; True once it ended (either way)."""
     ended = False
@@ -93,8 +108,11 @@ def _events(conn: H2Connection, data: bytes, out: list[Any]) -> bool:
 
 
 async def _conversation(port: int, path: str, extra: tuple[tuple[str, str], ...],
-                        midpoint: Any) -> dict[str, Any]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                        midpoint: Any, tls: ssl.SSLContext | None = None) -> dict[str, Any]:
+    """The POST's HEADERS, WAIT, then its DATA (h2c, or over TLS with ``tls``): what came back before
+    and after, and what the upstreams had received when the DATA went (``midpoint()``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                                   server_hostname="a.test" if tls is not None else None)
     conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()
     conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "a.test"),
@@ -156,7 +174,10 @@ def test_auth_request_runs_at_the_headers_over_h2_like_nginx(tmp_path: Path) -> 
             results.append(per_case)
     nginx, newproxy = results
     for case in nginx:
-        assert newproxy[case] == nginx[case], case
+        if case in RACY_END:
+            assert _answered(newproxy[case]) == _answered(nginx[case]), case
+        else:
+            assert newproxy[case] == nginx[case], case
     # What makes the comparison mean something: refusals came before the body, and the acceptance's
     # subrequest had reached the auth upstream before the body went out.
     assert nginx["/deny/a"]["before"][0] == ("status", "401")

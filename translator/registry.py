@@ -388,10 +388,10 @@ RULES: dict[str, Rule] = {
                                           "one 500; a relative path is read against the config's directory"),
     "auth_request": Rule("caveat", "the subrequest runs through the server's phases (no access phase, no body, "
                                    "GET, the client's Content-Length as nginx sends it); a proxied one goes through "
-                                   "the upstream client, others are answered at once; over HTTP/1 and HTTP/2 the "
-                                   "subrequest goes out before the request body is read, a refusal is answered at once "
-                                   "and the body discarded, as nginx does, but over HTTP/3 the body is read whole "
-                                   "first; proxy_intercept_errors in the auth location is not applied; a limit_req "
+                                   "the upstream client, others are answered at once; the subrequest goes out before "
+                                   "the request body is read, a refusal is answered at once and the body discarded, "
+                                   "as nginx does (HTTP/1, HTTP/2, and HTTP/3 as nginx's HTTP/2); "
+                                   "proxy_intercept_errors in the auth location is not applied; a limit_req "
                                    "delay inside it is answered 500"),
     "auth_request_set": Rule("exact", "$upstream_status, $upstream_http_NAME of the subrequest and any variable "
                                       "newproxy provides; $sent_http_* is reported"),

@@ -72,6 +72,7 @@ from aioquic.tls import CipherSuite
 
 from newproxy import stats
 from newproxy.config import Http3Config, ServerConfig
+from newproxy.engine.discard import AUTH_FIRST
 from newproxy.engine.logformat import LogRecord
 from newproxy.engine.servers import canonical_address, host_valid
 from newproxy.engine.types import Request, TlsInfo
@@ -192,6 +193,12 @@ class _StreamOut:
             return False
         if end:
             conn.streams.pop(self.sid, None)
+            if conn.pending.pop(self.sid, None) is not None:
+                # Answered (a refusal at the HEADERS) before the body was in: it is not wanted.
+                try:
+                    conn.quic.stop_stream(self.sid, H3_NO_ERROR)
+                except (AssertionError, ValueError):
+                    pass  # its receiving side ended meanwhile
         conn.dirty()
         return True
 
@@ -209,7 +216,7 @@ class _StreamOut:
 class _Pending:
     """A request whose body is still coming: the Request (headers in), its body so far, its stream."""
 
-    __slots__ = ("body", "limit", "request", "size", "stream")
+    __slots__ = ("body", "early", "limit", "request", "size", "stream")
 
     def __init__(self, request: Request, stream: Stream, limit: int) -> None:
         self.request = request
@@ -217,6 +224,8 @@ class _Pending:
         self.body: list[bytes] = []
         self.size = 0
         self.limit = limit
+        # Run at its HEADERS, its body still coming (an auth_request location, as over HTTP/2).
+        self.early = False
 
 
 class QuicConn:
@@ -327,13 +336,20 @@ class QuicConn:
             pending = self.pending.get(event.stream_id)
             if pending is None:
                 return
+            if pending.early and pending.stream.answered:  # refused before its body was in
+                del self.pending[event.stream_id]
+                self.quic.stop_stream(event.stream_id, H3_NO_ERROR)  # the body is not wanted
+                return
             if event.data:
                 pending.body.append(event.data)
                 pending.size += len(event.data)
                 if pending.limit and pending.size > pending.limit:
                     del self.pending[event.stream_id]
                     self.quic.stop_stream(event.stream_id, H3_NO_ERROR)  # no more body, thanks
-                    pending.stream.error(413, pending.request)
+                    if pending.early:  # its phases are running: what they started stops
+                        pending.stream.body_too_large()
+                    else:
+                        pending.stream.error(413, pending.request)
                     return
             if event.stream_ended:
                 self._body_done(event.stream_id, pending)
@@ -415,16 +431,35 @@ class QuicConn:
                 self.quic.stop_stream(sid, H3_NO_ERROR)
                 stream.error(413, req)
                 return
-        self.pending[sid] = _Pending(req, stream, limit)
+        pending = self.pending[sid] = _Pending(req, stream, limit)
+        if ctx.body_plan is not None and ctx.body_plan(req) == AUTH_FIRST:
+            # An auth_request location: the phases run at the HEADERS, as nginx runs them (over
+            # HTTP/1 and HTTP/2 alike): the subrequest goes out before the body is read; a refusal is
+            # answered at once (the body then stopped), an acceptance waits for it (Stream.body_in).
+            pending.early = True
+            req.body_pending = True
+            stream.start(req)
 
     def _body_done(self, sid: int, pending: _Pending) -> None:
         del self.pending[sid]
+        if pending.early and pending.stream.answered:
+            return
         body = pending.body
         req = pending.request
         req.body = body[0] if len(body) == 1 else b"".join(body)
         if req.log is not None:
             req.log.body_length += len(req.body)  # type: ignore[attr-defined]
-        pending.stream.start(req)
+        if body and not any(name == b"content-length" for name, _ in req.headers):
+            # As over HTTP/2 (h2.py _ended): nginx sets the length of a body read whole, and with
+            # proxy_request_buffering off forwards it chunked, a chunk per read.
+            req.headers.append((b"content-length", b"%d" % len(req.body)))
+            req.length_added = True
+            req.chunked_late = True
+            req.body_parts = body
+        if pending.early:
+            pending.stream.body_in()
+        else:
+            pending.stream.start(req)
 
     def _stream_gone(self, sid: int) -> None:
         """The client reset a request stream: drop its answer."""

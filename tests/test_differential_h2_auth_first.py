@@ -43,6 +43,7 @@ http {
         location /local/ { auth_request /auth-return401; proxy_pass http://backend; }
         location /localok/ { auth_request /auth-return204; proxy_pass http://backend; }
         location /small/ { client_max_body_size 5; auth_request /auth-ok; proxy_pass http://backend; }
+        location /ret/ { return 200 "no body wanted\n"; }
         location = /auth-ok {
             internal;
             proxy_pass http://authsvc/check;
@@ -69,6 +70,7 @@ CASES: list[tuple[str, tuple[tuple[str, str], ...]]] = [
     ("/up/b", (("content-length", str(len(BODY))),)),
     ("/localok/a", ()),
     ("/small/a", ()),  # the body passes client_max_body_size while, or after, the subrequest runs
+    ("/ret/a", ()),  # no auth_request: an answer that does not read the body comes at the HEADERS too
 ]
 
 

@@ -1,4 +1,5 @@
-"""auth_request before the request body over HTTP/3, against real nginx 1.22 over HTTP/2.
+"""auth_request before the request body over HTTP/3, against real nginx 1.22 over HTTP/2 (and an
+answer that does not read the body at all, which comes at the HEADERS too).
 
 nginx 1.22 has no HTTP/3; its HTTP/2 is the reference for what a multiplexed request does (nginx's
 HTTP/3 runs the same phases at the HEADERS). The same conversation as

@@ -72,7 +72,7 @@ from aioquic.tls import CipherSuite
 
 from newproxy import stats
 from newproxy.config import Http3Config, ServerConfig
-from newproxy.engine.discard import AUTH_FIRST
+from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ
 from newproxy.engine.logformat import LogRecord
 from newproxy.engine.servers import canonical_address, host_valid
 from newproxy.engine.types import Request, TlsInfo
@@ -431,8 +431,14 @@ class QuicConn:
                 self.quic.stop_stream(sid, H3_NO_ERROR)
                 stream.error(413, req)
                 return
+        plan = ctx.body_plan(req) if ctx.body_plan is not None else READ
+        if plan == DISCARD:
+            # Answered without its body (nginx discards it, as over HTTP/1 and HTTP/2): at once.
+            self.quic.stop_stream(sid, H3_NO_ERROR)
+            stream.start(req)
+            return
         pending = self.pending[sid] = _Pending(req, stream, limit)
-        if ctx.body_plan is not None and ctx.body_plan(req) == AUTH_FIRST:
+        if plan == AUTH_FIRST:
             # An auth_request location: the phases run at the HEADERS, as nginx runs them (over
             # HTTP/1 and HTTP/2 alike): the subrequest goes out before the body is read; a refusal is
             # answered at once (the body then stopped), an acceptance waits for it (Stream.body_in).

@@ -247,7 +247,10 @@ RULES: dict[str, Rule] = {
                                         "(tests/test_differential_upstream_limits.py); an upstream's "
                                         "X-Accel-Buffering does not switch that quirk as it does in nginx"),
     "proxy_buffering": Rule("caveat", "newproxy always streams the answer as it arrives (nginx's off); on "
-                                      "changes timing and when the upstream connection is freed, not the bytes "
+                                      "changes timing (nginx passes a body on in full buffers: proxy_buffer_size "
+                                      "less the head, then proxy_buffers, the last partial one once it holds the "
+                                      "rest of a Content-Length answer, or the chunked parser's minimum, or at the "
+                                      "upstream's close) and when the upstream connection is freed, not the bytes "
                                       "or framing a complete answer gives the client (compared in "
                                       "tests/test_differential_proxy_body.py), nginx's quirk for a head filling "
                                       "proxy_buffer_size exactly (kept) and its error line for a reset mid-body "

@@ -14,7 +14,8 @@ So when llhttp refuses a head, ``nginx_head`` reads it with a port of nginx's st
 form llhttp takes, for a fresh parser to find the framing in (Content-Length, Transfer-Encoding,
 Connection): each name with its odd bytes replaced by ``~`` (so it can never read as a framing
 header, as nginx, whose header hash skips odd bytes, does not take it for one), CRLF line ends. The
-answer is relayed with nginx's lines (UpstreamConn.on_headers_complete).
+answer is relayed with nginx's lines (UpstreamConn.on_headers_complete). A refused head's stop
+is what nginx's error line quotes (invalidheader.py).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 _TOKEN_ONLY = bytes(ch if ch in _TCHAR else 0x7E for ch in range(256))
 
 
-def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
-    """(verdict, header lines, where the head ends) for the bytes of an answer read so far: the
-    status line, then the lines ngx_http_parse_header_line reads. The end is the offset just past
-    the head's last LF (HEAD_DONE only)."""
+def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int, int]:
+    """(verdict, header lines, position, line start) for the bytes of an answer read so far: the
+    status line, then the lines ngx_http_parse_header_line reads. HEAD_DONE: the position is just
+    past the head's last LF. HEAD_REFUSED: it is where nginx's parser stopped (``r->header_end``),
+    the line start the refused line's first byte (what nginx's error line quotes: invalidheader.py)."""
     eol = head.find(b"\n")
     if eol < 0:
-        return HEAD_MORE, [], 0
+        return HEAD_MORE, [], 0, 0
     lines: list[tuple[bytes, bytes]] = []
     state = _START
     name_start = name_end = value_start = value_end = 0
@@ -45,11 +47,12 @@ def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
         if state == _START:
             name_start = p
             if ch == _CR:
+                value_end = p
                 state = _HEAD_ALMOST
             elif ch == _LF:
-                return HEAD_DONE, lines, p + 1
+                return HEAD_DONE, lines, p + 1, 0
             elif ch <= _SP or ch == _DEL or ch == _COLON:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, p, name_start
             else:
                 state = _NAME
         elif state == _NAME:
@@ -65,7 +68,7 @@ def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
             elif ch == 0x2F and p - name_start == 4 and head[name_start:p] == b"HTTP":
                 state = _IGNORE  # IIS may send the duplicate "HTTP/1.1 ..." lines
             elif ch <= _SP or ch == _DEL:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, p, name_start
         elif state == _BEFORE_VALUE:
             if ch == _SP:
                 pass
@@ -76,7 +79,7 @@ def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
                 value_start = value_end = p
                 done = True
             elif ch == 0:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, p, name_start
             else:
                 value_start = p
                 state = _VALUE
@@ -91,16 +94,16 @@ def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
                 value_end = p
                 done = True
             elif ch == 0:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, p, name_start
         elif state == _AFTER_VALUE:
             if ch == _SP:
                 pass
             elif ch == _CR:
-                state = _ALMOST
+                state = _ALMOST  # the value's end stays at the first of the spaces
             elif ch == _LF:
                 done = True
             elif ch == 0:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, p, name_start
             else:
                 state = _VALUE
         elif state == _IGNORE:
@@ -110,15 +113,15 @@ def nginx_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], int]:
             if ch == _LF:
                 done = True
             elif ch != _CR:
-                return HEAD_REFUSED, lines, 0
+                return HEAD_REFUSED, lines, value_end, name_start  # stopped where the value ended
         else:  # _HEAD_ALMOST: a CR at a line's start ends the head with its LF
             if ch == _LF:
-                return HEAD_DONE, lines, p + 1
-            return HEAD_REFUSED, lines, 0
+                return HEAD_DONE, lines, p + 1, 0
+            return HEAD_REFUSED, lines, value_end, name_start  # quotes nothing: the CR itself
         if done:
             lines.append((head[name_start:name_end], head[value_start:value_end]))
             state = _START
-    return HEAD_MORE, lines, 0
+    return HEAD_MORE, lines, 0, 0
 
 
 def llhttp_head(head: bytes, lines: list[tuple[bytes, bytes]]) -> bytes:

@@ -213,7 +213,7 @@ class UpstreamConn(asyncio.Protocol):
                         return
                     if not ex.header_done and self.nginx_lines is None:
                         # Strict llhttp refused a head line; nginx's parser may take it (lenienthead.py).
-                        verdict, lines, end = nginx_head(ex.head_bytes)
+                        verdict, lines, end, _ = nginx_head(ex.head_bytes)
                         if verdict == HEAD_MORE:
                             return  # the rest of the head decides (llhttp keeps its error meanwhile)
                         if verdict == HEAD_DONE:

@@ -129,12 +129,17 @@ def fetch(port: int, target: str, body: bool) -> tuple[bytes, str]:
                          f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY)
         else:
             sock.sendall(f"GET {target} HTTP/1.1\r\nHost: faults.test\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            return _masked(data), "reset"
+        return _read_to_end(sock, b"")
+
+
+def _read_to_end(sock: socket.socket, data: bytes) -> tuple[bytes, str]:
+    """``data`` and the rest of what the connection brings (Date and Server masked), and whether
+    it ended with a FIN ("eof") or a reset."""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return _masked(data), "reset"
     return _masked(data), "eof"
 
 
@@ -249,12 +254,7 @@ def tunnel(port: int) -> tuple[bytes, str]:
                 break
             data += chunk
         sock.sendall(b"one __rst__")
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            return _masked(data), "reset"
-    return _masked(data), "eof"
+        return _read_to_end(sock, data)
 
 
 def test_tunnel_reset_line_matches_nginx(run: tuple[StartedTargets, str]) -> None:

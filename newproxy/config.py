@@ -339,9 +339,26 @@ class ProxyConfig(_Model):
         default=True, description="an upstream's X-Accel-Limit-Rate paces the answer (nginx's default; false: "
                                   "`proxy_ignore_headers X-Accel-Limit-Rate`)")
     buffering: bool = Field(
-        default=True, description="nginx `proxy_buffering`: newproxy streams the answer either way; on keeps "
-                                  "nginx's quirk for a response head that fills proxy_buffer_size exactly (the "
-                                  "body is not read: the client gets the head, then a close)")
+        default=True, description="nginx `proxy_buffering`: on, an answer the client cannot take as fast as the "
+                                  "upstream sends it is read on into `buffers` and a temporary file (at most "
+                                  "`max_temp_file_size`), so that the upstream connection is freed (an upstream's "
+                                  "X-Accel-Buffering switches it per answer); off, the upstream waits for the "
+                                  "client. Either way the answer is relayed as it arrives. On also keeps nginx's "
+                                  "quirk for a response head that fills proxy_buffer_size exactly (the body is "
+                                  "not read: the client gets the head, then a close)")
+    buffers: int = Field(
+        default=32768, ge=0, description="nginx `proxy_buffers` (number x size, 8 4k by default): the bytes of "
+                                         "an answer held in memory for a slow client before the temporary file")
+    max_temp_file_size: int = Field(
+        default=1073741824, ge=0,
+        description="nginx `proxy_max_temp_file_size`: the bytes the temporary file of one answer may take in "
+                    "all (0: none); past them the upstream is read only as the client takes the answer")
+    temp_path: str | None = Field(
+        default=None, description="nginx `proxy_temp_path`'s directory, for the temporary files (unnamed); "
+                                  "None: the system's temporary directory")
+    accel_buffering: bool = Field(
+        default=True, description="an upstream's X-Accel-Buffering (yes/no) switches `buffering` for its answer "
+                                  "(nginx's default; false: `proxy_ignore_headers X-Accel-Buffering`)")
     buffer_size: int = Field(
         default=4096, description="nginx `proxy_buffer_size`: an upstream response head (status line and "
                                   "headers) longer than this is answered with 502, \"upstream sent too big header\"")

@@ -24,6 +24,9 @@ after one containing ``__rst__`` (echoed) it resets the connection.
 It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
 ``/__noread/`` records the request head and reads nothing more, not even the body, holding the
 connection open (a stalled reader: proxy_send_timeout while the request body is sent).
+``/__big/KIB`` answers KIB KiB (up to 65536) of numbered 16-byte lines instead of the echo, so that a
+body moved, lost or repeated anywhere shows (proxy_buffering and a slow client); each record notes
+when its answer was all written (``answered``).
 
 Faults (for proxy_next_upstream, tests/test_differential_next_upstream.py): ``/__reset/N`` sends the
 answer's first N bytes (0: none) then resets the connection (RST); ``/__close/`` closes it before
@@ -47,6 +50,7 @@ loop thread and drained from the caller's thread under a lock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -74,6 +78,13 @@ _AT_MARKER = re.compile(r"/__at/(\d+)(/__[a-z]+(?:/\d+)?)")
 _RESET_MARKER = re.compile(r"/__reset/(\d{1,5})(?!\d)")
 _SLOW_HEAD_MARKER = re.compile(r"/__slowhead/(\d{1,4})(?!\d)")
 _SLOW_BODY_MARKER = re.compile(r"/__slowbody/(\d{1,4})(?!\d)")
+_BIG_MARKER = re.compile(r"/__big/(\d{1,5})(?!\d)")
+
+
+@functools.lru_cache(maxsize=4)
+def big_body(kib: int) -> bytes:
+    """``/__big/KIB``'s body: 16-byte lines numbering themselves (no two KiB alike)."""
+    return b"".join(b"%015x\n" % line for line in range(kib * 64))
 
 
 def header_markers(uri: str) -> list[tuple[str, str]]:
@@ -124,6 +135,9 @@ class RecordedRequest:
     # Over TLS (a recording upstream made with ``tls=``): the SNI the proxy sent (None: none), the
     # protocol, cipher and the client certificate's subject CN (None: none presented).
     tls: dict[str, Any] | None = None
+    # When the whole answer had been handed to the kernel (time.monotonic(), appended once by the
+    # upstream's loop): how a test sees whether a proxy read the answer on while its client did not.
+    answered: list[float] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -288,7 +302,8 @@ class RecordingUpstream:
         delay = _DELAY_MARKER.search(uri)
         if delay:
             await asyncio.sleep(int(delay.group(1)) / 1000)
-        payload = echo_body(record)
+        big = _BIG_MARKER.search(uri)
+        payload = big_body(min(int(big.group(1)), 65536)) if big else echo_body(record)
         marker = _STATUS_MARKER.search(uri)
         status = int(marker.group(1)) if marker else self.status
         chunked = "/__chunked/" in uri
@@ -318,7 +333,9 @@ class RecordingUpstream:
         data = response if method == "HEAD" else response + payload
         if "/__garbage/" in uri:  # no status line at all
             data = b"garbage, not HTTP\r\n\r\n" + payload
-        return await self._send_faulty(uri, data, len(response), writer, keep_alive)
+        keep_alive = await self._send_faulty(uri, data, len(response), writer, keep_alive)
+        record.answered.append(time.monotonic())
+        return keep_alive
 
     def _scoped(self, uri: str) -> str:
         """``/__at/PORT/MARKER`` applies MARKER only on the upstream whose logical name ends in

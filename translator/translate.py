@@ -805,6 +805,8 @@ class Translator:
         headers = self._proxy_headers(chain)
         _check_ignore_headers(chain)
         blocks = [(scope.directives, scope.name) for scope in chain.scopes]
+        buffer_size = self._size(chain, "proxy_buffer_size", 4096)
+        buffers, max_temp_file_size = _pipe_sizes(chain, buffer_size)
         return ProxyConfig(
             **target,
             http_version=self._scalar_arg(chain, "proxy_http_version", "1.0"),  # type: ignore[arg-type]
@@ -821,8 +823,13 @@ class Translator:
             next_upstream_timeout=self._time(chain, "proxy_next_upstream_timeout", 0.0),
             intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
             hide_headers=_hidden_headers(chain),
-            buffer_size=self._size(chain, "proxy_buffer_size", 4096),
+            buffer_size=buffer_size,
             buffering=self._scalar_arg(chain, "proxy_buffering", "on") == "on",
+            buffers=buffers,
+            max_temp_file_size=max_temp_file_size,
+            temp_path=self._temp_path(chain),
+            accel_buffering=all(value.lower() != "x-accel-buffering"
+                                for d in chain.array("proxy_ignore_headers") for value in d.args),
             request_buffering=self._scalar_arg(chain, "proxy_request_buffering", "on") == "on",
             accel_redirect=all(value.lower() != "x-accel-redirect"
                                for d in chain.array("proxy_ignore_headers") for value in d.args),
@@ -833,6 +840,15 @@ class Translator:
             cookie_paths=cookie_rules(blocks, "proxy_cookie_path", self._variables_ok),
             source=directive.where,
         )
+
+    def _temp_path(self, chain: _Chain) -> str | None:
+        """proxy_temp_path's directory (its levels do not matter: newproxy's files have no name);
+        a relative one is read against nginx's prefix, as nginx does."""
+        directive = chain.scalar("proxy_temp_path")
+        if directive is None:
+            return None
+        path = directive.args[0]
+        return path if path.startswith("/") else self.prefix + path
 
     def _proxy_headers(self, chain: _Chain, set_header: str = "proxy_set_header",
                        defaults: list[tuple[str, str]] = DEFAULT_PROXY_HEADERS) -> list[HeaderSetting]:
@@ -906,6 +922,61 @@ def _hidden_headers(chain: _Chain, hide: str = "proxy_hide_header", pass_: str =
             hidden.append(name)
     passed = {d.args[0].lower() for d in chain.array(pass_)}
     return [name for name in hidden if name.lower() not in passed]
+
+
+def _pipe_sizes(chain: _Chain, buffer_size: int) -> tuple[int, int]:
+    """proxy_buffers (in all) and proxy_max_temp_file_size, checked as ngx_http_proxy_merge_loc_conf
+    checks them with proxy_busy_buffers_size and proxy_temp_file_write_size: nginx refuses to start
+    otherwise, with these words (at the block's end; here at the directive that breaks the rule)."""
+    buffers = chain.scalar("proxy_buffers")
+    number, size = _buffers(buffers) if buffers is not None else (8, 4096)  # 8 4k on a 4 KiB page
+    largest = max(buffer_size, size)
+    busy, busy_at = _size_setting(chain, "proxy_busy_buffers_size")
+    write, write_at = _size_setting(chain, "proxy_temp_file_write_size")
+    most, most_at = _size_setting(chain, "proxy_max_temp_file_size")
+    busy_at = busy_at or buffers or chain.scalar("proxy_buffer_size")  # the default is 2 x largest
+    busy = 2 * largest if busy is None else busy
+    one_of = 'the maximum of the value of "proxy_buffer_size" and one of the "proxy_buffers"'
+    if busy < largest:
+        raise _at(busy_at, f'"proxy_busy_buffers_size" must be equal to or greater than {one_of}')
+    if busy > (number - 1) * size:
+        raise _at(busy_at, '"proxy_busy_buffers_size" must be less than the size of all "proxy_buffers" '
+                           'minus one buffer')
+    if write is not None and write < largest:
+        raise _at(write_at, f'"proxy_temp_file_write_size" must be equal to or greater than {one_of}')
+    most = 1024**3 if most is None else most
+    if most != 0 and most < largest:
+        raise _at(most_at, '"proxy_max_temp_file_size" must be equal to zero to disable temporary files usage '
+                           f'or must be equal to or greater than {one_of}')
+    return number * size, most
+
+
+def _buffers(directive: Directive) -> tuple[int, int]:
+    """proxy_buffers NUMBER SIZE (ngx_conf_set_bufs_slot, then the merge's "at least 2")."""
+    if len(directive.args) != 2:
+        raise _at(directive, 'invalid number of arguments in "proxy_buffers" directive')
+    count, size = directive.args
+    if not count.isdigit() or int(count) == 0 or _size_value(size, directive) == 0:
+        raise _at(directive, '"proxy_buffers" directive invalid value')
+    if int(count) < 2:
+        raise _at(directive, 'there must be at least 2 "proxy_buffers"')
+    return int(count), _size_value(size, directive)
+
+
+def _size_setting(chain: _Chain, name: str) -> tuple[int | None, Directive | None]:
+    directive = chain.scalar(name)
+    return (_size_value(directive.args[0], directive), directive) if directive is not None else (None, None)
+
+
+def _size_value(value: str, directive: Directive) -> int:
+    """ngx_parse_size (ngx_conf_set_size_slot, the bufs slot): k and m, not g as offsets take."""
+    if value[-1:] in ("g", "G"):
+        raise _at(directive, f'"{directive.name}" directive invalid value')
+    return parse_size(value, directive)
+
+
+def _at(directive: Directive | None, message: str) -> ConfigError:
+    return ConfigError(message, directive.file if directive else None, directive.line if directive else None)
 
 
 def _check_ignore_headers(chain: _Chain, name: str = "proxy_ignore_headers") -> None:

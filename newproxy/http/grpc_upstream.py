@@ -281,6 +281,7 @@ class GrpcExchange(ExchangeCore):
         "sending",
         "sent",
         "sink",
+        "spool",
         "split",
         "stale_retried",
         "stream",

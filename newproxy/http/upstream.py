@@ -36,6 +36,7 @@ from newproxy.http.invalidheader import invalid_header_message
 from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_head
 from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
+from newproxy.http.spool import Spool
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ _CRLF = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
 # written separately so a large upload is not copied.
 _JOIN_LIMIT = 65536
+# What a spooled answer gives the client per loop turn (newproxy/http/spool.py): about what the
+# client's transport holds before it pauses (asyncio's high-water mark is 64 KiB).
+SPOOL_STEP = 65536
 
 
 class ClientSink(Protocol):
@@ -109,6 +113,7 @@ class UpstreamConn(asyncio.Protocol):
         "_loop",
         "_outbox",
         "accel",
+        "accel_buffering",
         "accel_rate",
         "chunked",
         "closed",
@@ -149,6 +154,7 @@ class UpstreamConn(asyncio.Protocol):
         self.nginx_lines: list[tuple[bytes, bytes]] | None = None
         self.accel: bytes | None = None  # the response's first X-Accel-Redirect value
         self.accel_rate: bytes | None = None  # its X-Accel-Limit-Rate value
+        self.accel_buffering: bytes | None = None  # its last X-Accel-Buffering value
         self.held = b""  # the request, until the end of the loop's turn (newproxy/http/outbox.py)
         self._loop = loop
         self._outbox = outbox_of(loop)
@@ -229,7 +235,10 @@ class UpstreamConn(asyncio.Protocol):
             if out:  # everything this read produced, in one write to the client
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
-                ex.sink.write(data)
+                if ex.spool is None:
+                    ex.sink.write(data)
+                else:
+                    ex.spool_add(data)
             if ex.complete:
                 ex.finish()
         if (last_byte or not ex.header_done) and self.exchange is ex and not ex.done \
@@ -237,7 +246,7 @@ class UpstreamConn(asyncio.Protocol):
             if not ex.header_done:
                 ex.invalid_header("upstream sent too big header while reading response header from upstream")
                 return
-            if last_byte and not ex.complete and not ex.upgraded and ex.pp.proxy.buffering:
+            if last_byte and not ex.complete and not ex.upgraded and ex.buffered:
                 # nginx 1.22 quirk (proxy_buffering on): a head filling the buffer exactly leaves
                 # its body reader a zero-size first buffer, whose read looks like the end: the
                 # client gets the head, then a close ("upstream prematurely closed connection").
@@ -287,6 +296,7 @@ class UpstreamConn(asyncio.Protocol):
         self.has_length = False
         self.accel = None
         self.accel_rate = None
+        self.accel_buffering = None
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -301,8 +311,12 @@ class UpstreamConn(asyncio.Protocol):
         if n == 14:
             if name.lower() == b"content-length":
                 self.has_length = True
-        elif n == 17 and name.lower() == b"transfer-encoding":
-            self.chunked = b"chunked" in value.lower()
+        elif n == 17:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+            elif lower == b"x-accel-buffering":
+                self.accel_buffering = value
         elif n == 16 and self.accel is None and name.lower() == b"x-accel-redirect":
             self.accel = value
         elif n == 18 and self.accel_rate is None and name.lower() == b"x-accel-limit-rate":
@@ -563,6 +577,7 @@ class Exchange(ExchangeCore):
     __slots__ = (
         "attempt",
         "bodiless",
+        "buffered",
         "chunked_out",
         "client",
         "close_out",
@@ -593,6 +608,8 @@ class Exchange(ExchangeCore):
         "retry_status",
         "sent",
         "sink",
+        "spool",
+        "spool_end",
         "stale_retried",
         "started",
         "timeout",
@@ -612,6 +629,8 @@ class Exchange(ExchangeCore):
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
         self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
+        self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
+        self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
@@ -794,10 +813,94 @@ class Exchange(ExchangeCore):
                 name += ":"
         return f'{"https" if self.pp.tls is not None else "http"}://{name}{uri}'
 
+    # -- the client slower than the upstream (proxy_buffering on) ------------------------------
+    def pause(self) -> None:
+        """The client (or limit_rate's pacing) takes no more for now. With proxy_buffering on, nginx
+        reads on into its buffers and a temporary file (ngx_event_pipe): the answer goes to the spool
+        (newproxy/http/spool.py), and the upstream is not held by a slow client. Off, or before the
+        answer's head, the upstream waits."""
+        if self.buffered and self.header_done and not self.upgraded and not self.done:
+            self.paused = True
+            if self.spool is None:
+                proxy = self.pp.proxy
+                self.spool = Spool(proxy.buffers, proxy.max_temp_file_size, proxy.temp_path)
+            return
+        ExchangeCore.pause(self)
+
+    def resume(self) -> None:
+        spool = self.spool
+        if spool is None:
+            ExchangeCore.resume(self)
+            return
+        self.paused = False
+        if not spool.draining:
+            spool.draining = True
+            self.client.loop.call_soon(self._drain_spool)
+
+    def spool_add(self, data: bytes) -> None:
+        """Part of the answer, while the spool holds some: after it. Past the buffers and the file,
+        the upstream is read no more until the client has taken half the buffers back."""
+        spool = self.spool
+        assert spool is not None
+        spool.add(data)
+        if spool.full and not spool.upstream_held:
+            conn = self.conn
+            if conn is not None and conn.transport is not None:
+                spool.upstream_held = True
+                conn.transport.pause_reading()
+
+    def _drain_spool(self) -> None:
+        """One write of what the spool holds to the client per loop turn, while the client takes
+        more (a write that fills it pauses the exchange when it goes out, at the turn's end); once
+        empty, the answer flows straight again, and an answer the upstream ended meanwhile ends."""
+        spool = self.spool
+        if spool is None:
+            return
+        spool.draining = False
+        if self.paused:
+            return
+        try:
+            data = spool.take(SPOOL_STEP)
+        except OSError as exc:  # the file is gone bad under us: the answer cannot be completed
+            self._log(f"pread() from a temporary file failed ({exc.errno}: {exc.strerror})")
+            self._drop_spool()
+            self.spool_end = None
+            if self.done:
+                self.sink.upstream_abort()
+            else:
+                self._abort_client()
+            return
+        if data:
+            self.sink.write(data)
+        if spool.upstream_held and spool.roomy:
+            spool.upstream_held = False
+            conn = self.conn
+            if conn is not None and conn.transport is not None:
+                conn.transport.resume_reading()
+        if spool.size:
+            spool.draining = True
+            self.client.loop.call_soon(self._drain_spool)
+            return
+        self._drop_spool()
+        end = self.spool_end
+        if end is not None:
+            self.spool_end = None
+            end()
+
+    def _drop_spool(self) -> None:
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.close()
+
     # -- timers ------------------------------------------------------------------------------
     def on_deadline(self, now: float) -> None:
         if self.done:
             self._cancel_timer()
+            return
+        spool = self.spool
+        if spool is not None and spool.upstream_held:
+            self.last = now  # nginx has no read timer on an upstream it is not reading (buffers full)
             return
         connecting = self.connect_task
         if connecting is not None and self.conn is None:  # proxy_connect_timeout (_connect_coro armed it)
@@ -853,6 +956,11 @@ class Exchange(ExchangeCore):
             raise _Intercepted
         if conn.accel_rate is not None and self.pp.relay.accel_limit_rate:
             self._accel_rate(conn.accel_rate)
+        if conn.accel_buffering is not None and self.pp.proxy.accel_buffering and not self.pp.relay.pass_through:
+            # ngx_http_upstream_process_buffering: exactly "yes" or "no" (any case) switches it.
+            value = conn.accel_buffering.lower()
+            if value == b"yes" or value == b"no":
+                self.buffered = value == b"yes"
         if self.is_head or status == 204 or status == 304 or status == 101:
             framing = "none"  # a 101's bytes after the head are relayed raw (switched)
         elif conn.chunked:
@@ -991,14 +1099,18 @@ class Exchange(ExchangeCore):
                 and conn.transport is not None
                 and not conn.transport.get_write_buffer_size()
             ):
-                if self.paused:
+                if self.paused or self.spool is not None:
                     conn.transport.resume_reading()
                 pool.put(conn)
             else:
                 conn.close()
         assert self.selection is not None and self.peer is not None
         self.selection.succeeded(self.peer)
-        self.sink.upstream_done(self.pp.keepalive and not self.close_out)
+        keepalive = self.pp.keepalive and not self.close_out
+        if self.spool is not None:  # the upstream is free; the client still takes what was held
+            self.spool_end = lambda: self.sink.upstream_done(keepalive)
+            return
+        self.sink.upstream_done(keepalive)
 
     def connection_lost(self, conn: UpstreamConn, exc: Exception | None) -> None:
         if self.done or conn is not self.conn:
@@ -1029,7 +1141,7 @@ class Exchange(ExchangeCore):
             # pipe reads with readv() (ngx_readv_chain), off with recv() (ngx_unix_recv); a
             # tunnel's read is a recv() too, in its own phase.
             code = getattr(exc, "errno", None) or _errno.ECONNRESET
-            call = "readv()" if self.pp.proxy.buffering and not self.upgraded else "recv()"
+            call = "readv()" if self.buffered and not self.upgraded else "recv()"
             what = "proxying upgraded connection" if self.upgraded else "reading upstream"
             self._log(f"{call} failed ({code}: {getattr(exc, 'strerror', None) or exc}) while {what}")
         else:
@@ -1168,10 +1280,12 @@ class Exchange(ExchangeCore):
         if self.selection is not None and self.peer is not None:
             self.selection.succeeded(self.peer)  # nginx's finalize frees the peer with state 0
         self.flush()
+        self._drop_spool()  # as nginx: an upstream error ends the request; what it held is not sent
         self.sink.upstream_abort()
 
     def abort(self) -> None:
         """The client went away: drop the upstream side (never pooled: its response is unread)."""
+        self._drop_spool()
         if self.done:
             return
         if self.connect_task is not None:

@@ -45,6 +45,15 @@ class H3Answer:
     body: bytes = b""
     trailers: H3Headers = field(default_factory=list)
     reset: bool = False
+    # DATA as it comes, joined into ``body`` once the answer is over (``seal``): appending to bytes
+    # copies all of it each time, minutes for an answer of a few tens of MiB.
+    parts: list[bytes] = field(default_factory=list, repr=False, compare=False)
+
+    def seal(self) -> H3Answer:
+        if self.parts:
+            self.body += b"".join(self.parts)
+            self.parts.clear()
+        return self
 
     def to_response(self) -> Response:
         """The shadow client's Response, so the comparator's normalisation applies unchanged."""
@@ -113,7 +122,7 @@ class H3Client(QuicConnectionProtocol):
                 self.transmit()
                 entry[0].reset = True
                 if not entry[1].done():
-                    entry[1].set_result(entry[0])
+                    entry[1].set_result(entry[0].seal())
 
         self._loop.call_later(after, stop)
         return waiter
@@ -123,14 +132,14 @@ class H3Client(QuicConnectionProtocol):
             for answer, waiter in self._answers.values():
                 if not waiter.done():
                     answer.reset = True
-                    waiter.set_result(answer)
+                    waiter.set_result(answer.seal())
             self._answers.clear()
             return
         if isinstance(event, StreamReset) and event.stream_id in self._answers:
             answer, waiter = self._answers.pop(event.stream_id)
             answer.reset = True
             if not waiter.done():
-                waiter.set_result(answer)
+                waiter.set_result(answer.seal())
         for h3_event in self.h3.handle_event(event):
             self._h3_event(h3_event)
 
@@ -150,11 +159,11 @@ class H3Client(QuicConnectionProtocol):
             else:
                 answer.trailers = list(event.headers)
         elif isinstance(event, DataReceived):
-            answer.body += event.data
+            answer.parts.append(event.data)
         if getattr(event, "stream_ended", False):
             del self._answers[event.stream_id]  # type: ignore[attr-defined]
             if not waiter.done():
-                waiter.set_result(answer)
+                waiter.set_result(answer.seal())
 
 
 def client_configuration(server_name: str | None = None) -> QuicConfiguration:

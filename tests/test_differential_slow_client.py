@@ -8,7 +8,8 @@ finishes sending and is free while the client is still slow; with it off, or wit
 An upstream's X-Accel-Buffering yes/no switches it per answer, unless proxy_ignore_headers names it.
 newproxy does the same with its spool (newproxy/http/spool.py, newproxy/http/upstream.py).
 
-Each case asks for a 32 MiB answer (the recording upstream's ``/__big/`` marker: numbered lines) on a
+Over HTTP/1.1 and HTTP/2 (h2c) against nginx; over HTTP/3 against nginx over HTTP/2 (nginx 1.22 has
+no HTTP/3). Each case asks for a 32 MiB answer (the recording upstream's ``/__big/`` marker: numbered lines) on a
 connection with a small receive buffer, reads nothing for STALL seconds, then reads it all.
 Compared: whether the upstream had written the whole answer before the client began to read, and
 the answer the client got (status, length, digest of the body). Far more than the kernel's socket
@@ -19,20 +20,24 @@ buffer grown by the kernel (up to tcp_rmem's maximum, 32 MiB here), which could 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aioquic.asyncio.client import connect
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded
 
 from nginx_parser import parse_config
+from shadow.h3 import H3Client, client_configuration
 from shadow.rewire import plan
 from shadow.runner import started_targets
 from shadow.upstreams import RecordedRequest, UpstreamPool
+from tests.test_h3 import _cert
 
 CONF = """
 events {}
@@ -189,3 +194,47 @@ def test_a_slow_h2_client_does_not_hold_the_upstream_like_nginx(tmp_path: Path) 
     assert [nginx[case]["upstream finished while the client stalled"] for case in H2_CASES] == [True, False, False]
     for answer in nginx.values():
         assert answer["status"] == b"200" and answer["body length"] == KIB * 1024
+
+
+async def _slow_h3_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dict[str, object]:
+    """The same over HTTP/3: the client's loop is blocked for STALL seconds (no acknowledgement and
+    no flow-control credit go out, so newproxy's stream stops after the first window), then it
+    takes the whole answer."""
+    async with connect("127.0.0.1", port, configuration=client_configuration("slow.test"),
+                       create_protocol=H3Client) as client:
+        assert isinstance(client, H3Client)
+        _, waiter = client.send(b"GET", path.encode(), b"slow.test")
+        time.sleep(STALL)  # blocks the loop on purpose: a client that reads nothing
+        finished = upstream_done()
+        answer = await asyncio.wait_for(waiter, 60)
+    return {"upstream finished while the client stalled": finished, "status": str(answer.status).encode(),
+            "body length": len(answer.body), "body sha256": hashlib.sha256(answer.body).hexdigest()}
+
+
+def test_a_slow_h3_client_does_not_hold_the_upstream_like_nginx_over_h2(tmp_path: Path) -> None:
+    """nginx 1.22 has no HTTP/3: newproxy over HTTP/3 against nginx over HTTP/2 (h2c, as above)."""
+    crt, key = _cert(tmp_path)
+    conf = (CONF % {"temp": tmp_path / "proxy-temp"}).replace(
+        "listen 127.0.0.1:8080;",
+        "listen 127.0.0.1:8080 http2;\n        listen 127.0.0.1:8443 ssl;\n        listen 127.0.0.1:8443 quic;\n"
+        f"        http3 on;\n        ssl_certificate {crt};\n        ssl_certificate_key {key};")
+    path = tmp_path / "nginx.conf"
+    path.write_text(conf)
+    config = parse_config(str(path))
+    the_plan = plan(config)
+    cases = H2_CASES[:2]
+    seen: dict[str, dict[str, object]] = {}
+    with started_targets(config, the_plan, str(tmp_path / "run")) as started:
+        nginx, newproxy = started.targets
+        for case in cases:
+            started.pool.take()
+            seen["nginx h2 " + case] = _slow_h2_get(nginx.listen_ports["127.0.0.1:8080"], case,
+                                                    _answered_once(started.pool))
+            started.pool.settle()
+            started.pool.take()
+            seen["newproxy h3 " + case] = asyncio.run(_slow_h3_get(newproxy.listen_ports["127.0.0.1:8443 quic"],
+                                                                   case, _answered_once(started.pool)))
+            started.pool.settle()
+    for case in cases:
+        assert seen["newproxy h3 " + case] == seen["nginx h2 " + case], case
+    assert [seen["nginx h2 " + case]["upstream finished while the client stalled"] for case in cases] == [True, False]

@@ -250,7 +250,7 @@ RULES: dict[str, Rule] = {
                                       "sends it is read on into proxy_buffers and an unnamed temporary file "
                                       "(proxy_max_temp_file_size in all), so a slow client does not hold the "
                                       "upstream, and an upstream's X-Accel-Buffering yes/no switches it per answer "
-                                      "(tests/test_differential_slow_client.py, over HTTP/1.1 and HTTP/2); off, "
+                                      "(tests/test_differential_slow_client.py, over HTTP/1.1, HTTP/2 and HTTP/3); off, "
                                       "the upstream waits for the client. The bytes and framing a client gets are "
                                       "nginx's (tests/test_differential_proxy_body.py), and so are the quirk for a "
                                       "head filling proxy_buffer_size exactly and the error line for a reset "

@@ -59,10 +59,17 @@ _CRLF = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
 # written separately so a large upload is not copied.
 _JOIN_LIMIT = 65536
-# What a spooled answer gives the client per loop turn (newproxy/http/spool.py): enough that a fast
-# client empties the spool as fast as the upstream fills it (64 KiB steps made a 32 MiB answer ~15%
-# slower), and a bound on what waits in the client's transport beyond its high-water mark.
-SPOOL_STEP = 262144
+# A spooled answer (newproxy/http/spool.py) goes to the client in pieces, each written through at
+# once, until the client's transport is full (it pauses the exchange) or the turn's share is given:
+# what waits in the transport past its high-water mark stays under one piece, and a fast client
+# empties the spool as fast as the upstream fills it (one 64 KiB piece per turn made a 32 MiB answer
+# ~15% slower).
+SPOOL_PIECE = 65536
+SPOOL_TURN = 1 << 20
+# A read's output at least this large is written through to an HTTP/1 client at once, not at the
+# turn's end: libuv reads a busy upstream up to 32 times a turn (256 KiB each), and a client that
+# takes less must pause the reading within the turn, not after megabytes held for it.
+WRITE_THROUGH = 16384
 
 
 class ClientSink(Protocol):
@@ -236,10 +243,7 @@ class UpstreamConn(asyncio.Protocol):
             if out:  # everything this read produced, in one write to the client
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
-                if ex.spool is None:
-                    ex.sink.write(data)
-                else:
-                    ex.spool_add(data)
+                ex.relay(data)
             if ex.complete:
                 ex.finish()
         if (last_byte or not ex.header_done) and self.exchange is ex and not ex.done \
@@ -608,6 +612,7 @@ class Exchange(ExchangeCore):
         "sending",
         "retry_status",
         "sent",
+        "send_now",
         "sink",
         "spool",
         "spool_end",
@@ -632,6 +637,8 @@ class Exchange(ExchangeCore):
         self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
         self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
+        # An HTTP/1 client's "write what this turn held now" (newproxy/http/outbox.py); None: no such wait.
+        self.send_now: Callable[[], None] | None = getattr(sink, "send_held", None)
 
     # -- choosing a peer and a connection ----------------------------------------------------
     def start(self) -> None:
@@ -838,6 +845,18 @@ class Exchange(ExchangeCore):
             spool.draining = True
             self.client.loop.call_soon(self._drain_spool)
 
+    def relay(self, data: bytes) -> None:
+        """One upstream read's output for the client: to it (a large one written through at once,
+        WRITE_THROUGH), or after what the spool holds."""
+        if self.spool is not None:
+            self.spool_add(data)
+            return
+        self.sink.write(data)
+        if len(data) >= WRITE_THROUGH:
+            send_now = self.send_now
+            if send_now is not None:
+                send_now()
+
     def spool_add(self, data: bytes) -> None:
         """Part of the answer, while the spool holds some: after it. Past the buffers and the file,
         the upstream is read no more until the client has taken half the buffers back."""
@@ -851,17 +870,25 @@ class Exchange(ExchangeCore):
                 conn.transport.pause_reading()
 
     def _drain_spool(self) -> None:
-        """One write of what the spool holds to the client per loop turn, while the client takes
-        more (a write that fills it pauses the exchange when it goes out, at the turn's end); once
+        """Give the client what the spool holds, while it takes more, a turn's share at a time; once
         empty, the answer flows straight again, and an answer the upstream ended meanwhile ends."""
         spool = self.spool
         if spool is None:
             return
         spool.draining = False
-        if self.paused:
-            return
+        # Each piece written through at once (send_now): a full transport pauses this exchange
+        # before the next piece.
+        send_now = self.send_now
+        given = 0
         try:
-            data = spool.take(SPOOL_STEP)
+            while not self.paused and given < SPOOL_TURN:
+                data = spool.take(SPOOL_PIECE)
+                if not data:
+                    break
+                self.sink.write(data)
+                if send_now is not None:
+                    send_now()
+                given += len(data)
         except OSError as exc:  # the file is gone bad under us: the answer cannot be completed
             self._log(f"pread() from a temporary file failed ({exc.errno}: {exc.strerror})")
             self._drop_spool()
@@ -871,16 +898,17 @@ class Exchange(ExchangeCore):
             else:
                 self._abort_client()
             return
-        if data:
-            self.sink.write(data)
+        if self.spool is not spool:  # the client went away meanwhile (abort)
+            return
         if spool.upstream_held and spool.roomy:
             spool.upstream_held = False
             conn = self.conn
             if conn is not None and conn.transport is not None:
                 conn.transport.resume_reading()
         if spool.size:
-            spool.draining = True
-            self.client.loop.call_soon(self._drain_spool)
+            if not self.paused:  # the turn's share is given: the rest in the next turn
+                spool.draining = True
+                self.client.loop.call_soon(self._drain_spool)
             return
         self._drop_spool()
         end = self.spool_end

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
     from newproxy.engine.logformat import LogRecord
     from newproxy.engine.upstreams import Peer, PeerSelection
-    from newproxy.http.spool import Spool
 
 
 class ExchangeCore:
@@ -34,7 +33,6 @@ class ExchangeCore:
     attempt: list[Any] | None
     log: LogRecord | None
     out: list[bytes]
-    spool: Spool | None
     paused: bool
     done: bool
     timeout: float
@@ -74,7 +72,6 @@ class ExchangeCore:
         self.bodiless = False
         self.deflate = None  # gzip: the body is compressed on its way to the client
         self.out = []
-        self.spool = None  # the answer held for a slow client (upstream.Exchange, proxy_buffering on)
         self.fail_status = 502
         self.paused = False
         # Access log (newproxy/engine/logformat.py LogRecord): set by the front end when logging;
@@ -122,13 +119,11 @@ class ExchangeCore:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if self.spool is None:
-                self.sink.write(data)
-            else:
-                self.spool_add(data)
+            self.relay(data)
 
-    def spool_add(self, data: bytes) -> None:
-        raise NotImplementedError  # only an exchange that spools (upstream.Exchange) has a spool
+    def relay(self, data: bytes) -> None:
+        """Output for the client (upstream.Exchange may hold it for a slow client first)."""
+        self.sink.write(data)
 
     # -- flow control from the client side --------------------------------------------------
     def pause(self) -> None:

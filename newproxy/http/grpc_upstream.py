@@ -281,7 +281,6 @@ class GrpcExchange(ExchangeCore):
         "sending",
         "sent",
         "sink",
-        "spool",
         "split",
         "stale_retried",
         "stream",

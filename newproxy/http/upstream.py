@@ -635,6 +635,7 @@ class Exchange(ExchangeCore):
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
         self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
+        self.spool: Spool | None = None  # the answer held for a slow client (proxy_buffering on)
         self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
         # An HTTP/1 client's "write what this turn held now" (newproxy/http/outbox.py); None: no such wait.

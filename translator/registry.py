@@ -235,11 +235,12 @@ RULES: dict[str, Rule] = {
     "proxy_pass_header": Rule("exact", "takes the name out of the hidden set (nginx's defaults too: Date, "
                                        "Server, X-Accel-*), caselessly"),
     "proxy_ignore_headers": Rule("exact", "X-Accel-Redirect: the upstream's answer is relayed instead of followed; "
-                                          "newproxy has no cache and does not act on the other values (-Expires, "
-                                          "-Buffering, -Charset, Expires, Cache-Control, Set-Cookie, Vary), which "
-                                          "is what ignoring them does without a cache (the headers still reach "
-                                          "the client unless hidden); values are checked. X-Accel-Limit-Rate: "
-                                          "the answer is not paced by it"),
+                                          "X-Accel-Limit-Rate: the answer is not paced by it; X-Accel-Buffering: "
+                                          "it does not switch proxy_buffering (tests/test_differential_slow_"
+                                          "client.py); newproxy has no cache and does not act on the other values "
+                                          "(-Expires, -Charset, Expires, Cache-Control, Set-Cookie, Vary), which is "
+                                          "what ignoring them does without a cache (the headers still reach the "
+                                          "client unless hidden); values are checked"),
     "proxy_buffer_size": Rule("caveat", "the most an upstream's response head may take: past it, 502 (\"upstream "
                                         "sent too big header\", or the next peer with proxy_next_upstream "
                                         "invalid_header), at nginx's byte, and nginx's quirk for a head that "

@@ -828,13 +828,10 @@ class Translator:
             buffers=buffers,
             max_temp_file_size=max_temp_file_size,
             temp_path=self._temp_path(chain),
-            accel_buffering=all(value.lower() != "x-accel-buffering"
-                                for d in chain.array("proxy_ignore_headers") for value in d.args),
+            accel_buffering=_heeded(chain, "x-accel-buffering"),
             request_buffering=self._scalar_arg(chain, "proxy_request_buffering", "on") == "on",
-            accel_redirect=all(value.lower() != "x-accel-redirect"
-                               for d in chain.array("proxy_ignore_headers") for value in d.args),
-            accel_limit_rate=all(value.lower() != "x-accel-limit-rate"
-                                 for d in chain.array("proxy_ignore_headers") for value in d.args),
+            accel_redirect=_heeded(chain, "x-accel-redirect"),
+            accel_limit_rate=_heeded(chain, "x-accel-limit-rate"),
             redirects=redirect_rules(blocks, self._variables_ok),
             cookie_domains=cookie_rules(blocks, "proxy_cookie_domain", self._variables_ok),
             cookie_paths=cookie_rules(blocks, "proxy_cookie_path", self._variables_ok),
@@ -979,9 +976,15 @@ def _at(directive: Directive | None, message: str) -> ConfigError:
     return ConfigError(message, directive.file if directive else None, directive.line if directive else None)
 
 
+def _heeded(chain: _Chain, header: str) -> bool:
+    """Whether an upstream's ``header`` (lower case) is acted on: proxy_ignore_headers does not name it."""
+    return all(value.lower() != header for d in chain.array("proxy_ignore_headers") for value in d.args)
+
+
 def _check_ignore_headers(chain: _Chain, name: str = "proxy_ignore_headers") -> None:
-    """proxy_ignore_headers (or grpc_ignore_headers) is checked; of its values only X-Accel-Redirect
-    changes what newproxy does (ProxyConfig.accel_redirect, proxy module only): see _IGNORABLE."""
+    """proxy_ignore_headers (or grpc_ignore_headers) is checked; of its values X-Accel-Redirect,
+    X-Accel-Limit-Rate and X-Accel-Buffering change what newproxy does (ProxyConfig.accel_*, proxy
+    module only): see _IGNORABLE."""
     for directive in chain.array(name):
         for value in directive.args:
             if value.lower() not in _IGNORABLE:
@@ -989,9 +992,10 @@ def _check_ignore_headers(chain: _Chain, name: str = "proxy_ignore_headers") -> 
 
 
 # proxy_ignore_headers values (ngx_http_upstream_ignore_headers_masks). newproxy has no cache and does
-# not act on the others (an upstream's X-Accel-Limit-Rate is dropped: a gap of limit_rate; -Charset,
-# -Expires and -Buffering change nothing nginx sends without a cache or a charset), which is what
-# ignoring them means. X-Accel-Redirect is followed unless ignored (newproxy/engine/accel.py).
+# not act on the others (-Charset and -Expires change nothing nginx sends without a cache or a
+# charset), which is what ignoring them means. X-Accel-Redirect is followed (newproxy/engine/accel.py),
+# X-Accel-Limit-Rate paces the answer and X-Accel-Buffering switches proxy_buffering for it
+# (newproxy/http/upstream.py), unless ignored.
 _IGNORABLE = frozenset({"x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-accel-buffering",
                         "x-accel-charset", "expires", "cache-control", "set-cookie", "vary"})
 

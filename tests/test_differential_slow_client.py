@@ -106,24 +106,28 @@ def _answered_once(pool: UpstreamPool) -> Callable[[], bool]:
     return answered
 
 
-def test_a_slow_client_does_not_hold_the_upstream_like_nginx(tmp_path: Path) -> None:
-    temp = tmp_path / "proxy-temp"
+def _on_both(tmp_path: Path, conf: str, cases: list[str],
+             get: Callable[[int, str, Callable[[], bool]], dict[str, object]]) -> list[dict[str, dict[str, object]]]:
+    """Each case through ``get`` to nginx, then to newproxy, on the config ``conf``: what each saw."""
     path = tmp_path / "nginx.conf"
-    path.write_text(CONF % {"temp": temp})
+    path.write_text(conf)
     config = parse_config(str(path))
     the_plan = plan(config)
     listen = next(name for name in the_plan.listens if name.endswith(":8080"))
     seen: list[dict[str, dict[str, object]]] = []
     with started_targets(config, the_plan, str(tmp_path / "run")) as started:
         for target in started.targets:
-            port = target.listen_ports[listen]
             per_case = {}
-            for case in CASES:
+            for case in cases:
                 started.pool.take()
-                per_case[case] = _slow_get(port, case, _answered_once(started.pool))
+                per_case[case] = get(target.listen_ports[listen], case, _answered_once(started.pool))
                 started.pool.settle()
             seen.append(per_case)
-    nginx, newproxy = seen
+    return seen
+
+
+def test_a_slow_client_does_not_hold_the_upstream_like_nginx(tmp_path: Path) -> None:
+    nginx, newproxy = _on_both(tmp_path, CONF % {"temp": tmp_path / "proxy-temp"}, CASES, _slow_get)
     for case in CASES:
         assert newproxy[case] == nginx[case], case
     # What makes the comparison mean something: both outcomes occur, and the answers are whole.
@@ -173,22 +177,8 @@ def _slow_h2_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dic
 
 
 def test_a_slow_h2_client_does_not_hold_the_upstream_like_nginx(tmp_path: Path) -> None:
-    path = tmp_path / "nginx.conf"
-    path.write_text((CONF % {"temp": tmp_path / "proxy-temp"}).replace("listen 127.0.0.1:8080;",
-                                                                      "listen 127.0.0.1:8080 http2;"))
-    config = parse_config(str(path))
-    the_plan = plan(config)
-    listen = next(name for name in the_plan.listens if name.endswith(":8080"))
-    seen: list[dict[str, dict[str, object]]] = []
-    with started_targets(config, the_plan, str(tmp_path / "run")) as started:
-        for target in started.targets:
-            per_case = {}
-            for case in H2_CASES:
-                started.pool.take()
-                per_case[case] = _slow_h2_get(target.listen_ports[listen], case, _answered_once(started.pool))
-                started.pool.settle()
-            seen.append(per_case)
-    nginx, newproxy = seen
+    conf = (CONF % {"temp": tmp_path / "proxy-temp"}).replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:8080 http2;")
+    nginx, newproxy = _on_both(tmp_path, conf, H2_CASES, _slow_h2_get)
     for case in H2_CASES:
         assert newproxy[case] == nginx[case], case
     assert [nginx[case]["upstream finished while the client stalled"] for case in H2_CASES] == [True, False, False]

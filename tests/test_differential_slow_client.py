@@ -10,8 +10,9 @@ newproxy does the same with its spool (newproxy/http/spool.py, newproxy/http/ups
 
 Over HTTP/1.1 and HTTP/2 (h2c) against nginx; over HTTP/3 against nginx over HTTP/2 (nginx 1.22 has
 no HTTP/3). Each case asks for a 32 MiB answer (the recording upstream's ``/__big/`` marker: numbered lines) on a
-connection with a small receive buffer, reads nothing for STALL seconds, then reads it all.
-Compared: whether the upstream had written the whole answer before the client began to read, and
+connection with a small receive buffer, reads nothing until the upstream has written the whole answer
+or STALL seconds passed, then reads it all. Compared: whether the upstream had written the whole
+answer before the client began to read, and
 the answer the client got (status, length, digest of the body). Far more than the kernel's socket
 buffers hold between the two, so only a proxy reading on can let the upstream finish. Each answer
 comes on a fresh upstream connection: one that carried a fast answer before has had its receive
@@ -58,7 +59,9 @@ http {
 """
 
 KIB = 32768  # the answer: 32 MiB
-STALL = 1.0  # seconds the client reads nothing (a spooled 32 MiB answer is read in ~0.3 s)
+# The most seconds the client reads nothing, waiting for the upstream to finish: a spooled 32 MiB
+# answer is read in ~0.3 s, but nginx's first temporary file on a loaded machine took over 1 s.
+STALL = 2.5
 CASES = [
     "/on/__big/%d" % KIB,
     "/off/__big/%d" % KIB,
@@ -75,16 +78,15 @@ CASES = [
 
 
 def _slow_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dict[str, object]:
-    """GET ``path`` with a small receive buffer, read nothing for STALL seconds, note whether the
-    upstream had answered in full (``upstream_done()``), then read the whole answer."""
+    """GET ``path`` with a small receive buffer, read nothing while waiting for the upstream to answer
+    in full (``upstream_done()``, at most STALL seconds), then read the whole answer."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # before connecting: the window stays small
     try:
         sock.settimeout(30)
         sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: slow.test\r\nConnection: close\r\n\r\n".encode())
-        time.sleep(STALL)
-        finished = upstream_done()
+        finished = _stalled(upstream_done)
         data = bytearray()
         while chunk := sock.recv(1 << 20):
             data += chunk
@@ -93,6 +95,16 @@ def _slow_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dict[s
     head, _, body = bytes(data).partition(b"\r\n\r\n")
     return {"upstream finished while the client stalled": finished, "status": head.split(b"\r\n")[0],
             "body length": len(body), "body sha256": hashlib.sha256(body).hexdigest()}
+
+
+def _stalled(upstream_done: Callable[[], bool]) -> bool:
+    """Read nothing until the upstream has sent the whole answer (True) or STALL seconds passed."""
+    until = time.monotonic() + STALL
+    while not upstream_done():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _answered_once(pool: UpstreamPool) -> Callable[[], bool]:
@@ -141,7 +153,7 @@ H2_CASES = ["/on/__big/%d" % KIB, "/off/__big/%d" % KIB, "/nofile/__big/%d" % KI
 
 
 def _slow_h2_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dict[str, object]:
-    """The same over HTTP/2 (h2c): the client reads nothing for STALL seconds (its stream and
+    """The same over HTTP/2 (h2c): the client reads nothing meanwhile (its stream and
     connection windows shut after the first 64 KiB), then reads on, opening the windows as it goes."""
     conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()
@@ -155,8 +167,7 @@ def _slow_h2_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dic
         sock.settimeout(30)
         sock.connect(("127.0.0.1", port))
         sock.sendall(conn.data_to_send())
-        time.sleep(STALL)
-        finished = upstream_done()
+        finished = _stalled(upstream_done)
         while not ended:
             data = sock.recv(1 << 20)
             assert data, "connection closed"
@@ -187,15 +198,14 @@ def test_a_slow_h2_client_does_not_hold_the_upstream_like_nginx(tmp_path: Path) 
 
 
 async def _slow_h3_get(port: int, path: str, upstream_done: Callable[[], bool]) -> dict[str, object]:
-    """The same over HTTP/3: the client's loop is blocked for STALL seconds (no acknowledgement and
+    """The same over HTTP/3: the client's loop is blocked meanwhile (no acknowledgement and
     no flow-control credit go out, so newproxy's stream stops after the first window), then it
     takes the whole answer."""
     async with connect("127.0.0.1", port, configuration=client_configuration("slow.test"),
                        create_protocol=H3Client) as client:
         assert isinstance(client, H3Client)
         _, waiter = client.send(b"GET", path.encode(), b"slow.test")
-        time.sleep(STALL)  # blocks the loop on purpose: a client that reads nothing
-        finished = upstream_done()
+        finished = _stalled(upstream_done)  # blocks the loop on purpose: a client that reads nothing
         answer = await asyncio.wait_for(waiter, 60)
     return {"upstream finished while the client stalled": finished, "status": str(answer.status).encode(),
             "body length": len(answer.body), "body sha256": hashlib.sha256(answer.body).hexdigest()}

@@ -63,7 +63,10 @@ def test_a_temporary_directory_that_cannot_be_used_falls_back_to_memory(tmp_path
     spool = Spool(mem_cap=10, file_cap=1000, temp_dir=str(blocker / "below"))  # below a file: ENOTDIR
     spool.add(b"z" * 50)
     assert spool.memory == 50 and spool.full
+    assert spool.failure == f'open() a temporary file in "{blocker / "below"}" failed (20: Not a directory)'
     assert spool.take(100) == b"z" * 50
+    spool.add(b"z" * 50)  # the file is not tried again
+    assert spool.memory == 50 and spool.failure is not None
 
 
 def test_close_drops_what_is_held(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import IO
 
 class Spool:
     __slots__ = ("_fd", "_file", "_file_cap", "_file_read", "_file_written", "_items", "_mem_cap", "_temp_dir",
-                 "draining", "memory", "size", "upstream_held")
+                 "draining", "failure", "memory", "size", "upstream_held")
 
     def __init__(self, mem_cap: int, file_cap: int, temp_dir: str | None) -> None:
         # Arrival order: bytes held in memory, or an int, the length of the next run of the file.
@@ -40,6 +40,7 @@ class Spool:
         self.size = 0  # bytes held in all
         self.draining = False  # a drain step is scheduled (the exchange's)
         self.upstream_held = False  # the exchange stopped reading the upstream: the spool is full
+        self.failure: str | None = None  # why the file cannot be used, for the exchange to log once
 
     def add(self, data: bytes) -> None:
         """Hold ``data`` after everything held: in memory while the buffers have room, then in the
@@ -56,14 +57,17 @@ class Spool:
         if self._fd < 0:
             try:
                 self._file = _temporary_file(self._temp_dir)
-            except OSError:
+            except OSError as exc:
                 self._file_cap = 0  # memory only, then the upstream waits (nginx would fail the request)
+                self.failure = f"open() a temporary file in \"{self._temp_dir or tempfile.gettempdir()}\" failed " \
+                               f"({exc.errno}: {exc.strerror})"
                 return False
             self._fd = self._file.fileno()
         try:
             os.pwrite(self._fd, data, self._file_written)
-        except OSError:
+        except OSError as exc:
             self._file_cap = 0  # a full disk: memory only from now on
+            self.failure = f"pwrite() to a temporary file failed ({exc.errno}: {exc.strerror})"
             return False
         self._file_written += len(data)
         items = self._items

@@ -864,6 +864,9 @@ class Exchange(ExchangeCore):
         spool = self.spool
         assert spool is not None
         spool.add(data)
+        if spool.failure is not None:  # nginx's [crit] for its temporary file; memory only from now on
+            self._log(spool.failure, "crit")
+            spool.failure = None
         if spool.full and not spool.upstream_held:
             conn = self.conn
             if conn is not None and conn.transport is not None:

@@ -864,7 +864,8 @@ class Exchange(ExchangeCore):
         spool = self.spool
         assert spool is not None
         spool.add(data)
-        if spool.failure is not None:  # nginx's [crit] for its temporary file; memory only from now on
+        if spool.failure is not None:  # at crit, nginx's level for a temporary file it cannot use (its
+            # words name the file; newproxy's files have none). Memory only from now on.
             self._log(spool.failure, "crit")
             spool.failure = None
         if spool.full and not spool.upstream_held:
@@ -933,7 +934,9 @@ class Exchange(ExchangeCore):
             return
         spool = self.spool
         if spool is not None and spool.upstream_held:
-            self.last = now  # nginx has no read timer on an upstream it is not reading (buffers full)
+            # As read in ngx_event_pipe_read_upstream (not checked against the binary): nginx keeps no
+            # read timer on an upstream it is not reading because its buffers are full.
+            self.last = now
             return
         connecting = self.connect_task
         if connecting is not None and self.conn is None:  # proxy_connect_timeout (_connect_coro armed it)

@@ -422,6 +422,15 @@ class UpstreamTlsConfig(_Model):
     certificate_key: str | None = None
     protocols: list[TlsProtocol] = Field(default_factory=lambda: ["TLSv1", "TLSv1.1", "TLSv1.2"])
     ciphers: str = "DEFAULT"
+    session_reuse: bool = Field(default=True, description="offer each peer's saved session on its next "
+                                                          "connection (proxy_ssl_session_reuse; grpc_pass "
+                                                          "never resumes)")
+
+    def context_key(self) -> tuple[object, ...]:
+        """The settings that make the SSL context (SNI, the name checked and session reuse are per
+        connection): locations that agree on them share one context, and with it their sessions."""
+        return (self.verify, self.trusted_certificate, self.verify_depth, self.certificate, self.certificate_key,
+                tuple(self.protocols), self.ciphers)
 
 
 class ClientConfig(_Model):

@@ -127,6 +127,8 @@ class Normaliser:
             "version": rec.version,
             "headers": self.headers(rec.headers),
             "body": _body_value(self.body(rec.body)),
+            # Over TLS: whether the proxy resumed a session (also in the echo, where it is compared).
+            "tls_resumed": bool(rec.tls and rec.tls.get("resumed")),
         }
 
 

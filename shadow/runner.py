@@ -77,6 +77,7 @@ class ShadowReport(BaseModel):
     statuses: dict[str, int] = Field(default_factory=dict, description="reference's status (or outcome) -> requests")
     upstream_requests: int = Field(default=0, description="upstream requests the reference sent")
     upstream_reused: int = Field(default=0, description="of which on a kept-alive upstream connection")
+    upstream_tls_resumed: int = Field(default=0, description="of which on a resumed TLS session")
     by_group: dict[str, Counts] = Field(default_factory=dict, description="per server / location")
     by_label: dict[str, Counts] = Field(default_factory=dict, description="per kind of generated request")
     diffs: list[dict[str, Any]] = Field(
@@ -387,6 +388,7 @@ def build_report(config_path: str, against: str, results: list[RequestResult],
         report.statuses[key] = report.statuses.get(key, 0) + 1
         report.upstream_requests += len(result.reference.upstream)
         report.upstream_reused += sum(1 for r in result.reference.upstream if r["connection_seq"] > 1)
+        report.upstream_tls_resumed += sum(1 for r in result.reference.upstream if r.get("tls_resumed"))
         by_group[result.request.group].add(verdict)
         by_label[result.request.label].add(verdict)
         if verdict != "equivalent" or result.comparison.notes:

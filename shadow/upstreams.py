@@ -39,7 +39,8 @@ one request makes a chosen peer of a group fail.
 An upstream whose logical name is ``unix:PATH`` listens on a unix socket (in a directory of the
 pool's own), so unix socket peers are really connected to over AF_UNIX; one made with ``tls=``
 (``TlsUpstream``) speaks TLS and adds to its echo a ``tls`` object: the SNI it got (null: none), the
-protocol, the cipher and the client certificate's CN (null: none), checked against ``client_ca``.
+protocol, the cipher, the client certificate's CN (null: none), checked against ``client_ca``, and
+whether the proxy resumed a session (a ticket, or an id from the context's cache).
 
 All upstreams of a run live in one ``UpstreamPool``: a background thread with its own event loop.
 The listening sockets are bound and listening before ``add`` returns, so the address is usable at
@@ -133,7 +134,7 @@ class RecordedRequest:
     connection_seq: int  # 1 for the first request on its connection, 2 for the next, ...
     seq: int = 0  # arrival order across the whole pool
     # Over TLS (a recording upstream made with ``tls=``): the SNI the proxy sent (None: none), the
-    # protocol, cipher and the client certificate's subject CN (None: none presented).
+    # protocol, cipher, the client certificate's subject CN (None: none presented) and "resumed".
     tls: dict[str, Any] | None = None
     # When the whole answer had been handed to the kernel (time.monotonic(), appended once by the
     # upstream's loop): how a test sees whether a proxy read the answer on while its client did not.
@@ -229,7 +230,7 @@ class RecordingUpstream:
         cn = next((value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"), None)
         cipher = sslobj.cipher()
         return {"sni": self._sni.pop(id(sslobj), None), "protocol": sslobj.version(),
-                "cipher": cipher[0] if cipher else None, "client_cert": cn}
+                "cipher": cipher[0] if cipher else None, "client_cert": cn, "resumed": sslobj.session_reused}
 
     async def close(self) -> None:
         if self._server is not None:

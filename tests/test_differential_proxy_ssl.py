@@ -30,7 +30,8 @@ http {
         server_name tls.test;
         proxy_ssl_trusted_certificate %(dir)s/ca.crt;
         # nginx resumes the session a peer saved, whatever the location's settings (SNI, client
-        # certificate, verification, ciphers: the first handshake's stand); newproxy never resumes.
+        # certificate, verification, ciphers: the first handshake's stand); newproxy only from
+        # locations with the same settings (tests/test_differential_proxy_ssl_sessions.py).
         proxy_ssl_session_reuse off;
         location /plain/ { proxy_pass https://backend.test; }
         location /sni/ { proxy_pass https://backend.test; proxy_ssl_server_name on; }

@@ -113,3 +113,50 @@ def test_http2_listens_and_settings_are_translated(tmp_path: Path) -> None:
     assert levels["http2_max_concurrent_streams"] == "exact" and levels["http2_chunk_size"] == "exact"
     assert levels["http2_idle_timeout"] == "ignored" and levels["http2_max_field_size"] == "ignored"
     assert levels["http2_push_preload"] == "unsupported" and levels["http2_body_preread_size"] == "caveat"
+
+
+def test_proxy_ssl_session_reuse_and_where_sessions_are_not_shared(tmp_path: Path) -> None:
+    """proxy_ssl_session_reuse is carried (on by default; grpc_pass never resumes). A location whose
+    proxy_ssl_* context settings differ from the first one's for the same group is reported: nginx
+    offers the group's sessions there too, newproxy does not; so is a zone when several workers
+    would share its sessions in nginx."""
+    path = tmp_path / "nginx.conf"
+    path.write_text("""worker_processes 2;
+events {}
+http {
+    upstream app { zone app 64k; server 127.0.0.1:9443; }
+    upstream other { server 127.0.0.1:9444; }
+    server {
+        listen 80;
+        location /a { proxy_pass https://app; }
+        location /b { proxy_pass https://app; }
+        location /c { proxy_pass https://app; proxy_ssl_ciphers HIGH; }
+        location /d { proxy_pass https://other; proxy_ssl_session_reuse off; }
+        location /e { proxy_pass https://other; proxy_ssl_ciphers HIGH; proxy_ssl_session_reuse off; }
+        location /g { grpc_pass grpcs://127.0.0.1:9445; }
+    }
+}
+""")
+    translation = translate(parse_config(str(path)))
+    locations = translation.config.servers[0].locations
+    reuse = [loc.proxy.tls.session_reuse for loc in locations[:5]]  # type: ignore[union-attr]
+    assert reuse == [True, True, True, False, False]
+    grpc = locations[5].proxy
+    assert grpc is not None and grpc.protocol == "grpc" and grpc.tls is not None and not grpc.tls.session_reuse
+    caveats = {(o.directive, o.line) for o in translation.occurrences if o.level == "caveat"
+               and ("session" in o.reason)}
+    assert caveats == {("proxy_pass", 10), ("zone", 4)}, caveats
+    path.write_text(path.read_text().replace("worker_processes 2;", "worker_processes 1;"))
+    translation = translate(parse_config(str(path)))
+    assert not any(o.directive == "zone" and o.level == "caveat" for o in translation.occurrences)
+
+
+def test_proxy_ssl_verify_depth_must_be_a_number(tmp_path: Path) -> None:
+    path = conf(tmp_path, "server { listen 80; location / { proxy_pass https://127.0.0.1:9443;\n"
+                          "    proxy_ssl_verify_depth 2x; } }")
+    with pytest.raises(ConfigError, match='"proxy_ssl_verify_depth" directive invalid number') as caught:
+        translate(parse_config(str(path)))
+    assert caught.value.line == 4  # the directive's line, as `nginx -t` names it
+    path.write_text(path.read_text().replace("2x", "3"))
+    proxy = translate(parse_config(str(path))).config.servers[0].locations[0].proxy
+    assert proxy is not None and proxy.tls is not None and proxy.tls.verify_depth == 3

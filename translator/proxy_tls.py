@@ -16,18 +16,32 @@ PROTOCOLS = frozenset({"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
 # What upstream_tls reads for the proxy module (other modules' families by their own prefix).
 PROXY_DIRECTIVES = ("proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_trusted_certificate",
                     "proxy_ssl_verify_depth", "proxy_ssl_certificate", "proxy_ssl_certificate_key",
-                    "proxy_ssl_protocols", "proxy_ssl_ciphers")
+                    "proxy_ssl_protocols", "proxy_ssl_ciphers", "proxy_ssl_session_reuse")
 
 
-def session_reuse_gap(tr: Translator, chain: _Chain, proxy_pass: Directive) -> None:
-    """proxy_ssl_session_reuse on (nginx's default): nginx resumes the session its peer saved (and
-    with it the first handshake's SNI, client certificate and verification result, whatever this
-    location sets); newproxy does a full handshake per connection."""
-    directive = chain.scalar("proxy_ssl_session_reuse")
-    if directive is None or directive.args[0] == "on":
-        tr.note(proxy_pass, "caveat", "TLS sessions to the upstream are not resumed (nginx's "
-                                      "proxy_ssl_session_reuse on, its default, resumes them): a full handshake per "
-                                      "connection; the requests are the same")
+def session_sharing_gap(tr: Translator, group: str, tls: UpstreamTlsConfig, proxy_pass: Directive) -> None:
+    """nginx offers a peer's saved session from every location that proxies to its group; newproxy
+    only from locations whose context settings are those of the first one (a Python context offers
+    only its own sessions; newproxy/http/upstream_tls.py)."""
+    if not tls.session_reuse:
+        return
+    zone = tr.zone_directives.get(group)
+    if zone is not None and _several_workers(tr):
+        tr.note(zone, "caveat", "the peers' TLS sessions are kept per worker: nginx keeps them in the zone, "
+                                "where a session one worker saved is offered by the others too")
+    key = tls.context_key()
+    first_key, first = tr.tls_session_contexts.setdefault(group, (key, proxy_pass))
+    if first_key != key:
+        tr.note(proxy_pass, "caveat", f"TLS sessions to {group} are resumed only from locations with the same "
+                                      "proxy_ssl_* protocols, ciphers, certificates and verification: this one "
+                                      f"differs from {first.file}:{first.line}, whose saved sessions nginx would "
+                                      "also offer from here; newproxy does a full handshake instead (the "
+                                      "requests are the same)")
+
+
+def _several_workers(tr: Translator) -> bool:
+    directive = next((d for d in tr.nginx.all_directives() if d.name == "worker_processes"), None)
+    return directive is not None and directive.args[0] != "1"
 
 
 def upstream_tls(tr: Translator, chain: _Chain, prefix: str = "proxy") -> UpstreamTlsConfig:
@@ -53,6 +67,8 @@ def upstream_tls(tr: Translator, chain: _Chain, prefix: str = "proxy") -> Upstre
         raise ConfigError(f"no {prefix}_ssl_trusted_certificate for {prefix}_ssl_verify", where.file, where.line)
     directive = chain.scalar(f"{prefix}_ssl_verify_depth")
     if directive is not None:
+        if not directive.args[0].isdigit():  # ngx_conf_set_num_slot
+            raise ConfigError(f'"{directive.name}" directive invalid number', directive.file, directive.line)
         config.verify_depth = int(directive.args[0])
     for name, attribute in ((f"{prefix}_ssl_certificate", "certificate"),
                             (f"{prefix}_ssl_certificate_key", "certificate_key")):
@@ -79,4 +95,7 @@ def upstream_tls(tr: Translator, chain: _Chain, prefix: str = "proxy") -> Upstre
     directive = chain.scalar(f"{prefix}_ssl_ciphers")
     if directive is not None:
         config.ciphers = directive.args[0]
+    # grpc_pass never resumes a session (its caveat in translator/registry.py)
+    directive = chain.scalar(f"{prefix}_ssl_session_reuse")
+    config.session_reuse = prefix == "proxy" and (directive is None or directive.args[0] == "on")
     return config

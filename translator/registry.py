@@ -211,17 +211,24 @@ RULES: dict[str, Rule] = {
     "proxy_ssl_server_name": Rule("exact", "SNI off by default; never for an IP address"),
     "proxy_ssl_name": Rule("exact", "with variables ($host...), rendered per request; its port is stripped"),
     "proxy_ssl_verify": Rule("exact", "the chain during the handshake, then the name (DNS names, else the CN; "
-                                      "wildcards in the leftmost label) also when no SNI is sent"),
+                                      "wildcards in the leftmost label) also when no SNI is sent; nginx's "
+                                      "`upstream SSL certificate verify error: (N:...)` lines, except that a lone "
+                                      "certificate of an untrusted issuer is logged with 20 where nginx logs 21 "
+                                      "(tests/test_differential_proxy_ssl_depth.py)"),
     "proxy_ssl_trusted_certificate": Rule("exact"),
-    "proxy_ssl_verify_depth": Rule("caveat", "kept in the config, not applied: Python's ssl has no depth setter "
-                                             "(nginx's default 1 accepts a leaf signed by a trusted root, as newproxy)"),
+    "proxy_ssl_verify_depth": Rule("exact", "checked on the chain after the handshake (Python's ssl has no depth "
+                                            "setter): at most N intermediates, else nginx's error 20 "
+                                            "(tests/test_differential_proxy_ssl_depth.py)"),
     "proxy_ssl_certificate": Rule("exact", "a client certificate from a file (no variables)"),
     "proxy_ssl_certificate_key": Rule("exact"),
     "proxy_ssl_protocols": Rule("caveat", "bounded by min/max (a list with a hole is widened); SSLv2/3 never"),
     "proxy_ssl_ciphers": Rule("exact", "the OpenSSL cipher string of the client context"),
-    "proxy_ssl_session_reuse": Rule("exact", "off is what newproxy does: a full handshake per connection; with on "
-                                             "(the default) nginx resumes sessions and each https proxy_pass "
-                                             "carries a caveat"),
+    "proxy_ssl_session_reuse": Rule("exact", "on (the default): one session per peer of a group, saved when the "
+                                             "upstream hands one out (TLSv1.3 tickets too) and offered on the next "
+                                             "connection to it, not for a group made per request from an address "
+                                             "(tests/test_differential_proxy_ssl_sessions.py); across locations "
+                                             "only when their proxy_ssl_* context settings agree, and per worker "
+                                             "with a zone (both reported where they apply)"),
     "proxy_set_header": Rule("exact"),
     "proxy_http_version": Rule("exact"),
     "proxy_connect_timeout": Rule("exact"),

@@ -62,7 +62,7 @@ from translator.http2 import http2_config
 from translator.http3 import http3_listens, shared_quic_ports
 from translator.tls import ssl_on, tls_config
 from translator.grpc import grpc_config
-from translator.proxy_tls import session_reuse_gap, upstream_tls
+from translator.proxy_tls import session_sharing_gap, upstream_tls
 from translator.resolver import resolver_config
 from translator.values import scalar_flag
 
@@ -185,6 +185,10 @@ class Translator:
         # whether auth_request is used (its subrequests are not limited).
         self.limit_zone_names: tuple[set[str], set[str], set[str]] = (set(), set(), set())
         self.limit_auth = False
+        # proxy_pass https:// groups -> the first location's TLS context settings (its proxy_pass):
+        # translator/proxy_tls.py session_sharing_gap
+        self.tls_session_contexts: dict[str, tuple[tuple[object, ...], Directive]] = {}
+        self.zone_directives: dict[str, Directive] = {}  # upstream name -> its zone directive
 
     def _capture_names(self) -> set[str]:
         """Named groups of location and server_name regexes: nginx makes each a variable."""
@@ -386,6 +390,7 @@ class Translator:
                 config.keepalive_timeout = parse_time(directive.args[0], directive)
             elif directive.name == "zone":
                 config.zone = directive.args[0]
+                self.zone_directives[config.name] = directive
         return config
 
     def _balancer(self, directive: Directive) -> tuple[str, str | None]:
@@ -777,10 +782,10 @@ class Translator:
             self._implicit_group(directive, group, host, port, path)
             if path is not None:
                 authority = "localhost"  # nginx's $proxy_host (and Host) for a unix socket
-        if scheme == "https":
-            session_reuse_gap(self, chain, directive)
-        return self._proxy_settings(directive, chain, upstream=group, proxy_host=authority, uri=uri,
-                                    tls=upstream_tls(self, chain) if scheme == "https" else None)
+        tls = upstream_tls(self, chain) if scheme == "https" else None
+        if tls is not None:
+            session_sharing_gap(self, group, tls, directive)
+        return self._proxy_settings(directive, chain, upstream=group, proxy_host=authority, uri=uri, tls=tls)
 
     def _reachable_group(self, directive: Directive, group: str) -> bool:
         """Whether the upstream block a proxy_pass/grpc_pass names has a peer newproxy can reach (else reported)."""

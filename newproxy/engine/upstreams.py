@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from newproxy.config import UpstreamConfig, UpstreamServerConfig
 
 if TYPE_CHECKING:
+    import ssl
+
     from newproxy.engine.variables import Template
 
 _HASH_TRIES = 20  # nginx: after 20 unlucky hash/random picks, plain round robin decides
@@ -51,6 +53,9 @@ class Peer:
     conns: int = 0
     accessed: float = 0.0
     checked: float = 0.0
+    # The TLS session an https:// upstream last handed out on a connection to this peer, offered on
+    # the next one (newproxy/http/upstream_tls.py): per worker, as nginx keeps it without a zone.
+    tls_session: ssl.SSLSession | None = None
 
     @classmethod
     def from_config(cls, server: UpstreamServerConfig) -> Peer:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno as _errno
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -37,13 +38,14 @@ from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_h
 from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
 from newproxy.http.spool import Spool
-from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
+from newproxy.http.upstream_tls import (chain_too_long, client_context, handshake_name, name_matches, release,
+                                        save_session)
 
 if TYPE_CHECKING:
-    from newproxy.config import ResolverConfig
+    from newproxy.config import ResolverConfig, UpstreamTlsConfig
     from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.types import ProxyPass
-    from newproxy.engine.upstreams import UpstreamGroup
+    from newproxy.engine.upstreams import Peer, UpstreamGroup
 
 ClientResponseHead = Callable[["ProxyPass", int, bytes, "list[tuple[bytes, bytes]]", str], "tuple[bytes, str]"]
 
@@ -724,22 +726,35 @@ class Exchange(ExchangeCore):
         tls = self.pp.tls
         # https:// (newproxy/http/upstream_tls.py): the handshake counts in proxy_connect_timeout.
         kwargs: dict[str, object] = {} if tls is None else {
-            "ssl": client_context(tls), "server_hostname": server_hostname(tls, self.pp.tls_name)}
+            "ssl": client_context(tls), "server_hostname": handshake_name(tls, self.pp.tls_name, peer)}
         # proxy_connect_timeout runs on the shared deadline tick (on_deadline cancels this task), as the
         # other timeouts do: asyncio.timeout() costs a libuv timer and a context manager per connect.
         self._arm(self.pp.proxy.connect_timeout)
         try:
-            if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
-                _, conn = await client.loop.create_unix_connection(
-                    lambda: UpstreamConn(pool, peer.name, client.loop), peer.path, **kwargs  # type: ignore[arg-type]
-                )
-            else:
-                _, conn = await client.loop.create_connection(
-                    lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
-                    **kwargs  # type: ignore[arg-type]
-                )
+            try:
+                if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
+                    _, conn = await client.loop.create_unix_connection(
+                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.path,
+                        **kwargs  # type: ignore[arg-type]
+                    )
+                else:
+                    _, conn = await client.loop.create_connection(
+                        lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
+                        **kwargs  # type: ignore[arg-type]
+                    )
+            finally:
+                if tls is not None:
+                    release(kwargs["server_hostname"])
         except asyncio.CancelledError:
             return  # the client went away, or proxy_connect_timeout passed (on_deadline)
+        except ssl.SSLCertVerificationError as exc:
+            # nginx completes the handshake and then reads the verification's result
+            # (ngx_http_upstream_ssl_handshake); Python's ssl stops the handshake: the same line.
+            self.connect_task = None
+            if not self.done:
+                self._failed("error", f"upstream SSL certificate verify error: ({exc.verify_code}:"
+                                      f"{exc.verify_message}) while SSL handshaking to upstream")
+            return
         except TimeoutError:  # the kernel's own ETIMEDOUT
             self.connect_task = None
             if not self.done:
@@ -763,17 +778,33 @@ class Exchange(ExchangeCore):
         if conn.closed:  # accepted and closed at once (a listener at its backlog limit, say)
             self._failed("error", "upstream prematurely closed connection while connecting to upstream")
             return
-        if tls is not None and tls.verify:
-            assert conn.transport is not None
-            cert = conn.transport.get_extra_info("peercert") or {}
-            if not name_matches(cert, self.pp.tls_name):
-                conn.abort()
-                self._failed("error", f'upstream SSL certificate does not match "{self.pp.tls_name}" while SSL '
-                                      "handshaking to upstream")
-                return
+        if tls is not None and not self._tls_checked(conn, tls, peer):
+            return
         self._attach(conn)
         self._timed(3)
         self._send()
+
+    def _tls_checked(self, conn: UpstreamConn, tls: UpstreamTlsConfig, peer: Peer) -> bool:
+        """After the handshake, as ngx_http_upstream_ssl_handshake: the chain's depth (the rest of the
+        verification was Python's, in the handshake), then the session saved for the peer, then the
+        name. False: the connection failed (logged, the next peer tried)."""
+        assert conn.transport is not None
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        if tls.verify and chain_too_long(ssl_object, tls.verify_depth):
+            # Not saved: nginx would save it and fail again on resuming it (a session keeps its
+            # verification's result); newproxy fails again with a full handshake.
+            conn.abort()
+            self._failed("error", "upstream SSL certificate verify error: (20:unable to get local issuer "
+                                  "certificate) while SSL handshaking to upstream")
+            return False
+        if tls.session_reuse:
+            save_session(peer, ssl_object)
+        if tls.verify and not name_matches(conn.transport.get_extra_info("peercert") or {}, self.pp.tls_name):
+            conn.abort()
+            self._failed("error", f'upstream SSL certificate does not match "{self.pp.tls_name}" while SSL '
+                                  "handshaking to upstream")
+            return False
+        return True
 
     def _attach(self, conn: UpstreamConn) -> None:
         conn.exchange = self
@@ -1123,6 +1154,9 @@ class Exchange(ExchangeCore):
         self._timed(5)
         conn = self._end()
         if conn is not None:
+            tls = self.pp.tls
+            if tls is not None and tls.session_reuse and conn.transport is not None and self.peer is not None:
+                save_session(self.peer, conn.transport.get_extra_info("ssl_object"))  # TLSv1.3's tickets
             conn.requests += 1
             pool = self.pool
             if (

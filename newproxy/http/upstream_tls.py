@@ -8,26 +8,111 @@
   chain during the handshake; the name is checked after it (``name_matches``), since Python's own
   check would also send the name as SNI;
 - a client certificate with proxy_ssl_certificate/_key;
-- sessions are not resumed (asyncio cannot hand a saved session to a new connection): a full
-  handshake per connection, where nginx resumes by default (proxy_ssl_session_reuse: a caveat).
+- proxy_ssl_session_reuse (on by default): one session per peer of a group, as
+  ngx_http_upstream_save_round_robin_peer_session keeps it, offered on the next connection to that
+  peer from any location (``handshake_name``, ``save_session``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import ssl
+from typing import Any, Protocol
 
 from newproxy.config import UpstreamTlsConfig
 
-_CONTEXTS: dict[int, tuple[UpstreamTlsConfig, ssl.SSLContext]] = {}
+# One context per distinct set of context settings, not per location: Python's ssl offers a session
+# only to connections of the context that made it, and nginx offers a peer's session from every
+# location (each of which has an SSL_CTX of its own there).
+_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+
+class SessionHolder(Protocol):
+    """What keeps a saved session: a peer of an upstream group (newproxy/engine/upstreams.py)."""
+
+    tls_session: ssl.SSLSession | None
+
+
+# Connections being opened -> (their token, the SNI to send (None: none), the session to offer).
+# asyncio and uvloop take no session for a new connection, and uvloop takes only an exact ``str`` as
+# server_hostname; they hand that very object on to the context's ``wrap_bio``. So the name handed
+# to them is a token made for one connection, by which ``SessionContext.wrap_bio`` finds the real
+# SNI and the session. The token's text is never sent.
+_PENDING: dict[int, tuple[str, str | None, ssl.SSLSession | None]] = {}
+_TOKENS = itertools.count()
+
+
+class SessionContext(ssl.SSLContext):
+    """A client context whose connections offer the session registered for their token."""
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: Any = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        entry = _PENDING.pop(id(server_hostname), None)
+        if entry is not None and entry[0] is server_hostname:
+            _, server_hostname, session = entry
+        try:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        except ValueError:
+            if session is None:
+                raise
+            # A session another context made (a location with other proxy_ssl_* settings saved it
+            # for this peer): Python refuses it, so a full handshake, where nginx would offer it.
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, None)
+
+
+def handshake_name(config: UpstreamTlsConfig, name: str, peer: SessionHolder) -> str:
+    """The server_hostname to hand the event loop for a connection to ``peer``: a token for the SNI
+    (``server_hostname``) and, with proxy_ssl_session_reuse on, the session the peer saved
+    (ngx_http_upstream_set_round_robin_peer_session). ``release`` it once the connection is made
+    or has failed."""
+    token = f"upstream-{next(_TOKENS)}"  # a new object, alive (and its id unique) until released
+    _PENDING[id(token)] = (token, server_hostname(config, name) or None,
+                           peer.tls_session if config.session_reuse else None)
+    return token
+
+
+def release(token: object) -> None:
+    """Forget a token whose handshake did not start (a failed connect) or has started."""
+    _PENDING.pop(id(token), None)
+
+
+def save_session(peer: SessionHolder, ssl_object: ssl.SSLObject | None) -> None:
+    """Keep the connection's session on its peer when the upstream has made it resumable, as nginx
+    saves each new session the upstream hands out (ngx_ssl_new_client_session): in TLSv1.2 with the
+    handshake, in TLSv1.3 in the tickets that follow it (so this is also called at the end of each
+    answer). A TLSv1.3 session without a ticket yet could not be resumed: the older one is kept."""
+    if ssl_object is None:
+        return
+    session = ssl_object.session
+    if session is None or session is peer.tls_session:
+        return
+    if session.has_ticket or (session.id and ssl_object.version() != "TLSv1.3"):
+        peer.tls_session = session
+
+
+def chain_too_long(ssl_object: ssl.SSLObject | None, depth: int) -> bool:
+    """Whether proxy_ssl_verify_depth refuses the chain the handshake verified. nginx sets it with
+    SSL_CTX_set_verify_depth, which Python's ssl has no setter for, so it is checked after the
+    handshake: OpenSSL then builds at most ``depth`` certificates above the upstream's own, so a
+    chain needing more intermediates between it and the trust anchor never reaches the anchor
+    (nginx 1.22: error 20, "unable to get local issuer certificate"). A resumed session was checked
+    when it was made; newproxy saves none that failed."""
+    if ssl_object is None or ssl_object.session_reused:
+        return False
+    # SSLObject.get_verified_chain is public from Python 3.13; the C object has it since 3.10.
+    get_chain = getattr(ssl_object, "get_verified_chain", None) or ssl_object._sslobj.get_verified_chain  # type: ignore[attr-defined]
+    chain = get_chain() or ()
+    return len(chain) > depth + 2  # the upstream's certificate, `depth` intermediates, the anchor
 
 
 def client_context(config: UpstreamTlsConfig) -> ssl.SSLContext:
-    """The client context of a location's TLS settings, made once (keyed by the config object)."""
-    cached = _CONTEXTS.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    """The client context of a location's TLS settings, made once per distinct set of them."""
+    key = config.context_key()
+    cached = _CONTEXTS.get(key)
+    if cached is not None:
+        return cached
+    context = SessionContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # the name is checked by name_matches, without forcing SNI
     versions = [ssl.TLSVersion[p.replace(".", "_")] for p in config.protocols]
     context.minimum_version, context.maximum_version = min(versions), max(versions)
@@ -40,7 +125,7 @@ def client_context(config: UpstreamTlsConfig) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     if config.certificate and config.certificate_key:
         context.load_cert_chain(config.certificate, config.certificate_key)
-    _CONTEXTS[id(config)] = (config, context)
+    _CONTEXTS[key] = context
     return context
 
 

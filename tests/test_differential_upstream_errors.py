@@ -4,7 +4,8 @@ against real nginx: a URI (with args), =code, =, a named location, a URL, a seco
 behind the page, a page that fails again, a page for another status, 444 behind the page, and a
 server-level error_page. And proxy_intercept_errors: upstream error statuses (the recording
 upstream answers NNN for a URI with /__status/NNN) replaced by the location's error_page, inherited
-or not, =code, a URL, a named location, and a page that meets an intercepted error again."""
+or not, =code, a URL, a named location, and a page that meets an intercepted error again; an
+intercepted 401 carries the upstream's first WWW-Authenticate over to each kind of page."""
 
 from __future__ import annotations
 
@@ -41,11 +42,17 @@ def requests(plan: Plan) -> list[Request]:
                            headers=(("Host", "icpt.test"), ("Content-Length", "3")), listen=listen,
                            group="hand-picked", label=f"intercept POST /{prefix}", body=b"abc"))
         out.append(get(listen, f"/{prefix}/ok", "icpt.test", f"intercept, upstream 200 /{prefix}"))
+    two = "/__header/WWW-Authenticate=Basic%20realm%3D%22one%22/__header/WWW-Authenticate=Bearer"
+    for prefix in ("a401", "a401code", "a401named", "a401url", "a401proxy", "i"):
+        for challenges in (two, ""):
+            for method in ("GET", "HEAD"):
+                target = f"/{prefix}/__status/401{challenges}/x"
+                out.append(get(listen, target, "icpt.test", f"intercepted 401 {method} {target}", method=method))
     return out
 
 
 def test_error_page_after_upstream_failure_matches_nginx(tmp_path: Path) -> None:
     report = shadow(str(DATA / "upstream_errorpages.conf"), str(tmp_path), requests, max_requests=0,
                     refuse=frozenset({"127.0.0.1:9301"}))
-    assert_equivalent(report, minimum=12 * 8 + 2 + 3 + 6 * 12)
+    assert_equivalent(report, minimum=12 * 8 + 2 + 3 + 6 * 12 + 6 * 4)
     assert {"200", "301", "302", "404", "502", "503", "504"} <= set(report.statuses), report.statuses

@@ -306,8 +306,9 @@ RULES: dict[str, Rule] = {
                                     "relative Location is made absolute as nginx's header filter does"),
     "proxy_cookie_domain": Rule("exact", "Set-Cookie Domain attributes; the cookie is written again as nginx does"),
     "proxy_cookie_path": Rule("exact", "Set-Cookie Path attributes; the cookie is written again as nginx does"),
-    "proxy_intercept_errors": Rule("caveat", "the error_page replaces the upstream's response; a 401's "
-                                             "WWW-Authenticate is not carried over to the page"),
+    "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
+                                            "401 carries its first WWW-Authenticate over to the page, as nginx "
+                                            "1.22 (tests/test_differential_upstream_errors.py)"),
     # gRPC module (translator/grpc.py, newproxy/engine/grpc.py, newproxy/http/grpc_upstream.py):
     # tests/test_differential_grpc.py compares the upstream's h2 request and the client's answer with nginx's.
     "grpc_pass": Rule("caveat", "grpc://, grpcs:// (TLS, ALPN h2), an address or an upstream name; the HTTP/2 "

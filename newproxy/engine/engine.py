@@ -407,7 +407,10 @@ class Engine:
             return self.maker.error(status, pp.request, pp.keepalive)
         if pp.redirect is not None:  # the upstream's X-Accel-Redirect, not a failure
             return accel.follow(self, ctx, pp, self._output)  # type: ignore[arg-type,return-value]
-        return self._output(ctx, self._fail(ctx, status))
+        answer = self._fail(ctx, status)
+        if ctx.www_authenticate:  # an intercepted 401's (engine/proxy.py carry_www_authenticate)
+            answer = access.with_www_authenticate(ctx, answer)  # type: ignore[assignment]
+        return self._output(ctx, answer)
 
     # -- internal redirects made outside the phases (X-Accel-Redirect: newproxy/engine/accel.py) ------
 

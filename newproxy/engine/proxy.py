@@ -164,6 +164,16 @@ def keep_upstream_answer(pp: ProxyPass, status: int, headers: list[tuple[bytes, 
         pp.context.upstream_answer = (status, headers)
 
 
+def carry_www_authenticate(pp: ProxyPass, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """proxy_intercept_errors took an upstream answer (ngx_http_upstream_intercept_errors): for a
+    401, nginx 1.22 carries the answer's first WWW-Authenticate over to the error_page's answer."""
+    if status == 401 and isinstance(pp.context, RequestContext):
+        found = next((v for n, v in headers if len(n) == 16 and n.lower() == b"www-authenticate"), None)
+        if found is not None:
+            ctx = pp.context
+            ctx.www_authenticate = [found] if ctx.www_authenticate is None else [*ctx.www_authenticate, found]
+
+
 def client_response_head(
     pp: ProxyPass, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: str
 ) -> tuple[bytes, str]:

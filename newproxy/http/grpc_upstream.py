@@ -41,6 +41,7 @@ from h2.exceptions import H2Error
 from h2.settings import SettingCodes, Settings
 
 from newproxy import connnum
+from newproxy.engine.proxy import carry_www_authenticate
 from newproxy.engine.status import REASONS
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
@@ -544,6 +545,7 @@ class GrpcExchange(ExchangeCore):
             self._timed(4)
         pp = self.pp
         if status in pp.intercept:
+            carry_www_authenticate(pp, status, rest)
             self._timed(5)
             self._close_conn()
             assert self.selection is not None and self.peer is not None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from newproxy import connnum
-from newproxy.engine.proxy import keep_upstream_answer
+from newproxy.engine.proxy import carry_www_authenticate, keep_upstream_answer
 from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.errorlog import ErrorLog
@@ -1315,6 +1315,8 @@ class Exchange(ExchangeCore):
         self.conn = None
         if conn is not None and self.pp.relay.upstream_answer:  # $upstream_http_NAME in the page
             keep_upstream_answer(self.pp, self.intercepted, conn.headers)
+        if conn is not None:
+            carry_www_authenticate(self.pp, self.intercepted, conn.headers)
         if conn is not None:
             conn.exchange = None
             if self._bodiless(conn):

@@ -248,12 +248,12 @@ RULES: dict[str, Rule] = {
                                           "(-Expires, -Charset, Expires, Cache-Control, Set-Cookie, Vary), which is "
                                           "what ignoring them does without a cache (the headers still reach the "
                                           "client unless hidden); values are checked"),
-    "proxy_buffer_size": Rule("caveat", "the most an upstream's response head may take: past it, 502 (\"upstream "
-                                        "sent too big header\", or the next peer with proxy_next_upstream "
-                                        "invalid_header), at nginx's byte, and nginx's quirk for a head that "
-                                        "fills it exactly with proxy_buffering on (the head, then a close) "
-                                        "(tests/test_differential_upstream_limits.py); an upstream's "
-                                        "X-Accel-Buffering does not switch that quirk as it does in nginx"),
+    "proxy_buffer_size": Rule("exact", "the most an upstream's response head may take: past it, 502 (\"upstream "
+                                       "sent too big header\", or the next peer with proxy_next_upstream "
+                                       "invalid_header), at nginx's byte, and nginx's quirk for a head that "
+                                       "fills it exactly when the answer is buffered (proxy_buffering, or the "
+                                       "upstream's X-Accel-Buffering): the head, then a close "
+                                       "(tests/test_differential_upstream_limits.py)"),
     "proxy_buffering": Rule("caveat", "on, as nginx: an answer the client cannot take as fast as the upstream "
                                       "sends it is read on into proxy_buffers and an unnamed temporary file "
                                       "(proxy_max_temp_file_size in all), so a slow client does not hold the "

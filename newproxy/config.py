@@ -356,6 +356,13 @@ class ProxyConfig(_Model):
     temp_path: str | None = Field(
         default=None, description="nginx `proxy_temp_path`'s directory, for the temporary files (unnamed); "
                                   "None: the system's temporary directory")
+    client_body_buffer_size: int = Field(
+        default=16384, description="nginx `client_body_buffer_size`: a request body read whole is kept in memory "
+                                   "up to this, then in a temporary file (a Content-Length one whose rest is "
+                                   "under 1.25 times this stays in memory)")
+    client_body_temp_path: str | None = Field(
+        default=None, description="nginx `client_body_temp_path`'s directory for those files (named as nginx's, "
+                                  "unlinked at once); None: the system's temporary directory")
     accel_buffering: bool = Field(
         default=True, description="an upstream's X-Accel-Buffering (yes/no) switches `buffering` for its answer "
                                   "(nginx's default; false: `proxy_ignore_headers X-Accel-Buffering`)")

@@ -696,23 +696,35 @@ def test_request_buffering_off_over_h2_like_nginx(tmp_path: Path) -> None:
     the_plan = plan(config)
     listen = _listen(the_plan, 8080)
     body = b"0123456789" * 50
-    cases = [("/nb/a", ()), ("/nb/b", (("content-length", str(len(body))),)), ("/nb10/c", ()), ("/b/d", ())]
+    big = bytes(range(256)) * 160  # 40 KiB: past client_body_buffer_size (newproxy: a file, its reads kept)
+    cases = [("/nb/a", (), body), ("/nb/b", (("content-length", str(len(body))),), body), ("/nb10/c", (), body),
+             ("/b/d", (), body), ("/nb/e", (), big), ("/b/f", (), big), ("/b/g", (("content-length", "40960"),), big)]
     seen = []
     with started_targets(config, the_plan, str(tmp_path / "run")) as started:
         for target in started.targets:
             port = target.listen_ports[listen]
-            statuses = [asyncio.run(_post_in_frames(port, target_path, body, extra)) for target_path, extra in cases]
+            statuses = [asyncio.run(_post_in_frames(port, target_path, data, extra))
+                        for target_path, extra, data in cases]
             raws = [re.sub(rb"(?m)^Host: [^\r]*", b"Host: <h>", r.raw) for r in started.pool.take()]
             seen.append((statuses, raws))
     nginx, newproxy = seen
     assert newproxy == nginx
     assert nginx[0] == [200] * len(cases)
-    assert b"Transfer-Encoding: chunked" in nginx[1][0] and b"Content-Length" not in nginx[1][0]
-    assert all(b"Content-Length: 500" in raw for raw in nginx[1][1:])
+    for unbuffered in (0, 4):
+        assert b"Transfer-Encoding: chunked" in nginx[1][unbuffered] and b"Content-Length" not in nginx[1][unbuffered]
+    assert all(b"Content-Length: 500" in raw for raw in nginx[1][1:4])
+    assert all(b"Content-Length: 40960" in raw for raw in nginx[1][5:])
+    # The 40 KiB body nginx read unbuffered went upstream a chunk per read: more than one chunk.
+    assert nginx[1][4].count(b"\r\n0\r\n\r\n") == 1 and nginx[1][4].count(b"\r\n") > 4
+    # Buffered, it went to a temporary file, with nginx's warning (unbuffered, no file, no warning).
+    from tests.test_differential_request_body_file import _warnings
+    lines = [_warnings(tmp_path / "run" / target / "error.log") for target in ("nginx", "newproxy")]
+    assert lines[1] == lines[0] and [line.split('"')[1] for line in lines[0]] == ["POST /b/f HTTP/2.0", "POST /b/g HTTP/2.0"]
 
 
 async def _post_in_frames(port: int, path: str, body: bytes, extra: tuple[tuple[str, str], ...]) -> int:
-    """POST ``body`` in two DATA frames sent after the HEADERS (0.1 s apart); the answer's status."""
+    """POST ``body`` in two halves of DATA frames sent after the HEADERS (0.1 s apart); the answer's
+    status."""
     from h2.config import H2Configuration
     from h2.connection import H2Connection
     from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
@@ -725,11 +737,11 @@ async def _post_in_frames(port: int, path: str, body: bytes, extra: tuple[tuple[
     writer.write(conn.data_to_send())
     await asyncio.sleep(0.1)
     half = len(body) // 2
-    conn.send_data(1, body[:half])
-    writer.write(conn.data_to_send())
-    await asyncio.sleep(0.1)
-    conn.send_data(1, body[half:], end_stream=True)
-    writer.write(conn.data_to_send())
+    for part, last in ((body[:half], False), (body[half:], True)):  # each half in frames of 16 KiB at most
+        for at in range(0, len(part), 16384):
+            conn.send_data(1, part[at:at + 16384], end_stream=last and at + 16384 >= len(part))
+        writer.write(conn.data_to_send())
+        await asyncio.sleep(0 if last else 0.1)
     status = 0
     try:
         while True:

@@ -7,6 +7,7 @@ upstream (tests/io_upstream.py) and stops everything it started, whatever happen
 from __future__ import annotations
 
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -522,3 +523,24 @@ def test_command_line_basics() -> None:
     assert result.returncode == 1 and 'invalid option: "x"' in result.stderr
     result = run_cli("-c")
     assert result.returncode == 1 and 'option "-c" requires file name' in result.stderr
+
+
+def test_a_body_file_that_cannot_be_made_is_a_500(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """client_body_temp_path unusable at run time (here: under a regular file): nginx logs the
+    open() at crit and answers 500 (ngx_http_write_request_body); so does newproxy, and it goes on
+    serving. (Not against nginx: nginx makes its temp paths at start and refuses to start on this.)"""
+    (tmp_path / "plain-file").write_text("")
+    config = make_config(free_port(), [upstream.port], tmp_path)
+    proxy_config = config.servers[0].locations[0].proxy
+    assert proxy_config is not None
+    proxy_config.client_body_temp_path = str(tmp_path / "plain-file" / "bodies")
+    config.error_log = str(tmp_path / "error.log")
+    with newproxy(config, tmp_path) as proxy:
+        client = Client(proxy.port)
+        client.send(b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n" + b"a" * 100000)
+        assert client.read().status == 500
+        client.close()
+        assert get(proxy.port, "/x").status == 200  # and it goes on serving
+    log = (tmp_path / "error.log").read_text()
+    assert re.search(r'\[crit\] \d+#\d+: \*\d+ open\(\) "[^"]*/plain-file/bodies/\d{10}" failed \(20: Not a directory\), '
+                     r'client: 127\.0\.0\.1, server: , request: "POST /x HTTP/1\.1", host: "test"', log), log

@@ -160,3 +160,17 @@ def test_proxy_ssl_verify_depth_must_be_a_number(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("2x", "3"))
     proxy = translate(parse_config(str(path))).config.servers[0].locations[0].proxy
     assert proxy is not None and proxy.tls is not None and proxy.tls.verify_depth == 3
+
+
+def test_client_body_buffer_settings_reach_the_proxied_locations(tmp_path: Path) -> None:
+    path = conf(tmp_path, "client_body_buffer_size 64k; client_body_temp_path body_temp 1 2;\n"
+                          "server { listen 80;\n"
+                          "  location /a { proxy_pass http://127.0.0.1:9000; }\n"
+                          "  location /b { client_body_buffer_size 1m; client_body_temp_path /var/tmp/b;\n"
+                          "    proxy_pass http://127.0.0.1:9000; } }")
+    translation = translate(parse_config(str(path)), prefix="/srv/nginx")
+    a, b = (loc.proxy for loc in translation.config.servers[0].locations)
+    assert a is not None and (a.client_body_buffer_size, a.client_body_temp_path) == (65536, "/srv/nginx/body_temp")
+    assert b is not None and (b.client_body_buffer_size, b.client_body_temp_path) == (1048576, "/var/tmp/b")
+    levels = {(o.directive, o.line): o.level for o in translation.occurrences}
+    assert levels[("client_body_buffer_size", 3)] == "exact" and levels[("client_body_temp_path", 3)] == "caveat"

@@ -42,6 +42,12 @@ RULES: dict[str, Rule] = {
     "default_type": Rule("exact"),
     "types": Rule("exact", "MIME types by extension, for responses newproxy makes"),
     "client_max_body_size": Rule("exact"),
+    "client_body_buffer_size": Rule("exact", "a body read whole (for proxy_pass) is kept in memory up to this, then "
+                                             "in a temporary file, with nginx's warning "
+                                             "(tests/test_differential_request_body_file.py)"),
+    "client_body_temp_path": Rule("caveat", "the directory of those files (made if missing; a relative path is "
+                                            "read against nginx's prefix); the levels are not used, and the files "
+                                            "are unlinked as soon as they are made"),
     "server_tokens": Rule("caveat", "http-level on/off/build kept (build is on); newproxy announces itself as "
                                     "newproxy, not nginx, and a server/location-level value is not applied (both "
                                     "only change the Server header and the error-page signature, which the shadow "
@@ -288,8 +294,10 @@ RULES: dict[str, Rule] = {
     "proxy_request_buffering": Rule("caveat", "the upstream request is nginx's (tests/test_differential_request_"
                                               "streaming.py): with off, proxy_http_version 1.1 and a chunked body "
                                               "still arriving after the head, Transfer-Encoding: chunked; else "
-                                              "Content-Length. But newproxy reads the whole body before it connects, "
-                                              "so the upstream sees it later than from nginx, which streams it; and "
+                                              "Content-Length. But newproxy reads the whole body before it connects "
+                                              "(past client_body_buffer_size into a temporary file, without nginx's "
+                                              "warning, as nginx writes none), so the upstream sees it later than "
+                                              "from nginx, which streams it; and "
                                               "after a body nginx streamed, an error_page or X-Accel-Redirect to "
                                               "another proxy_pass sends it again (nginx cannot: 504)"),
     "proxy_method": Rule("exact", "with variables; also replaces the GET an error_page redirect makes"),

@@ -833,6 +833,8 @@ class Translator:
             buffers=buffers,
             max_temp_file_size=max_temp_file_size,
             temp_path=self._temp_path(chain),
+            client_body_buffer_size=self._size(chain, "client_body_buffer_size", 16384),
+            client_body_temp_path=self._temp_path(chain, "client_body_temp_path"),
             accel_buffering=_heeded(chain, "x-accel-buffering"),
             request_buffering=self._scalar_arg(chain, "proxy_request_buffering", "on") == "on",
             accel_redirect=_heeded(chain, "x-accel-redirect"),
@@ -843,10 +845,10 @@ class Translator:
             source=directive.where,
         )
 
-    def _temp_path(self, chain: _Chain) -> str | None:
-        """proxy_temp_path's directory (its levels do not matter: newproxy's files have no name);
-        a relative one is read against nginx's prefix, as nginx does."""
-        directive = chain.scalar("proxy_temp_path")
+    def _temp_path(self, chain: _Chain, name: str = "proxy_temp_path") -> str | None:
+        """proxy_temp_path's (or client_body_temp_path's) directory (the levels do not matter:
+        newproxy's files are unlinked at once); a relative one is read against nginx's prefix."""
+        directive = chain.scalar(name)
         if directive is None:
             return None
         path = directive.args[0]

@@ -31,6 +31,8 @@ from newproxy.engine.uri import BadRequest, parse_target
 
 
 _SERVER_REWRITE, _FIND, _NAMED = range(3)
+# client_body_buffer_size and client_body_temp_path when no proxied location reads the body.
+_DEFAULT_BODY_BUFFER: tuple[int, str | None, bool] = (16384, None, True)
 
 
 class Engine:
@@ -149,7 +151,12 @@ class Engine:
             return 0
         location = self._find_location(ctx)
         ctx.location = location  # a 413 while reading the body is logged by this location's access_log
-        if ctx.server.rewrite or location is None or location.rewrite or location.proxy is None:
+        proxy = location.proxy if location is not None else None
+        # The body's buffer: this location's, the defaults when a rewrite may take the request
+        # elsewhere (the location that reads it is known only then).
+        request.body_buffer = _DEFAULT_BODY_BUFFER if proxy is None else \
+            (proxy.config.client_body_buffer_size, proxy.config.client_body_temp_path, proxy.config.request_buffering)
+        if ctx.server.rewrite or location is None or location.rewrite or proxy is None:
             return 0
         return location.client_max_body_size
 

@@ -72,10 +72,13 @@ def grpc_pass(ctx: RequestContext, location: CompiledLocation, proxy: CompiledPr
                 del request.headers[i]
                 break
     ctx.proxy_host = proxy.config.proxy_host
+    body = request.body if proxy.config.pass_request_body else b""
+    if not isinstance(body, bytes):  # a body in a file (HTTP/1): the gRPC client sends bytes
+        body = body.read(0, len(body))
     return ProxyPass(
         upstream=proxy.group,
         head=b"",
-        body=request.body if proxy.config.pass_request_body else b"",
+        body=body,
         proxy=proxy.config,
         request=request,
         keepalive=request.keepalive,

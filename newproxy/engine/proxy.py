@@ -26,6 +26,7 @@ from newproxy.engine.types import LocationFix, ProxyPass, Request
 
 if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledProxy
+    from newproxy.http.bodyfile import BodyFile
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,17 +95,26 @@ def pass_through_head(request: Request) -> bytes:
     return b"".join(parts)
 
 
-def pass_through_body(request: Request) -> bytes:
+def pass_through_body(request: Request) -> bytes | BodyFile:
     """The body as the client framed it: a chunked request (decoded by the front end) is chunked
     again, in one chunk, since its Transfer-Encoding header is passed on unchanged."""
     for name, value in request.headers:
         if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            body = request.body
-            return (b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n") if body else b"0\r\n\r\n"
+            return one_chunk(request.body)
     return request.body
 
 
-def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
+def one_chunk(body: bytes | BodyFile) -> bytes | BodyFile:
+    """A whole body as one chunk and the last chunk (just the last chunk when it is empty); a body
+    in a file that kept its reads, a chunk per read (as ``body_parts``)."""
+    if not body:
+        return b"0\r\n\r\n"
+    if isinstance(body, bytes):
+        return b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    return body.chunked()
+
+
+def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile:
     """The body sent upstream: proxy_set_body's value (for any method; the client's body is read but
     not sent), else the client's body unless proxy_pass_request_body is off. Evaluated before the
     head, as ngx_http_proxy_create_request does: $proxy_internal_body_length is then its length."""
@@ -128,8 +138,7 @@ def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes:
                 request.headers = [h for h in request.headers if h[0] != b"content-length"]
             if parts:  # HTTP/2: a chunk per read, as nginx forwarded them
                 return b"".join(b"%x\r\n" % len(part) + part + b"\r\n" for part in parts) + b"0\r\n\r\n"
-            body = request.body
-            return b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n" if body else b"0\r\n\r\n"
+            return one_chunk(request.body)
     elif ctx.proxy_chunked:
         ctx.proxy_chunked = False
     return request.body

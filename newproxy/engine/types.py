@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 if TYPE_CHECKING:
     from newproxy.config import ProxyConfig, UpstreamTlsConfig
+    from newproxy.http.bodyfile import BodyFile
     from newproxy.engine.context import RequestContext
     from newproxy.engine.proxy import ResponseRelay
     from newproxy.engine.proxyurl import Resolve
@@ -24,7 +25,8 @@ class Request:
     target: bytes  # the raw request-target, as received
     version: bytes  # b"1.1", b"1.0"
     headers: list[tuple[bytes, bytes]]  # as received: original case, order and duplicates
-    body: bytes
+    # Read whole; past client_body_buffer_size, in a temporary file (newproxy/http/bodyfile.py).
+    body: bytes | BodyFile
     client_addr: tuple[str, int]
     local_addr: tuple[str, int]  # the address and port the request arrived on
     scheme: str = "http"
@@ -50,6 +52,9 @@ class Request:
     # HTTP/1: the phases run at the head while the body is still coming (an auth_request location,
     # as nginx runs them: newproxy/http/h1.py): a content handler that reads the body waits (AwaitBody).
     body_pending: bool = False
+    # Set by the engine when the front end asks for the body's limit (Engine.max_body_size): the
+    # location's client_body_buffer_size, client_body_temp_path and proxy_request_buffering.
+    body_buffer: tuple[int, str | None, bool] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,7 +123,7 @@ class ProxyPass:
 
     upstream: UpstreamGroup
     head: bytes  # request line and headers for the upstream, ending with the blank line
-    body: bytes
+    body: bytes | BodyFile  # a file past client_body_buffer_size: sent in pieces (newproxy/http/upstream.py)
     proxy: ProxyConfig
     request: Request
     keepalive: bool  # whether the client connection may be kept after this response

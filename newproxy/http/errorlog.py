@@ -220,3 +220,13 @@ def request_context(req: Request, server: str, upstream: str = "") -> str:
     if referer is not None:
         out += f', referrer: "{referer.decode("latin-1")}"'
     return out
+
+
+def log_for_request(log: ErrorLog, req: Request | None, level: str, message: str, conn_id: int) -> None:
+    """A message about a request still being read (its body): in its location's error_log (the one
+    found at its head), with nginx's request context."""
+    ctx = req.context if req is not None else None
+    if req is None or ctx is None:
+        log.log(level, message, conn_id)
+        return
+    log.for_context(ctx).log(level, message + request_context(req, ctx.server.primary_name), conn_id)  # type: ignore[attr-defined]

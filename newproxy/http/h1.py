@@ -35,6 +35,7 @@ from newproxy.engine.types import TlsInfo
 from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ
 from newproxy.engine.types import AuthSubrequest, AwaitBody, Delayed, FileResponse, ProxyPass, RateLimit, Request, Response, Result
 from newproxy.engine.logformat import LogRecord
+from newproxy.http.bodyfile import BodyBuffer, buffered
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
@@ -69,6 +70,7 @@ _PENDING, _DROPPING = 1, 2
 # a refusal is answered at once and the body discarded, an acceptance reads it and goes on (AwaitBody).
 _EARLY_PENDING, _EARLY_RUNNING = 1, 2
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
+_NEVER = 1 << 62  # a body length no request reaches
 
 
 def _reset_on_close(transport: asyncio.BaseTransport) -> None:
@@ -226,6 +228,7 @@ class H1Protocol(asyncio.Protocol):
         "_reads",
         "_resumed",
         "_head_read",
+        "_late_at",
         "_requests",
         "_st",
         "_stopped",
@@ -257,7 +260,8 @@ class H1Protocol(asyncio.Protocol):
         self.tls: TlsInfo | int | None = None
         self.client_addr: tuple[str, int] = ("", 0)
         self.local_addr: tuple[str, int] = ("", 0)
-        self._body: list[bytes] | None = None
+        # The body being read: its parts, or a BodyBuffer when it may outgrow client_body_buffer_size.
+        self._body: list[bytes] | BodyBuffer | None = None
         self._body_len = 0
         self._req: Request | None = None
         self._limit = 0
@@ -289,6 +293,7 @@ class H1Protocol(asyncio.Protocol):
         # (nginx then streams it upstream chunked; newproxy/engine/proxy.py upstream_body).
         self._reads = 0
         self._head_read = 0
+        self._late_at = _NEVER  # or: a chunked body longer than this was still arriving when nginx connected
         self._draining = False
         # Access log: the record of the request being parsed, and of the one being answered.
         self._prec: LogRecord | None = None
@@ -572,6 +577,10 @@ class H1Protocol(asyncio.Protocol):
                 self._reject(413, req)
                 raise _Stop
         self._limit = limit
+        self._late_at = _NEVER
+        buffer = req.body_buffer  # set by max_body_size: the body's client_body_buffer_size
+        if buffer is not None:
+            self._body_buffer(parser, buffer)
         self._head_read = self._reads
         if plan == AUTH_FIRST:
             # "100 Continue" only once the content handler reads the body (ngx_http_test_expect).
@@ -590,11 +599,39 @@ class H1Protocol(asyncio.Protocol):
         body = self._body
         if body is None:
             self._body = [data]
-        else:
+        elif type(body) is list:
             body.append(data)
+        else:
+            self._to_buffer(body, data)  # type: ignore[arg-type]
         self._body_len += len(data)
         if self._limit and self._body_len > self._limit:
             self._reject(413, self._req)
+            raise _Stop
+
+    def _body_buffer(self, parser: RequestParser, buffer: tuple[int, str | None, bool]) -> None:
+        """How nginx would read this body (ngx_http_read_client_request_body): what came in its
+        header buffer with the head (client_header_buffer_size, or a large one for a longer head),
+        then one client_body_buffer_size buffer. Buffered, a chunked body past them, or a
+        Content-Length one whose rest is 1.25 buffers or more, goes to a file (with nginx's warning;
+        unbuffered, nginx never writes one, newproxy does, silently, so as not to hold it in memory).
+        Unbuffered, a chunked body still arriving past them when nginx connects goes upstream chunked."""
+        size, directory, warn = buffer  # warn: read buffered (proxy_request_buffering on)
+        client = self.ctx.client
+        head = parser.head_length
+        room = (client.header_buffer_size if head <= client.header_buffer_size else client.large_header_buffer_size) - head
+        preread = max(0, min(parser.unparsed(), room))
+        if parser.te is not None:
+            self._late_at = preread + size
+            self._body = BodyBuffer(preread + size, directory, warn)
+        elif parser.length - min(preread, parser.length) >= size + (size >> 2):
+            self._body = BodyBuffer(size, directory, warn)
+
+    def _to_buffer(self, buffer: BodyBuffer, data: bytes) -> None:
+        """Into the body's buffer or its file; one that cannot be made or written is a 500, as
+        nginx answers."""
+        req = self._req if self._req is not None else self._early_req
+        if not buffered(buffer, data, False, self.ctx.log, req, self.conn_id):
+            self._reject(500, req)
             raise _Stop
 
     def on_chunk(self, size: int) -> None:
@@ -630,9 +667,12 @@ class H1Protocol(asyncio.Protocol):
         """The body read for ``req``, and whether a chunked one ended in a later read than its head."""
         body = self._body
         if body is not None:
-            req.body = body[0] if len(body) == 1 else b"".join(body)
+            if type(body) is list:
+                req.body = body[0] if len(body) == 1 else b"".join(body)
+            else:
+                req.body = body.take()  # type: ignore[union-attr]
             self._body = None
-        if self._reads != self._head_read and self.parser.te is not None:
+        if self.parser.te is not None and (self._reads != self._head_read or self._body_len > self._late_at):
             req.chunked_late = True
 
     # -- discarded bodies (ngx_http_discard_request_body) -----------------------------------------

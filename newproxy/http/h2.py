@@ -45,6 +45,7 @@ from newproxy.http.h2core import (
     ConnectionError_,
     H2Core,
 )
+from newproxy.http.bodyfile import BodyBuffer, buffered
 from newproxy.http.h1parse import INVALID_OTHER, INVALID_UNDERSCORE
 from newproxy.http.streams import Headers, Stream, build_request
 from newproxy.stats import ACTIVE, REQUESTS, WRITING
@@ -62,6 +63,7 @@ class _H2Stream:
 
     __slots__ = (
         "body_len",
+        "buffer",
         "early",
         "end_pending",
         "headers_done",
@@ -97,6 +99,8 @@ class _H2Stream:
         self.sent = 0  # bytes of the answer's frames written: nginx's $bytes_sent over HTTP/2
         self.later = False  # data waits for the end of this loop iteration (H2Protocol._flush)
         self.parts: list[bytes] = []  # the body by read (DATA frames of one read joined): its chunks
+        # Instead of ``parts``, a body that may outgrow client_body_buffer_size (to a temporary file).
+        self.buffer: BodyBuffer | None = None
         self.read = -1  # the read that brought the last part
         self.streaming = False  # the body goes upstream as it comes (grpc_pass): Stream.feed
         # Run at its HEADERS, its body still coming (an auth_request location): the body is
@@ -384,6 +388,12 @@ class H2Protocol(asyncio.Protocol):
                 return
         elif not end:
             st.limit = st.stream.body_limit(req)
+        if not end and req.body_buffer is not None:
+            # ngx_http_v2_read_request_body: a body declared within client_body_buffer_size gets a
+            # buffer of its size; any other one, that buffer, then a temporary file.
+            size, directory, warn = req.body_buffer  # warn: read buffered
+            if length is None or int(length) > size:
+                st.buffer = BodyBuffer(size, directory, warn, reads=True)
         if end:
             st.stream.start(req)
         elif st.stream.body_streamed(req):
@@ -422,7 +432,12 @@ class H2Protocol(asyncio.Protocol):
             return  # answered already (413...): the rest of the body is dropped
         if data:
             st.body_len += len(data)
-            if st.read == self.reads:
+            buffer = st.buffer
+            if buffer is not None:
+                same_read, st.read = st.read == self.reads, self.reads
+                if not self._buffered(st, buffer, data, same_read):
+                    return
+            elif st.read == self.reads:
                 st.parts[-1] += data
             else:
                 st.read = self.reads
@@ -435,6 +450,20 @@ class H2Protocol(asyncio.Protocol):
                 return
         if end:
             self._ended(st)
+
+    def _buffered(self, st: _H2Stream, buffer: BodyBuffer, data: bytes, same_read: bool) -> bool:
+        """Into the body's buffer or its file; False: the file failed, and the stream is answered
+        500, as nginx answers."""
+        req = st.req
+        assert req is not None
+        if buffered(buffer, data, same_read, self.ctx.log, req, self.conn_id):
+            return True
+        st.buffer = None
+        if st.early:  # its phases are running: what they started stops
+            st.stream.body_failed(500)
+        else:
+            st.stream.error(500, req)
+        return False
 
     def on_trailers(self, sid: int, headers: list[tuple[bytes, bytes]]) -> None:
         st = self.streams.get(sid)
@@ -473,9 +502,13 @@ class H2Protocol(asyncio.Protocol):
         req = st.req
         if req is None or st.stream.request is not None and not st.early or st.headers_done or st.stream.answered:
             return
-        parts = st.parts
-        if parts:
+        buffer = st.buffer
+        parts = st.parts if buffer is None else buffer.parts  # (none left once the body went to a file)
+        if buffer is not None and buffer.file is not None:
+            req.body = buffer.file  # its reads are kept in it (BodyFile.reads)
+        elif parts:
             req.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if req.body:
             if req.log is not None:
                 req.log.body_length = st.body_len  # type: ignore[attr-defined]
             if not any(name == b"content-length" for name, _ in req.headers):
@@ -486,7 +519,7 @@ class H2Protocol(asyncio.Protocol):
                 # proxy_request_buffering off (HTTP/1.1 upstream) it forwards it chunked, a chunk per
                 # read (newproxy/engine/proxy.py upstream_body).
                 req.chunked_late = True
-                req.body_parts = st.parts
+                req.body_parts = parts or None
         if st.early:
             st.stream.body_in()
         else:

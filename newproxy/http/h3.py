@@ -76,6 +76,7 @@ from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ
 from newproxy.engine.logformat import LogRecord
 from newproxy.engine.servers import canonical_address, host_valid
 from newproxy.engine.types import Request, TlsInfo
+from newproxy.http.bodyfile import BodyBuffer, buffered
 from newproxy.http.streams import Headers, Stream, build_request
 from newproxy.stats import ACTIVE, REQUESTS
 
@@ -216,12 +217,14 @@ class _StreamOut:
 class _Pending:
     """A request whose body is still coming: the Request (headers in), its body so far, its stream."""
 
-    __slots__ = ("body", "early", "limit", "request", "size", "stream")
+    __slots__ = ("body", "buffer", "early", "limit", "request", "size", "stream")
 
     def __init__(self, request: Request, stream: Stream, limit: int) -> None:
         self.request = request
         self.stream = stream
         self.body: list[bytes] = []
+        # Instead of ``body``, one that may outgrow client_body_buffer_size (to a temporary file).
+        self.buffer: BodyBuffer | None = None
         self.size = 0
         self.limit = limit
         # Run at its HEADERS, its body still coming (an auth_request location, as over HTTP/2).
@@ -341,7 +344,11 @@ class QuicConn:
                 self.quic.stop_stream(event.stream_id, H3_NO_ERROR)  # the body is not wanted
                 return
             if event.data:
-                pending.body.append(event.data)
+                if pending.buffer is not None:
+                    if not self._buffered(event.stream_id, pending, pending.buffer, event.data):
+                        return
+                else:
+                    pending.body.append(event.data)
                 pending.size += len(event.data)
                 if pending.limit and pending.size > pending.limit:
                     del self.pending[event.stream_id]
@@ -438,6 +445,12 @@ class QuicConn:
             stream.start(req)
             return
         pending = self.pending[sid] = _Pending(req, stream, limit)
+        if req.body_buffer is not None:
+            # As over HTTP/2 (h2.py): a body declared within client_body_buffer_size stays in memory.
+            size, directory, warn = req.body_buffer  # warn: read buffered
+            declared = next((v for n, v in headers if n == b"content-length"), None)
+            if declared is None or not declared.isdigit() or int(declared) > size:
+                pending.buffer = BodyBuffer(size, directory, warn, reads=True)
         if plan == AUTH_FIRST:
             # An auth_request location: the phases run at the HEADERS, as nginx runs them (over
             # HTTP/1 and HTTP/2 alike): the subrequest goes out before the body is read; a refusal is
@@ -446,22 +459,39 @@ class QuicConn:
             req.body_pending = True
             stream.start(req)
 
+    def _buffered(self, sid: int, pending: _Pending, buffer: BodyBuffer, data: bytes) -> bool:
+        """Into the body's buffer or its file; False: the file failed, and the request is answered
+        500 (as nginx over HTTP/2)."""
+        if buffered(buffer, data, False, self.listener.ctx.log, pending.request, self.conn_id):
+            return True
+        del self.pending[sid]
+        self.quic.stop_stream(sid, H3_NO_ERROR)  # no more body, thanks
+        if pending.early:  # its phases are running: what they started stops
+            pending.stream.body_failed(500)
+        else:
+            pending.stream.error(500, pending.request)
+        return False
+
     def _body_done(self, sid: int, pending: _Pending) -> None:
         del self.pending[sid]
         if pending.early and pending.stream.answered:
             return
-        body = pending.body
+        buffer = pending.buffer
+        body = pending.body if buffer is None else buffer.parts  # (none left once the body went to a file)
         req = pending.request
-        req.body = body[0] if len(body) == 1 else b"".join(body)
+        if buffer is not None and buffer.file is not None:
+            req.body = buffer.file  # its reads are kept in it (BodyFile.reads)
+        else:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
         if req.log is not None:
             req.log.body_length += len(req.body)  # type: ignore[attr-defined]
-        if body and not any(name == b"content-length" for name, _ in req.headers):
+        if req.body and not any(name == b"content-length" for name, _ in req.headers):
             # As over HTTP/2 (h2.py _ended): nginx sets the length of a body read whole, and with
             # proxy_request_buffering off forwards it chunked, a chunk per read.
             req.headers.append((b"content-length", b"%d" % len(req.body)))
             req.length_added = True
             req.chunked_late = True
-            req.body_parts = body
+            req.body_parts = body or None
         if pending.early:
             pending.stream.body_in()
         else:

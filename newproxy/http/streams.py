@@ -303,6 +303,11 @@ class Stream:
     def body_too_large(self) -> None:
         """client_max_body_size passed by a streamed body: 413 while nothing was answered (nginx's),
         else the stream is reset."""
+        self.body_failed(413)
+
+    def body_failed(self, status: int) -> None:
+        """The body of a request whose phases are running could not be read (413: too large; 500:
+        its temporary file failed): ``status`` while nothing was answered, else the stream is reset."""
         self._drop_body()
         ex = self._exchange
         self._exchange = None
@@ -311,7 +316,7 @@ class Stream:
             ex.abort()
         self._unpace()
         if self._head is None and not self.finished:
-            self.error(413, self.request)
+            self.error(status, self.request)
         else:
             self._reset("broken")
 

@@ -31,6 +31,7 @@ from newproxy import connnum
 from newproxy.engine.proxy import carry_www_authenticate, keep_upstream_answer
 from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
+from newproxy.http.bodyfile import BodyFile
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
@@ -61,6 +62,9 @@ _CRLF = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
 # written separately so a large upload is not copied.
 _JOIN_LIMIT = 65536
+# A body in a file goes to the peer in pieces of this size, each written while the transport is
+# under its high-water mark (64 KiB): at most about two pieces of it are in memory at once.
+_PUMP_PIECE = 65536
 # A spooled answer (newproxy/http/spool.py) goes to the client in pieces, each written through at
 # once, until the client's transport is full (it pauses the exchange) or the turn's share is given:
 # what waits in the transport past its high-water mark stays under one piece, and a fast client
@@ -142,6 +146,7 @@ class UpstreamConn(asyncio.Protocol):
         "requests",
         "reusable",
         "transport",
+        "write_paused",
     )
 
     def __init__(self, pool: _Pool, peer_name: str, loop: asyncio.AbstractEventLoop) -> None:
@@ -166,6 +171,7 @@ class UpstreamConn(asyncio.Protocol):
         self.accel_rate: bytes | None = None  # its X-Accel-Limit-Rate value
         self.accel_buffering: bytes | None = None  # its last X-Accel-Buffering value
         self.held = b""  # the request, until the end of the loop's turn (newproxy/http/outbox.py)
+        self.write_paused = False  # the transport's buffer is over its high-water mark
         self._loop = loop
         self._outbox = outbox_of(loop)
 
@@ -281,16 +287,20 @@ class UpstreamConn(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         ex = self.exchange
         if ex is not None and ex.upgraded:  # a tunnel: stop reading the client until the peer reads
             ex.sink.tunnel_flow(False)  # type: ignore[attr-defined]
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         ex = self.exchange
         if ex is not None:
             ex.last = self._loop.time()  # the peer is reading the request: progress for send_timeout
             if ex.upgraded:
                 ex.sink.tunnel_flow(True)  # type: ignore[attr-defined]
+            elif ex.pumped >= 0:
+                ex.pump()
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -609,6 +619,8 @@ class Exchange(ExchangeCore):
         "peer",
         "pool",
         "pp",
+        "pump_piece",
+        "pumped",
         "reused",
         "selection",
         "sending",
@@ -640,6 +652,8 @@ class Exchange(ExchangeCore):
         self.spool: Spool | None = None  # the answer held for a slow client (proxy_buffering on)
         self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
+        self.pumped = -1  # a body in a file being sent: the bytes of it written so far; -1: none
+        self.pump_piece = 0  # and of its reads (BodyFile.pieces), the next to send
         # An HTTP/1 client's "write what this turn held now" (newproxy/http/outbox.py); None: no such wait.
         self.send_now: Callable[[], None] | None = getattr(sink, "send_held", None)
 
@@ -821,6 +835,12 @@ class Exchange(ExchangeCore):
         body = pp.body
         self.sent = True
         self.head_seen = 0
+        if type(body) is BodyFile:
+            conn.send_held()
+            transport.write(pp.head + body.prefix)
+            self.pumped = self.pump_piece = 0
+            self.pump()
+            return
         if not body or len(body) <= _JOIN_LIMIT:
             # Held to the end of the turn (newproxy/http/outbox.py); if the socket then does not
             # take it all, send_blocked() switches to proxy_send_timeout.
@@ -836,6 +856,45 @@ class Exchange(ExchangeCore):
         else:
             self.sending = False
             self._arm(pp.proxy.read_timeout)
+
+    def pump(self) -> None:
+        """Send on a body from its file (client_body_buffer_size exceeded), a piece at a time while
+        the peer's socket takes them; the transport's resume_writing calls this again."""
+        conn = self.conn
+        body = self.pp.body
+        if conn is None or conn.transport is None or self.done:
+            self.pumped = -1
+            return
+        assert type(body) is BodyFile
+        transport = conn.transport
+        sent = self.pumped
+        pieces = body.pieces
+        try:
+            while sent < body.length and not conn.write_paused:
+                if pieces is None:
+                    piece = body.read(sent, _PUMP_PIECE)
+                    transport.write(piece)
+                else:  # a chunk per read the client's body came in (at most one read of it in memory)
+                    piece = body.read(sent, pieces[self.pump_piece])
+                    self.pump_piece += 1
+                    transport.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+        except OSError as exc:
+            self.pumped = -1
+            self._failed("error", f"pread() from the request body's temporary file {body.path} failed "
+                                  f"({exc.errno}: {exc.strerror})")
+            return
+        self.pumped = sent
+        if sent < body.length:
+            self.send_blocked()  # proxy_send_timeout until the peer reads on
+            return
+        self.pumped = -1
+        transport.write(body.suffix)
+        if transport.get_write_buffer_size():
+            self.send_blocked()
+        else:
+            self.sending = False
+            self._arm(self.pp.proxy.read_timeout)
 
     def send_blocked(self) -> None:
         """The request did not all fit in the socket: proxy_send_timeout runs until it is out."""
@@ -979,7 +1038,8 @@ class Exchange(ExchangeCore):
             return
         conn = self.conn
         if self.sending:
-            if self.got_bytes or conn is None or conn.transport is None or not conn.transport.get_write_buffer_size():
+            if self.got_bytes or conn is None or conn.transport is None or (
+                    self.pumped < 0 and not conn.transport.get_write_buffer_size()):
                 # The request is out (or answered already): proxy_read_timeout applies from now.
                 self.sending = False
                 self.timeout = self.pp.proxy.read_timeout
@@ -1143,6 +1203,7 @@ class Exchange(ExchangeCore):
         """Mark the exchange over: stop its timer and detach its connection (returned, if any)."""
         self.done = True
         self._cancel_timer()
+        self.pumped = -1
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -1152,6 +1213,7 @@ class Exchange(ExchangeCore):
     def finish(self) -> None:
         """The response is complete: pool or close the connection, let the client go on."""
         self._timed(5)
+        unsent = self.pumped >= 0  # answered before the whole body was sent: the connection cannot be kept
         conn = self._end()
         if conn is not None:
             tls = self.pp.tls
@@ -1164,6 +1226,7 @@ class Exchange(ExchangeCore):
                 and conn.reusable
                 and not conn.dirty
                 and not conn.closed
+                and not unsent
                 and self.framing != "close"
                 and conn.requests < pool.requests
                 and conn.transport is not None
@@ -1335,7 +1398,7 @@ class Exchange(ExchangeCore):
     def _bodiless(self, conn: UpstreamConn) -> bool:
         """An answer dropped at its head that has no body, on a connection the pool may keep."""
         pool = self.pool
-        if pool is None or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
+        if pool is None or self.pumped >= 0 or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
                 or conn.requests + 1 >= pool.requests or conn.transport is None \
                 or conn.transport.get_write_buffer_size():
             return False

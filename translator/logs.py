@@ -30,8 +30,8 @@ _SIZE = re.compile(r"^(\d+)([kKmM]?)$")
 _NGINX_ONLY = frozenset({
     "bytes_received", "request_body", "request_body_file",
     "request_completion", "sent_trailer", "tcpinfo_rtt", "tcpinfo_rttvar", "tcpinfo_snd_cwnd",
-    "tcpinfo_rcv_space", "upstream_bytes_received", "upstream_bytes_sent", "upstream_cache_status",
-    "upstream_response_length", "upstream_first_byte_time", "upstream_queue_time", "upstream_session_time",
+    "tcpinfo_rcv_space", "upstream_cache_status",
+    "upstream_first_byte_time", "upstream_queue_time", "upstream_session_time",
     "ssl_ciphers", "ssl_curves", "ssl_session_id", "ssl_client_cert", "ssl_client_raw_cert", "ssl_client_escaped_cert",
     "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_serial", "ssl_client_fingerprint",
     "ssl_client_verify", "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain", "ssl_early_data",
@@ -162,7 +162,7 @@ class LogRules:
                 if not self.translator._variables_ok(directive, condition):
                     return None
                 # Evaluated at the log phase: the variables whose log-time value newproxy lacks are
-                # gaps here as in a format ($upstream_bytes_received is the head's count in newproxy).
+                # gaps here as in a format.
                 missing = [v for v in variable_names(condition) if v in _NGINX_ONLY or v.startswith(_NGINX_ONLY_PREFIXES)]
                 if missing:
                     self.translator.note(directive, "unsupported", "the condition uses variables newproxy does not "

@@ -54,7 +54,10 @@ class LogRecord:
     when the response is complete.
 
     ``upstream``: one entry per upstream attempt, ``[addr, status, start, connect, header, response,
-    bytes_received]`` (the bytes read with its head, for $upstream_bytes_received)
+    bytes_received, response_length, bytes_sent, read, written]`` ($upstream_bytes_received: the bytes
+    read with its head, then, once a relayed answer is over, all it read; $upstream_response_length:
+    the bytes read after the head, then; $upstream_bytes_sent: ``written`` once the attempt is over;
+    ``read``/``written``: the bytes read from and written to the peer so far)
     (times in seconds, -1 unset; status 0 unknown); a ``None`` entry separates the attempts of two
     proxied passes (an error_page that proxies again), written " : " as nginx does."""
 
@@ -102,7 +105,7 @@ class LogRecord:
         """A new upstream attempt; the returned entry is filled in by the upstream client."""
         if self.upstream is None:
             self.upstream = []
-        entry = [addr, 0, time.monotonic(), -1.0, -1.0, -1.0, 0]
+        entry = [addr, 0, time.monotonic(), -1.0, -1.0, -1.0, 0, 0, 0, 0, 0]
         self.upstream.append(entry)
         return entry
 
@@ -273,6 +276,8 @@ def _upstream_join(rec: LogRecord, field: int) -> str | None:
         return join_attempts(rec.upstream, field, str)
     if field == 1:
         return join_attempts(rec.upstream, field, lambda value: str(value) if value else "-")
+    if field >= 6:  # byte counts
+        return join_attempts(rec.upstream, field, str)
     return join_attempts(rec.upstream, field, upstream_seconds)
 
 
@@ -301,6 +306,9 @@ _LOG_ONLY: dict[str, LogGetter] = {
     "upstream_connect_time": lambda rec: _upstream_join(rec, 3),
     "upstream_header_time": lambda rec: _upstream_join(rec, 4),
     "upstream_response_time": lambda rec: _upstream_join(rec, 5),
+    "upstream_bytes_received": lambda rec: _upstream_join(rec, 6),
+    "upstream_response_length": lambda rec: _upstream_join(rec, 7),
+    "upstream_bytes_sent": lambda rec: _upstream_join(rec, 8),
     "gzip_ratio": lambda rec: None,  # set by the gzip filter when it compressed; newproxy's does not yet
     "scheme": lambda rec: rec.request.scheme if rec.request is not None else None,
     "server_protocol": _server_protocol,

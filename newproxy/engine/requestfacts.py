@@ -17,7 +17,8 @@ binary by tests/test_differential_request_facts.py:
   HPACK-coded), plus the body where nginx read it (a proxied request); a body nginx discards (a
   ``return``, a file) is not counted.
 - $request_time: seconds since the request began, with milliseconds ("0.000").
-- $upstream_addr/_status/_connect_time/_header_time/_response_time/_bytes_received: one entry per
+- $upstream_addr/_status/_connect_time/_header_time/_response_time/_bytes_received/
+  _response_length/_bytes_sent: one entry per
   upstream attempt, ", " between attempts, " : " between two proxied passes; "" with no upstream
   attempt (not found). At header time the attempt being answered has its status, connect and
   header times and the bytes read with its head (up to proxy_buffer_size), and no response time
@@ -77,7 +78,7 @@ def upstream_seconds(value: object) -> str:
 # What a pass separator (None in the states) reads as where nginx prints it: the zeroed
 # ngx_http_upstream_state_t that ngx_http_upstream_init_request pushes for a later pass (no peer,
 # status 0, times and byte counts 0).
-_ZEROED = ("", 0, 0.0, 0.0, 0.0, 0.0, 0)
+_ZEROED = ("", 0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0)
 
 
 def join_attempts(states: list, field: int, form: Callable[[object], str]) -> str:  # type: ignore[type-arg]
@@ -207,6 +208,8 @@ SIMPLE: dict[str, Getter] = {
     "upstream_header_time": _attempts(4, upstream_seconds),
     "upstream_response_time": _attempts(5, upstream_seconds),
     "upstream_bytes_received": _attempts(6, _bytes),
+    "upstream_response_length": _attempts(7, _bytes),
+    "upstream_bytes_sent": _attempts(8, _bytes),
 }
 
 PREFIXED: dict[str, Callable[[str], Getter]] = {

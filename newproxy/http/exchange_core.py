@@ -109,10 +109,14 @@ class ExchangeCore:
         self.sink.upstream_error(status)
 
     def _timed(self, field: int) -> None:
-        """Access log: the time since this attempt began, as its connect/header/response time."""
+        """Access log: the time since this attempt began, as its connect/header/response time; at
+        its end (the response time), what it wrote becomes $upstream_bytes_sent (nginx sets it from
+        the connection's count when it moves on or finalizes, so it reads 0 before)."""
         attempt = self.attempt
         if attempt is not None:
             attempt[field] = time.monotonic() - attempt[2]
+            if field == 5:
+                attempt[8] = attempt[10]
 
     def flush(self) -> None:
         out = self.out

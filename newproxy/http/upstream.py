@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno as _errno
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -62,6 +63,8 @@ _CRLF = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
 # written separately so a large upload is not copied.
 _JOIN_LIMIT = 65536
+# The blank line that ends a response head (nginx's parser also takes bare LFs).
+_HEAD_END = re.compile(rb"\n\r?\n")
 # A body in a file goes to the peer in pieces of this size, each written while the transport is
 # under its high-water mark (64 KiB): at most about two pieces of it are in memory at once.
 _PUMP_PIECE = 65536
@@ -190,6 +193,7 @@ class UpstreamConn(asyncio.Protocol):
             return
         ex.got_bytes = True
         ex.last = self._loop.time()
+        attempt = ex.attempt
         rest = b""
         last_byte = False
         if not ex.header_done:
@@ -197,8 +201,8 @@ class UpstreamConn(asyncio.Protocol):
             # parsed only once the head is complete (else "upstream sent too big header", below).
             # The buffer's last byte is fed alone, to see a head that ends exactly there.
             room = ex.pp.proxy.buffer_size - ex.head_seen
-            if ex.attempt is not None:  # $upstream_bytes_received: nginx's reads, at most the buffer
-                ex.attempt[6] = min(ex.attempt[6] + len(data), ex.pp.proxy.buffer_size)
+            if attempt is not None:  # $upstream_bytes_received: nginx's reads, at most the buffer
+                attempt[6] = min(attempt[6] + len(data), ex.pp.proxy.buffer_size)
             if len(data) >= room:
                 last_byte = room == 1
                 cut = room - 1 if room > 1 else 1
@@ -207,6 +211,8 @@ class UpstreamConn(asyncio.Protocol):
             # head in one read costs no copy).
             ex.head_bytes = ex.head_bytes + data if ex.head_seen else data
             ex.head_seen += len(data)
+        if attempt is not None:  # all this attempt read (``rest`` comes back here): $upstream_bytes_received...
+            attempt[9] += len(data)
         fed = data
         while True:
             try:
@@ -798,6 +804,17 @@ class Exchange(ExchangeCore):
         self._timed(3)
         self._send()
 
+    def _count_answer(self) -> None:
+        """Access log, at the end of an attempt whose answer was relayed (in full or not): all it read
+        in $upstream_bytes_received, and what came after its head in $upstream_response_length, as
+        nginx adds its event pipe's reads at finalize. An answer dropped at its head (an error_page,
+        an X-Accel-Redirect, the next peer) keeps the head's count, and 0."""
+        attempt = self.attempt
+        if attempt is not None and self.header_done and not self.upgraded:  # a tunnel's bytes: not nginx's pipe's
+            end = _HEAD_END.search(self.head_bytes)
+            attempt[6] = attempt[9]
+            attempt[7] = max(attempt[9] - (end.end() if end is not None else len(self.head_bytes)), 0)
+
     def _tls_checked(self, conn: UpstreamConn, tls: UpstreamTlsConfig, peer: Peer) -> bool:
         """After the handshake, as ngx_http_upstream_ssl_handshake: the chain's depth (the rest of the
         verification was Python's, in the handshake), then the session saved for the peer, then the
@@ -835,6 +852,8 @@ class Exchange(ExchangeCore):
         body = pp.body
         self.sent = True
         self.head_seen = 0
+        if self.attempt is not None:  # $upstream_bytes_sent (a body in a file: as it is pumped)
+            self.attempt[10] += len(pp.head) + (len(body.prefix) if type(body) is BodyFile else len(body))
         if type(body) is BodyFile:
             conn.send_held()
             transport.write(pp.head + body.prefix)
@@ -868,23 +887,29 @@ class Exchange(ExchangeCore):
         assert type(body) is BodyFile
         transport = conn.transport
         sent = self.pumped
+        written = 0  # bytes given to the transport, framing included ($upstream_bytes_sent)
         pieces = body.pieces
         try:
             while sent < body.length and not conn.write_paused:
                 if pieces is None:
-                    piece = body.read(sent, _PUMP_PIECE)
-                    transport.write(piece)
+                    piece = out = body.read(sent, _PUMP_PIECE)
                 else:  # a chunk per read the client's body came in (at most one read of it in memory)
                     piece = body.read(sent, pieces[self.pump_piece])
                     self.pump_piece += 1
-                    transport.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    out = b"%x\r\n%s\r\n" % (len(piece), piece)
+                transport.write(out)
                 sent += len(piece)
+                written += len(out)
         except OSError as exc:
             self.pumped = -1
             self._failed("error", f"pread() from the request body's temporary file {body.path} failed "
                                   f"({exc.errno}: {exc.strerror})")
             return
         self.pumped = sent
+        if sent >= body.length:
+            written += len(body.suffix)
+        if self.attempt is not None:
+            self.attempt[10] += written
         if sent < body.length:
             self.send_blocked()  # proxy_send_timeout until the peer reads on
             return
@@ -1178,6 +1203,8 @@ class Exchange(ExchangeCore):
         conn = self.conn
         if conn is not None and conn.transport is not None and not self.done:
             self.last = self.client.loop.time()
+            if self.attempt is not None:
+                self.attempt[10] += len(data)  # nginx's c->sent counts a tunnel's bytes too
             conn.send_held()
             conn.transport.write(data)
 
@@ -1212,6 +1239,7 @@ class Exchange(ExchangeCore):
 
     def finish(self) -> None:
         """The response is complete: pool or close the connection, let the client go on."""
+        self._count_answer()
         self._timed(5)
         unsent = self.pumped >= 0  # answered before the whole body was sent: the connection cannot be kept
         conn = self._end()
@@ -1408,6 +1436,7 @@ class Exchange(ExchangeCore):
                                        for n, v in conn.headers)
 
     def _abort_client(self) -> None:
+        self._count_answer()
         self._timed(5)
         conn = self._end()
         if conn is not None:

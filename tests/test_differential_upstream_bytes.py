@@ -5,7 +5,8 @@ HEAD answers, request bodies (one in a temporary file, sent from it), a kept-ali
 second request (nginx counts what was sent on it for this request only), the next peer after a
 502 (the first attempt keeps its head's count), an intercepted error (the head's count, no
 length), and an X-Accel-Redirect to another proxied location. And in add_header, where nginx
-reads them before the answer's end: the head's count, 0 and 0 (a failed attempt's are set)."""
+reads them before the answer's end: the head's count, 0 and 0 (a failed attempt's are set). And
+$upstream_http_NAME / $upstream_cookie_NAME in the log: found, empty, absent, not proxied."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ CONF = """
 events {}
 http {
     log_format bytes '%(format)s';
+    log_format answer '$request|$upstream_http_x_up|$upstream_cookie_k|$upstream_http_x_none|$upstream_cookie_none';
     access_log logs/bytes.log bytes;
+    access_log logs/answer.log answer;
     client_max_body_size 1m;
     upstream pair { server 127.0.0.1:9002; server 127.0.0.1:9001; }
     upstream kept { server 127.0.0.1:9001; keepalive 4; }
@@ -64,6 +67,12 @@ def requests(plan: Plan) -> list[Request]:
     out.append(get(listen, "/next/__at/9002/__status/502/x", "bytes.test", "a 502, then the next peer"))
     out.append(get(listen, "/icpt/__status/503/x", "bytes.test", "an intercepted 503"))
     out.append(get(listen, "/accel/__header/X-Accel-Redirect=%2Fbuf%2Fthere/x", "bytes.test", "X-Accel-Redirect"))
+    # The upstream's headers in the log: found, empty, absent; a request that was not proxied.
+    out.append(get(listen, "/hdr/__header/X-Up=one/__header/Set-Cookie=k%3Dv1%3B%20Path%3D%2F/x", "bytes.test",
+                   "an upstream header and cookie"))
+    out.append(get(listen, "/hdr/__header/X-Up=/__header/Set-Cookie=k%3D/y", "bytes.test", "empty ones"))
+    out.append(get(listen, "/page", "bytes.test", "not proxied"))
+    out.append(get(listen, "/icpt/__header/X-Up=err/__status/503/z", "bytes.test", "an intercepted answer's header"))
     return out
 
 
@@ -81,6 +90,10 @@ def test_upstream_byte_counts_in_the_log_match_nginx(tmp_path: Path) -> None:
     assert any(int(f[5].split(", ")[-1].split(" : ")[-1]) > 65536 for f in fields if f[5] != "-"), nginx
     assert any(", " in f[4] for f in fields) and any(" : " in f[4] for f in fields), nginx
     assert any(int(f[6]) > 100000 for f in fields if f[6].isdigit()), nginx
+    name = access_log_name("logs/answer.log")
+    nginx, newproxy = ((tmp_path / "run" / target / name).read_text().splitlines() for target in ("nginx", "newproxy"))
+    assert newproxy == nginx
+    assert "GET /hdr/__header/X-Up=one/__header/Set-Cookie=k%3Dv1%3B%20Path%3D%2F/x HTTP/1.1|one|v1|-|-" in nginx, nginx
 
 
 def _plan_stub() -> Plan:

@@ -42,7 +42,7 @@ _NGINX_ONLY = frozenset({
     "memcached_key", "geoip_country_code", "original_uri", "nginx_version", "modern_browser",
     "ancient_browser", "msie", 
 })
-_NGINX_ONLY_PREFIXES = ("upstream_http_", "upstream_cookie_", "upstream_trailer_", "sent_trailer_", "jwt_")
+_NGINX_ONLY_PREFIXES = ("upstream_trailer_", "sent_trailer_", "jwt_")
 
 
 # Variables whose value can differ from nginx's in corner cases (said on the log_format occurrence).

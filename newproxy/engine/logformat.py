@@ -33,7 +33,8 @@ from newproxy.config import (
     RewriteStep,
     ServerConfig,
 )
-from newproxy.engine.requestfacts import join_attempts, seconds as _seconds, upstream_seconds
+from newproxy.engine.requestfacts import (join_attempts, seconds as _seconds, upstream_cookie_value,
+                                         upstream_header_value, upstream_seconds)
 from newproxy.engine.variables import Getter, Template, UnknownVariable, header_matches, variable_getter
 
 if TYPE_CHECKING:
@@ -348,6 +349,10 @@ def log_getter(name: str, captures: frozenset[str], computed: dict[str, Getter])
     getter = _LOG_ONLY.get(name)
     if getter is not None:
         return getter
+    for prefix, found in (("upstream_http_", upstream_header_value), ("upstream_cookie_", upstream_cookie_value)):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            value = found(name[len(prefix):])
+            return lambda rec: value(rec.ctx) if rec.ctx is not None else None  # None: "-"
     for prefix, factory in _LOG_PREFIXED.items():
         if name.startswith(prefix) and len(name) > len(prefix):
             return factory(name[len(prefix):])

@@ -155,29 +155,41 @@ def _bytes(value: object) -> str:
 
 def _upstream_header(name: str) -> Getter:
     """$upstream_http_NAME: ngx_http_variable_unknown_header over the upstream's headers."""
+    value = upstream_header_value(name)
+    return lambda ctx: value(ctx) or ""
+
+
+def upstream_header_value(name: str) -> Callable[[RequestContext], str | None]:
+    """$upstream_http_NAME's value; None: not found (an access log writes "-")."""
     wanted = name.lower().encode("latin-1")
 
-    def get(ctx: RequestContext) -> str:
+    def get(ctx: RequestContext) -> str | None:
         answer = ctx.upstream_answer
         if answer is None:
-            return ""
+            return None
         for key, value in answer[1]:
             if len(key) == len(wanted) and key.lower().replace(b"-", b"_") == wanted:
                 return value.decode("latin-1")
-        return ""
+        return None
 
     return get
 
 
 def _upstream_cookie(name: str) -> Getter:
     """$upstream_cookie_NAME: ngx_http_parse_set_cookie_lines over the upstream's Set-Cookie lines."""
+    value = upstream_cookie_value(name)
+    return lambda ctx: value(ctx) or ""
+
+
+def upstream_cookie_value(name: str) -> Callable[[RequestContext], str | None]:
+    """$upstream_cookie_NAME's value; None: not found (an access log writes "-")."""
     wanted = name.lower().encode("latin-1")
     size = len(wanted)
 
-    def get(ctx: RequestContext) -> str:
+    def get(ctx: RequestContext) -> str | None:
         answer = ctx.upstream_answer
         if answer is None:
-            return ""
+            return None
         for key, value in answer[1]:
             if len(key) != 10 or key.lower() != b"set-cookie" or size >= len(value) \
                     or value[:size].lower() != wanted:
@@ -192,7 +204,7 @@ def _upstream_cookie(name: str) -> Getter:
                 pos += 1
             last = value.find(b";", pos)
             return value[pos:last if last >= 0 else end].decode("latin-1")
-        return ""
+        return None
 
     return get
 

@@ -790,6 +790,11 @@ class Exchange(ExchangeCore):
                 self._failed("error", f"connect(){where} failed ({code}: {exc.strerror or exc}) "
                                       "while connecting to upstream")
             return
+        except Exception as exc:  # noqa: BLE001 - a fault here fails this attempt at once (not at proxy_connect_timeout)
+            self.connect_task = None
+            if not self.done:
+                self._failed("error", f"connect() failed ({exc!r}) while connecting to upstream")
+            return
         self.connect_task = None
         client.connections_opened += 1
         if self.done:

@@ -219,9 +219,12 @@ def _nginx_adapter() -> Callable[[str, str | None, str | None], NewproxyConfig]:
 
 def build_engine(config: NewproxyConfig, path: str) -> Engine:
     from newproxy.engine.engine import Engine
+    from newproxy.http.upstream_tls import load_contexts
 
     try:
-        return Engine(config)
+        engine = Engine(config)
+        load_contexts(config)  # the proxy_ssl_* files, read as nginx reads them with the config
+        return engine
     except Exception as exc:  # noqa: BLE001 - a config the engine cannot run, reported like a parse error
         message = str(exc) or type(exc).__name__
         if not _LOCATED.match(message):

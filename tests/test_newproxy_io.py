@@ -544,3 +544,29 @@ def test_a_body_file_that_cannot_be_made_is_a_500(upstream: FakeUpstream, tmp_pa
     log = (tmp_path / "error.log").read_text()
     assert re.search(r'\[crit\] \d+#\d+: \*\d+ open\(\) "[^"]*/plain-file/bodies/\d{10}" failed \(20: Not a directory\), '
                      r'client: 127\.0\.0\.1, server: , request: "POST /x HTTP/1\.1", host: "test"', log), log
+
+
+def test_upstream_tls_files_and_ciphers_are_loaded_with_the_config(tmp_path: Path) -> None:
+    """As nginx loads proxy_ssl_certificate, proxy_ssl_trusted_certificate and proxy_ssl_ciphers with
+    its config (and refuses it), newproxy makes each https:// location's client context at -t and
+    at start, and names the proxy_pass's file:line; nginx -t refuses the same configs."""
+    cases = {
+        "proxy_ssl_ciphers BOGUS;": 'SSL_CTX_set_cipher_list("BOGUS") failed',
+        f"proxy_ssl_certificate {tmp_path}/none.crt; proxy_ssl_certificate_key {tmp_path}/none.key;":
+            f'cannot load certificate "{tmp_path}/none.crt"',
+        f"proxy_ssl_verify on; proxy_ssl_trusted_certificate {tmp_path}/none-ca.crt;":
+            f'SSL_CTX_load_verify_locations("{tmp_path}/none-ca.crt") failed',
+    }
+    for number, (settings, expected) in enumerate(cases.items()):
+        path = tmp_path / f"bad{number}.conf"
+        path.write_text("events {}\nhttp {\n  server { listen 127.0.0.1:18081;\n"
+                        f"    location / {{\n      proxy_pass https://127.0.0.1:9;\n      {settings}\n    }} }}\n}}\n")
+        checked = subprocess.run(["nginx", "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 1 and expected in checked.stderr, checked.stderr  # nginx refuses it too
+        result = run_cli("-t", "-c", str(path))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"newproxy: {path}:5: {expected}" in result.stderr, result.stderr
+    good = tmp_path / "good.conf"
+    good.write_text("events {}\nhttp { server { listen 127.0.0.1:18081; location / { proxy_pass https://127.0.0.1:9;"
+                    " proxy_ssl_ciphers HIGH; } } }\n")
+    assert run_cli("-t", "-c", str(good)).returncode == 0

@@ -102,3 +102,20 @@ def test_a_session_of_another_context_gives_a_full_handshake(tmp_path: Path) -> 
     assert not connect(UpstreamTlsConfig(ciphers="HIGH")).session_reused  # refused by Python: a full one
     assert connect(UpstreamTlsConfig(ciphers="HIGH")).session_reused  # ... which saved its own
     assert not connect(UpstreamTlsConfig(session_reuse=False)).session_reused
+
+
+def test_each_config_load_makes_the_contexts_afresh() -> None:
+    """A reload reads the certificate files again (a renewed one at the same path), as nginx's does:
+    load_contexts (newproxy/cli.py build_engine) drops the contexts of the previous load."""
+    from newproxy.config import ProxyConfig
+    from newproxy.http.upstream_tls import load_contexts
+
+    proxy = ProxyConfig(upstream="u", proxy_host="u", headers=[], tls=UpstreamTlsConfig(ciphers="HIGH"))
+    load_contexts([proxy])
+    first = client_context(UpstreamTlsConfig(ciphers="HIGH"))
+    assert client_context(UpstreamTlsConfig(ciphers="HIGH")) is first  # one per load
+    load_contexts([proxy])
+    assert client_context(UpstreamTlsConfig(ciphers="HIGH")) is not first
+    # grpc_pass's context offers ALPN h2; an https:// one with the same settings must not.
+    assert client_context(UpstreamTlsConfig(ciphers="HIGH"), ("h2",)) is not client_context(
+        UpstreamTlsConfig(ciphers="HIGH"))

@@ -58,21 +58,12 @@ _CRLF = b"\r\n"
 _CONFIG = H2Configuration(client_side=True, header_encoding=None,
                           # nginx sends the client's headers as they are (names lower-cased)
                           validate_outbound_headers=False, normalize_outbound_headers=False)
-# id(UpstreamTlsConfig) -> (that config, its context with ALPN set), made once; the config is held so
-# that its id is not reused by another one after a reload.
-_TLS_CONTEXTS: dict[int, tuple[UpstreamTlsConfig, ssl.SSLContext]] = {}
 
 
 def tls_context(config: UpstreamTlsConfig) -> ssl.SSLContext:
     """The client context for grpcs:// peers: proxy_pass https's (newproxy/http/upstream_tls.py, the
     same grpc_ssl_* rules as proxy_ssl_*), plus ALPN h2 (nginx's ngx_http_grpc_set_ssl)."""
-    cached = _TLS_CONTEXTS.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-    context = client_context(config)
-    context.set_alpn_protocols(["h2"])
-    _TLS_CONTEXTS[id(config)] = (config, context)
-    return context
+    return client_context(config, ("h2",))
 
 
 def _host_of(authority: str) -> str:

@@ -745,12 +745,14 @@ class Exchange(ExchangeCore):
         pool = self.pool if self.pool is not None else client.unpooled(self.pp.upstream)
         tls = self.pp.tls
         # https:// (newproxy/http/upstream_tls.py): the handshake counts in proxy_connect_timeout.
-        kwargs: dict[str, object] = {} if tls is None else {
-            "ssl": client_context(tls), "server_hostname": handshake_name(tls, self.pp.tls_name, peer)}
         # proxy_connect_timeout runs on the shared deadline tick (on_deadline cancels this task), as the
         # other timeouts do: asyncio.timeout() costs a libuv timer and a context manager per connect.
         self._arm(self.pp.proxy.connect_timeout)
+        kwargs: dict[str, object] = {}
         try:
+            if tls is not None:  # (its context was made with the config: newproxy/cli.py build_engine)
+                kwargs["ssl"] = client_context(tls)
+                kwargs["server_hostname"] = handshake_name(tls, self.pp.tls_name, peer)
             try:
                 if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
                     _, conn = await client.loop.create_unix_connection(
@@ -763,7 +765,7 @@ class Exchange(ExchangeCore):
                         **kwargs  # type: ignore[arg-type]
                     )
             finally:
-                if tls is not None:
+                if "server_hostname" in kwargs:
                     release(kwargs["server_hostname"])
         except asyncio.CancelledError:
             return  # the client went away, or proxy_connect_timeout passed (on_deadline)

@@ -18,14 +18,19 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import ssl
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from newproxy.config import UpstreamTlsConfig
+
+_T = TypeVar("_T")
 
 # One context per distinct set of context settings, not per location: Python's ssl offers a session
 # only to connections of the context that made it, and nginx offers a peer's session from every
 # location (each of which has an SSL_CTX of its own there).
-_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+_CONTEXTS: dict[tuple[tuple[object, ...], tuple[str, ...]], ssl.SSLContext] = {}
 
 
 class SessionHolder(Protocol):
@@ -106,9 +111,14 @@ def chain_too_long(ssl_object: ssl.SSLObject | None, depth: int) -> bool:
     return len(chain) > depth + 2  # the upstream's certificate, `depth` intermediates, the anchor
 
 
-def client_context(config: UpstreamTlsConfig) -> ssl.SSLContext:
-    """The client context of a location's TLS settings, made once per distinct set of them."""
-    key = config.context_key()
+class UpstreamTlsError(ValueError):
+    """A location's proxy_ssl_* files or ciphers cannot be loaded (nginx refuses the config)."""
+
+
+def client_context(config: UpstreamTlsConfig, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The client context of a location's TLS settings (and ALPN protocols: grpc_pass's h2), made
+    once per distinct set of them. Raises UpstreamTlsError with nginx's words."""
+    key = (config.context_key(), alpn)
     cached = _CONTEXTS.get(key)
     if cached is not None:
         return cached
@@ -116,17 +126,63 @@ def client_context(config: UpstreamTlsConfig) -> ssl.SSLContext:
     context.check_hostname = False  # the name is checked by name_matches, without forcing SNI
     versions = [ssl.TLSVersion[p.replace(".", "_")] for p in config.protocols]
     context.minimum_version, context.maximum_version = min(versions), max(versions)
-    context.set_ciphers(config.ciphers)
+    try:
+        context.set_ciphers(config.ciphers)
+    except ssl.SSLError:  # SSL_CTX_set_cipher_list's one failure: no cipher matched
+        raise UpstreamTlsError(f'SSL_CTX_set_cipher_list("{config.ciphers}") failed '
+                               "(SSL: error:0A0000B9:SSL routines::no cipher match)") from None
+    # In ngx_http_proxy_set_ssl's order: the client certificate, then the trusted ones.
+    if config.certificate and config.certificate_key:
+        try:
+            context.load_cert_chain(config.certificate, config.certificate_key)
+        except (OSError, ssl.SSLError) as exc:  # Python's ssl does not say which of the two failed
+            raise UpstreamTlsError(f'cannot load certificate "{config.certificate}" (key "{config.certificate_key}"): '
+                                   f"{exc.strerror or exc}") from None
     if config.verify:
         context.verify_mode = ssl.CERT_REQUIRED
         if config.trusted_certificate:
-            context.load_verify_locations(config.trusted_certificate)
+            try:
+                context.load_verify_locations(config.trusted_certificate)
+            except (OSError, ssl.SSLError) as exc:
+                raise UpstreamTlsError(f'SSL_CTX_load_verify_locations("{config.trusted_certificate}") failed '
+                                       f"({exc.strerror or exc})") from None
     else:
         context.verify_mode = ssl.CERT_NONE
-    if config.certificate and config.certificate_key:
-        context.load_cert_chain(config.certificate, config.certificate_key)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     _CONTEXTS[key] = context
     return context
+
+
+def load_contexts(config: object) -> None:
+    """Make the client context of every https:// and grpcs:// location now, as nginx loads them with
+    its config: a file that cannot be read or ciphers that match nothing stop the start (or the
+    reload) with the location's file:line, not its first request. Each load starts afresh, so a
+    reload reads certificate files again (a renewed one at the same path)."""
+    from newproxy.config import ProxyConfig
+
+    _CONTEXTS.clear()
+    for proxy in _models_of(config, ProxyConfig):
+        if proxy.tls is not None:
+            try:
+                client_context(proxy.tls, ("h2",) if proxy.protocol == "grpc" else ())
+            except UpstreamTlsError as exc:
+                raise UpstreamTlsError(f"{proxy.source}: {exc}" if proxy.source else str(exc)) from None
+
+
+def _models_of(node: object, kind: type[_T]) -> Iterator[_T]:
+    """Every ``kind`` model inside a config model (nested locations, if blocks...)."""
+    if isinstance(node, kind):
+        yield node
+    if isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _models_of(getattr(node, name), kind)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _models_of(item, kind)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _models_of(item, kind)
 
 
 def server_hostname(config: UpstreamTlsConfig, name: str) -> str:

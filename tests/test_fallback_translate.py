@@ -31,7 +31,7 @@ http {
             location /legacy/inner/ { proxy_pass http://backend; }
         }
         location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; }
-        location /tuned/ { client_body_buffer_size 16k; proxy_pass http://backend; }
+        location /tuned/ { log_not_found off; proxy_pass http://backend; }
         location /old { rewrite ^/old/(.*)$ /new/$1 last; }
         location /new/ { return 200 "new $uri\\n"; }
     }
@@ -89,7 +89,7 @@ def test_fallback_locations_and_levels(conf: Path) -> None:
     for path in ("/", "/tuned/", "/old", "/new/"):
         proxy = locations[path].proxy  # type: ignore[attr-defined]
         assert proxy is None or not proxy.pass_through, path
-    assert _levels(translation, "client_body_buffer_size") == {"unsupported"}
+    assert _levels(translation, "log_not_found") == {"unsupported"}
     # A gap at server level sends the whole server: one catch-all location, no server rewrites.
     whole = translation.config.servers[1]
     assert [(loc.match, loc.path) for loc in whole.locations] == [("prefix", "/")]

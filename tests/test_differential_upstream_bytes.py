@@ -80,7 +80,7 @@ def test_upstream_byte_counts_in_the_log_match_nginx(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text(CONF % {"format": FORMAT})
     report = shadow(str(conf), str(tmp_path / "run"), requests, max_requests=0)
-    assert_equivalent(report, minimum=len(requests(_plan_stub())))
+    assert_equivalent(report, minimum=4 * 6 + 7)  # the requests above
     name = access_log_name("logs/bytes.log")
     nginx, newproxy = ((tmp_path / "run" / target / name).read_text().splitlines() for target in ("nginx", "newproxy"))
     assert newproxy == nginx
@@ -95,8 +95,3 @@ def test_upstream_byte_counts_in_the_log_match_nginx(tmp_path: Path) -> None:
     assert newproxy == nginx
     assert "GET /hdr/__header/X-Up=one/__header/Set-Cookie=k%3Dv1%3B%20Path%3D%2F/x HTTP/1.1|one|v1|-|-" in nginx, nginx
 
-
-def _plan_stub() -> Plan:
-    plan = Plan()
-    plan.listens["stub"] = None  # type: ignore[assignment]
-    return plan

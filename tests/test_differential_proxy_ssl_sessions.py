@@ -2,13 +2,14 @@
 
 nginx keeps one session per peer of an upstream group (ngx_http_upstream_save_round_robin_peer_session),
 saved when the upstream hands out a new one, and offers it on the next connection to that peer, from
-any location. A group made per request for a proxy_pass with variables that names an address
-(ngx_http_upstream_create_round_robin_peer) keeps none. The recording upstreams echo whether each
+any location. (A group made per request for a proxy_pass with variables that names an address,
+ngx_http_upstream_create_round_robin_peer, keeps none: the harness cannot rewire such an address, so
+that case is in tests/test_upstream_tls_sessions.py.) The recording upstreams echo whether each
 connection resumed a session; the sequence of full and resumed handshakes is compared with nginx's:
 per peer of a two-server group, shared by two locations, not saved nor offered with
 proxy_ssl_session_reuse off, TLSv1.2 (the session is known after the handshake) and TLSv1.3 (the
-session arrives in tickets after it), with a client certificate, with variables (an upstream block
-and an address), with an implicit group, and over kept-alive connections. Every test location's TLS
+session arrives in tickets after it), with a client certificate, with variables naming upstream
+blocks, with an implicit group, and over kept-alive connections. Every test location's TLS
 settings are the same as those of the other locations of its peers: nginx resumes a session across
 locations whose settings differ, newproxy does not (Python's ssl refuses a session from another
 context; the caveat on proxy_ssl_session_reuse)."""

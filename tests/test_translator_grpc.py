@@ -121,3 +121,18 @@ def test_upstream_bytes_received_in_add_header_is_a_caveat_under_grpc_pass(tmp_p
     assert levels["add_header X-B $upstream_bytes_received"] == "caveat"
     assert levels["add_header X-H $upstream_bytes_received"] != "caveat"
     assert levels["add_header X-A $upstream_addr"] != "caveat"
+
+
+def test_upstream_byte_counts_in_a_log_format_are_a_caveat_on_grpc_pass(tmp_path: Path) -> None:
+    """The access log's $upstream_bytes_* and $upstream_response_length are 0 for gRPC answers in
+    newproxy (nginx counts the frames): each grpc_pass says so; proxy_pass does not."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(TEMPLATE.format(tmp=tmp_path, server="""
+        location /g { grpc_pass grpc://backend; }
+        location /h { proxy_pass http://backend; }
+""", http='log_format counts "$request $upstream_bytes_sent ${upstream_response_length}"; access_log x.log counts;'))
+    reasons = {o.directive: (o.level, o.reason) for o in translate(parse_config(str(conf))).occurrences}
+    assert reasons["grpc_pass"] == ("caveat", "$upstream_bytes_sent, $upstream_response_length in the access log: 0 "
+                                              "for a grpc_pass answer in newproxy (nginx counts the HTTP/2 frames "
+                                              "read and sent)")
+    assert "access log" not in reasons["proxy_pass"][1]

@@ -32,6 +32,8 @@ GRPC_DEFAULT_HEADERS: list[tuple[str, str]] = [
 ]
 GRPC_DEFAULT_HIDDEN = ["Date", "Server", "X-Accel-Expires", "X-Accel-Redirect", "X-Accel-Limit-Rate",
                        "X-Accel-Buffering", "X-Accel-Charset"]
+# The upstream byte counts newproxy's gRPC client does not keep (its access-log values are 0).
+_COUNTED = ("upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length")
 # What upstream_tls(prefix="grpc") reads (proxy_tls.PROXY_DIRECTIVES for the proxy module).
 GRPC_TLS_DIRECTIVES = ("grpc_ssl_server_name", "grpc_ssl_name", "grpc_ssl_verify", "grpc_ssl_trusted_certificate",
                        "grpc_ssl_verify_depth", "grpc_ssl_certificate", "grpc_ssl_certificate_key",
@@ -58,6 +60,11 @@ def grpc_config(tr: Translator, directive: Directive, chain: _Chain) -> ProxyCon
             # (newproxy/http/grpc_upstream.py) does not count them: the value is 0.
             tr.note(header, "caveat", "$upstream_bytes_received is 0 for a grpc_pass answer in newproxy "
                                       "(nginx: the bytes of the HTTP/2 frames read with the head)")
+    logged = sorted({name for d in tr.nginx.all_directives() if d.name == "log_format"
+                     for arg in d.args[1:] for name in _COUNTED if f"${name}" in arg or f"${{{name}}}" in arg})
+    if logged:
+        tr.note(directive, "caveat", f"{', '.join('$' + name for name in logged)} in the access log: 0 for a "
+                                     "grpc_pass answer in newproxy (nginx counts the HTTP/2 frames read and sent)")
     authority = rest.split("/", 1)[0]
     if authority in tr.upstream_names:
         group = authority

@@ -22,6 +22,12 @@ direction of each byte is visible; a read containing ``__bye__`` is echoed, then
 closes first; after a read containing ``__stall__`` it reads nothing more (proxy_send_timeout);
 after one containing ``__rst__`` (echoed) it resets the connection.
 It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websocket.py).
+``/__reads/`` records the request as soon as its head is read, then each read of its body as it
+comes (``reads``: the time and the raw bytes, the head first; an empty one: the proxy closed), and answers
+once the body is all in (by Content-Length, or the last chunk): how a test sees whether a proxy sends
+a body upstream while the client still sends it (proxy_request_buffering off). With it,
+``/__early/`` answers at the head, before reading the body, and ``/__close/`` closes once the body
+is in, without answering.
 ``/__noread/`` records the request head and reads nothing more, not even the body, holding the
 connection open (a stalled reader: proxy_send_timeout while the request body is sent).
 ``/__big/KIB`` answers KIB KiB (up to 65536) of numbered 16-byte lines instead of the echo, so that a
@@ -69,7 +75,7 @@ from urllib.parse import unquote
 
 import uvloop
 
-from shadow.http1 import FramingError, Headers, has_token, parse_head, read_body, read_head
+from shadow.http1 import FramingError, Headers, has_token, header_values, parse_head, read_body, read_head
 
 
 _STATUS_MARKER = re.compile(r"/__status/([45]\d\d)(?!\d)")
@@ -139,6 +145,9 @@ class RecordedRequest:
     # When the whole answer had been handed to the kernel (time.monotonic(), appended once by the
     # upstream's loop): how a test sees whether a proxy read the answer on while its client did not.
     answered: list[float] = field(default_factory=list, compare=False, repr=False)
+    # ``/__reads/``: the head, then each read of the body as it came (time.monotonic(), raw bytes;
+    # b"": the proxy closed the connection).
+    reads: list[tuple[float, bytes]] = field(default_factory=list, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -275,6 +284,9 @@ class RecordingUpstream:
                     connection_seq=connection_seq, seq=next(self._seq) if self._seq is not None else 0, tls=tls))
             await asyncio.sleep(60)  # until the pool stops (the proxy's close is not seen: nothing is read)
             return False
+        if "/__reads/" in uri:
+            return await self._read_as_it_comes(head, (method, uri, version), headers, connection_seq,
+                                                reader, writer, tls)
         raw_body, body = await read_body(reader, headers, until_close=False)
         record = RecordedRequest(
             upstream=self.name,
@@ -337,6 +349,47 @@ class RecordingUpstream:
         keep_alive = await self._send_faulty(uri, data, len(response), writer, keep_alive)
         record.answered.append(time.monotonic())
         return keep_alive
+
+    async def _read_as_it_comes(
+        self, head: bytes, line: tuple[str, str, str], headers: Headers, connection_seq: int,
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: dict[str, Any] | None,
+    ) -> bool:
+        """``/__reads/``: the record first, then the body's reads as they come (see the module's doc)."""
+        method, uri, version = line
+        record = RecordedRequest(upstream=self.name, raw=head, method=method, uri=uri, version=version,
+                                 headers=headers, body=b"", connection_seq=connection_seq,
+                                 seq=next(self._seq) if self._seq is not None else 0, tls=tls)
+        record.reads.append((time.monotonic(), head))
+        with self._lock:
+            self._records.append(record)
+        keep_alive = not has_token(headers, "Connection", "close") if version == "1.1" \
+            else has_token(headers, "Connection", "keep-alive")
+        chunked = has_token(headers, "Transfer-Encoding", "chunked")
+        lengths = header_values(headers, "Content-Length")
+        length = int(lengths[0]) if lengths and not chunked else 0
+        early = "/__early/" in uri
+        if early:
+            await self._answer_reads(record, writer, keep_alive)
+        raw = b""
+        while not (raw.endswith(b"0\r\n\r\n") if chunked else len(raw) >= length):
+            data = await reader.read(65536)
+            record.reads.append((time.monotonic(), data))
+            if not data:
+                return False
+            raw += data
+        if "/__close/" in uri:
+            return False
+        if not early:
+            await self._answer_reads(record, writer, keep_alive)
+        return keep_alive
+
+    async def _answer_reads(self, record: RecordedRequest, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+        """A ``/__reads/`` request's answer: the body bytes read so far, counted."""
+        payload = b"read %d bytes of the body" % sum(len(data) for _, data in record.reads[1:])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s" % (
+            len(payload), b"" if keep_alive else b"Connection: close\r\n", payload))
+        await writer.drain()
+        record.answered.append(time.monotonic())
 
     def _scoped(self, uri: str) -> str:
         """``/__at/PORT/MARKER`` applies MARKER only on the upstream whose logical name ends in

@@ -43,6 +43,8 @@ http {
         location /slow/ { proxy_read_timeout 300ms; proxy_pass http://127.0.0.1:9000; }
         location /denied/ { deny all; }
         location /files/ { }
+        location /small/ { client_max_body_size 8; proxy_pass http://127.0.0.1:9000; }
+        location /smallret/ { client_max_body_size 8; return 200 ok; }
         location /limited/ { limit_req zone=req nodelay; proxy_pass http://127.0.0.1:9000; }
         location /delayed/ { limit_req zone=slow burst=5; proxy_pass http://127.0.0.1:9000; }
         location /conn/ { limit_conn conns 1; proxy_pass http://127.0.0.1:9000; }
@@ -174,6 +176,36 @@ def test_same_line_for_the_event(started: tuple[list[int], list[str]], path: str
     assert got[0].startswith((expected % {"root": root}) + ", client: 127.0.0.1, server: errors.test, request: "
                              f'"GET {path} HTTP/1.1"'), got
     assert got[0].endswith(', host: "errors.test", referrer: "http://ref.test/"'), got
+
+
+def _send_raw(port: int, data: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        try:
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+
+
+@pytest.mark.parametrize("location", ["small", "smallret"])
+@pytest.mark.parametrize("body,expected", [
+    (b"Content-Length: 20\r\n\r\n" + b"x" * 20, "[error] client intended to send too large body: 20 bytes"),
+    (b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n8\r\n12345678\r\n0\r\n\r\n",
+     "[error] client intended to send too large chunked body: 3+8 bytes"),
+    (b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n", "[error] client sent invalid chunked body"),
+])
+def test_refused_bodies(started: tuple[list[int], list[str]], location: str, body: bytes, expected: str) -> None:
+    """A body past client_max_body_size (declared, or found chunk by chunk) and a bad chunk: nginx's
+    line, whether the body is read (proxied) or discarded (return). (Streamed to an upstream:
+    tests/test_differential_unbuffered_body.py.)"""
+    head = f"POST /{location}/b HTTP/1.1\r\nHost: errors.test\r\nConnection: close\r\n".encode()
+    got = same_lines(started, lambda port: _send_raw(port, head + body))
+    if location == "smallret" and "chunked body: 3+8" in expected:
+        assert got == [], got  # a discarded body: no client_max_body_size (nor its line)
+        return
+    assert len(got) == 1 and got[0].startswith(expected + ", client: 127.0.0.1, server: errors.test, request: "
+                                               f'"POST /{location}/b HTTP/1.1", host: "errors.test"'), got
 
 
 def test_limiting_requests(started: tuple[list[int], list[str]]) -> None:

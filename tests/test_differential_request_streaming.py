@@ -9,10 +9,10 @@ with the Content-Length of what was read. Each case here sends the head (and may
 body), pauses 0.2 s, then sends the rest, and compares what the client got and what the recording
 upstream received (method, URI, headers in order, decoded body).
 
-newproxy reads the whole body before it connects: the upstream request is the same, its timing is
-not (the registry's caveat for proxy_request_buffering). Not compared, a known difference: after a
-body nginx streamed, an error_page or X-Accel-Redirect to another proxied location cannot send it
-again (nginx waits, then 504); newproxy sends the body it kept.
+Here only the upstream request's framing is compared; when each part of the body reaches the
+upstream, and what happens when the client or the peer fails mid-body, is
+tests/test_differential_unbuffered_body.py. Not compared: an error_page or X-Accel-Redirect to
+another proxied location after a body nginx streamed (nginx cannot send it again).
 """
 
 from __future__ import annotations

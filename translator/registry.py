@@ -291,15 +291,19 @@ RULES: dict[str, Rule] = {
                                                "buffer in newproxy (no effect on the bytes)"),
     "proxy_temp_file_write_size": Rule("ignored", "checked as nginx checks it; newproxy writes each read to the "
                                                   "temporary file as it comes (no effect on the bytes)"),
-    "proxy_request_buffering": Rule("caveat", "the upstream request is nginx's (tests/test_differential_request_"
-                                              "streaming.py): with off, proxy_http_version 1.1 and a chunked body "
-                                              "still arriving after the head, Transfer-Encoding: chunked; else "
-                                              "Content-Length. But newproxy reads the whole body before it connects "
-                                              "(past client_body_buffer_size into a temporary file, without nginx's "
-                                              "warning, as nginx writes none), so the upstream sees it later than "
-                                              "from nginx, which streams it; and "
-                                              "after a body nginx streamed, an error_page or X-Accel-Redirect to "
-                                              "another proxy_pass sends it again (nginx cannot: 504)"),
+    "proxy_request_buffering": Rule("caveat", "off: over HTTP/1.1 the body goes upstream as the client sends it, as "
+                                              "nginx sends it (tests/test_differential_unbuffered_body.py): with "
+                                              "the head what came of it, then a read at a time (chunked: a chunk "
+                                              "per read), the client read no more while the peer takes nothing, no "
+                                              "other peer tried once it was sent, nginx's statuses and lines for a "
+                                              "client that closes (400) or stalls (408); the upstream request's "
+                                              "framing is nginx's (tests/test_differential_request_streaming.py). "
+                                              "Over HTTP/2 and HTTP/3, newproxy reads the whole body first (past "
+                                              "client_body_buffer_size into a temporary file, without nginx's "
+                                              "warning, as nginx writes none) and sends the same bytes later than "
+                                              "nginx. An error_page or X-Accel-Redirect to another proxy_pass after "
+                                              "a streamed body sends the head and what is left of the body (nginx "
+                                              "cannot send it again either; not compared)"),
     "proxy_method": Rule("exact", "with variables; also replaces the GET an error_page redirect makes"),
     "proxy_set_body": Rule("exact", "with variables, for any method: Content-Length is the value's length "
                                     "and the client's body (read and checked against client_max_body_size) "

@@ -18,7 +18,9 @@ then waits for it (the caveat of the translator's error_page/index/auth_request 
 
 A request that reaches an auth_request location is AUTH_FIRST (``plan``): nginx sends the subrequest
 before reading anything of the body, so the HTTP/1 front end runs its phases at the head; a refusal
-discards the body, an acceptance reads it for the content handler (types.AwaitBody).
+discards the body, an acceptance reads it for the content handler (types.AwaitBody). One that
+reaches a proxy_pass reading its body unbuffered (proxy_request_buffering off) is STREAM: run at the
+head too, its body sent upstream as it comes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import stat
 from newproxy.engine import rewrite, trace
 from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer
 from newproxy.engine.context import RequestContext, set_captures
+from newproxy.engine.proxy import streams_body
 from newproxy.engine.rewrite import (
     CompiledBreak,
     CompiledIf,
@@ -63,7 +66,7 @@ class _Probe:
 _ANSWERED = Response(0, b"", b"", False)
 
 
-READ, DISCARD, AUTH_FIRST = 0, 1, 2
+READ, DISCARD, AUTH_FIRST, STREAM = 0, 1, 2, 3
 
 
 def discards(ctx: RequestContext) -> bool:
@@ -73,8 +76,10 @@ def discards(ctx: RequestContext) -> bool:
 
 def plan(ctx: RequestContext) -> int:
     """What nginx does with this request's body: DISCARD it (answered without it), READ it whole
-    for the content handler, or AUTH_FIRST: an auth_request location, whose subrequest nginx sends
-    before it reads anything of the body (and whose refusal then discards it). ``ctx`` is a context
+    for the content handler, AUTH_FIRST: an auth_request location, whose subrequest nginx sends
+    before it reads anything of the body (and whose refusal then discards it), or STREAM: a
+    proxy_pass that reads it unbuffered (proxy_request_buffering off), run at the head and sent
+    upstream as it arrives (newproxy/http/bodystream.py). ``ctx`` is a context
     of its own (the request is run afresh afterwards): the rewrite phases and the location search
     run on it as the engine runs them (Engine._serve), with the answers they make looked at, not made."""
     if trace.tracer is not None:
@@ -86,7 +91,7 @@ def plan(ctx: RequestContext) -> int:
     if location.access is not None and location.access.auth_request is not None:
         return AUTH_FIRST
     if location.proxy is not None:
-        return READ
+        return STREAM if location.try_files is None and streams_body(location.proxy, ctx.request) else READ
     if location.try_files is not None:
         return DISCARD if _try_files_discards(ctx, location) else READ
     return DISCARD if _where_discards(ctx.server, location, ctx.uri, _DEPTH, True) else READ

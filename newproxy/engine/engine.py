@@ -14,12 +14,12 @@ from newproxy import stats
 from newproxy.config import LocationConfig, NewproxyConfig
 from newproxy.engine.compiled import (CompiledLocation, CompiledProxy, CompiledReturn, CompiledServer,
                                      CompiledTryFiles, ConfigCompiler)
-from newproxy.engine import accel, access, discard, grpc, gzip, limits, proxyurl, realip, rewrite, static, trace
+from newproxy.engine import accel, access, discard, errors, grpc, gzip, limits, proxyurl, realip, rewrite, static, trace
 from newproxy.engine.headers import filter_answer
 from newproxy.engine.context import RequestContext, set_captures
 from newproxy.engine.logformat import LogPlan
 from newproxy.engine.memo import StaticMemo
-from newproxy.engine.proxy import pass_through_body, pass_through_head, upstream_body, upstream_head
+from newproxy.engine.proxy import pass_through_body, pass_through_head, streams_body, upstream_body, upstream_head
 from newproxy.engine.requestfacts import uses_request_facts
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
@@ -250,8 +250,9 @@ class Engine:
                     if location is not None and location.internal and not ctx.internal:
                         return self._fail(ctx, 404)
                     limit = location.client_max_body_size if location is not None else ctx.server.client_max_body_size
-                    if limit and _declared_length(request) > limit:
+                    if limit and (declared := _declared_length(request)) > limit:
                         ctx.expect_tested = True  # ngx_http_core_find_config_handler: no 100 for a 413
+                        errors.note(ctx, errors.ERR, f"client intended to send too large body: {declared} bytes")
                         return self._fail(ctx, 413)
                     if found is not None and found.redirect:
                         assert location is not None
@@ -310,8 +311,13 @@ class Engine:
             if redirected is not None:
                 return redirected
         if location.proxy is not None and ctx.request.body_pending:
-            # The phases ran at the head (h1.py: an auth_request location): proxying reads the body.
-            # nginx's proxy handler has run by then ($proxy_host; the log counts the body it reads).
+            # The phases ran at the head (h1.py: an auth_request location, or discard.STREAM).
+            request = ctx.request
+            if request.body_stream is not None and streams_body(location.proxy, request):
+                return self._content(ctx, location)  # proxied now, its body sent on as it comes
+            # Proxying reads the body whole first. nginx's proxy handler has run by then
+            # ($proxy_host; the log counts the body it reads).
+            request.body_stream = None
             ctx.proxy_host = location.proxy.config.proxy_host
             return AwaitBody(lambda: self._content(ctx, location))
         return self._content(ctx, location)

@@ -27,6 +27,7 @@ from newproxy.engine.types import LocationFix, ProxyPass, Request
 if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledProxy
     from newproxy.http.bodyfile import BodyFile
+    from newproxy.http.bodystream import BodyStream
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,7 +115,19 @@ def one_chunk(body: bytes | BodyFile) -> bytes | BodyFile:
     return body.chunked()
 
 
-def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile:
+def streams_body(proxy: CompiledProxy, request: Request) -> bool:
+    """Whether nginx reads this request's body unbuffered for this proxy_pass, sending it upstream as
+    it arrives (ngx_http_proxy_handler's r->request_body_no_buffering): proxy_request_buffering off,
+    no proxy_set_body, the body passed, and not a chunked one to an HTTP/1.0 upstream."""
+    config = proxy.config
+    if config.request_buffering or proxy.body is not None or not config.pass_request_body \
+            or config.pass_through or config.protocol != "http":
+        return False
+    return config.http_version == "1.1" or not any(
+        len(name) == 17 and name.lower() == b"transfer-encoding" for name, _ in request.headers)
+
+
+def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile | BodyStream:
     """The body sent upstream: proxy_set_body's value (for any method; the client's body is read but
     not sent), else the client's body unless proxy_pass_request_body is off. Evaluated before the
     head, as ngx_http_proxy_create_request does: $proxy_internal_body_length is then its length."""
@@ -125,6 +138,10 @@ def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile
     if not proxy.config.pass_request_body:
         return b""
     request = ctx.request
+    stream = request.body_stream
+    if stream is not None:  # sent as it arrives (a later pass gets what is left of it, as nginx's does)
+        ctx.proxy_chunked = stream.chunked
+        return stream
     if request.chunked_late:
         request.chunked_late = False  # a later pass (error_page, X-Accel-Redirect) finds it read whole
         parts, request.body_parts = request.body_parts, None

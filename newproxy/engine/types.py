@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Union
 if TYPE_CHECKING:
     from newproxy.config import ProxyConfig, UpstreamTlsConfig
     from newproxy.http.bodyfile import BodyFile
+    from newproxy.http.bodystream import BodyStream
     from newproxy.engine.context import RequestContext
     from newproxy.engine.proxy import ResponseRelay
     from newproxy.engine.proxyurl import Resolve
@@ -52,6 +53,10 @@ class Request:
     # HTTP/1: the phases run at the head while the body is still coming (an auth_request location,
     # as nginx runs them: newproxy/http/h1.py): a content handler that reads the body waits (AwaitBody).
     body_pending: bool = False
+    # HTTP/1, proxy_request_buffering off: the body as it arrives, for the proxy to send on while
+    # it does (discard.STREAM: newproxy/http/bodystream.py); ``body`` stays empty, as nginx's
+    # $request_body is for a body it reads unbuffered.
+    body_stream: BodyStream | None = None
     # Set by the engine when the front end asks for the body's limit (Engine.max_body_size): the
     # location's client_body_buffer_size, client_body_temp_path and proxy_request_buffering.
     body_buffer: tuple[int, str | None, bool] | None = None
@@ -123,7 +128,9 @@ class ProxyPass:
 
     upstream: UpstreamGroup
     head: bytes  # request line and headers for the upstream, ending with the blank line
-    body: bytes | BodyFile  # a file past client_body_buffer_size: sent in pieces (newproxy/http/upstream.py)
+    # A file past client_body_buffer_size: sent in pieces (newproxy/http/upstream.py); a stream: sent
+    # as the client sends it (proxy_request_buffering off).
+    body: bytes | BodyFile | BodyStream
     proxy: ProxyConfig
     request: Request
     keepalive: bool  # whether the client connection may be kept after this response

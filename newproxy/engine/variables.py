@@ -122,6 +122,8 @@ def _body_length(ctx: RequestContext) -> str:
         return str(len(ctx.proxy_body))
     if ctx.proxy_chunked:
         return ""
+    if ctx.request.body_stream is not None:  # read unbuffered: the client's Content-Length
+        return str(len(ctx.request.body_stream))
     if ctx.subrequest:
         # An auth_request subrequest shares the client's headers before any of its body is read
         # (r->headers_in.content_length_n): the Content-Length as it came, body passed or not (hence

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from newproxy.config import ClientConfig
 from newproxy.engine.types import TlsInfo
-from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ
+from newproxy.engine.discard import AUTH_FIRST, DISCARD, READ, STREAM
 from newproxy.engine.types import AuthSubrequest, AwaitBody, Delayed, FileResponse, ProxyPass, RateLimit, Request, Response, Result
 from newproxy.engine.logformat import LogRecord
-from newproxy.http.bodyfile import BodyBuffer, buffered
-from newproxy.http.errorlog import ErrorLog
+from newproxy.http.bodyfile import BodyBuffer, BodyFile, buffered
+from newproxy.http.bodystream import BodyStream
+from newproxy.http.errorlog import ErrorLog, log_for_request
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
 from newproxy.http.timerwheel import tick_for, wheel_of
@@ -68,9 +69,12 @@ _PENDING, _DROPPING = 1, 2
 # subrequest before it reads the body. Such a request is run once the read that brought its head is
 # parsed (_EARLY_PENDING), then (_EARLY_RUNNING) its body is left unread while the subrequest runs;
 # a refusal is answered at once and the body discarded, an acceptance reads it and goes on (AwaitBody).
-_EARLY_PENDING, _EARLY_RUNNING = 1, 2
+# A proxy_pass reading its body unbuffered (discard.STREAM) is run the same way; once it is proxied,
+# its body goes upstream as it comes (_EARLY_STREAMING: newproxy/http/bodystream.py).
+_EARLY_PENDING, _EARLY_RUNNING, _EARLY_STREAMING = 1, 2, 3
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 _NEVER = 1 << 62  # a body length no request reaches
+_BODY_BUFFER = 16384  # client_body_buffer_size's default, for an engine that names none
 
 
 def _reset_on_close(transport: asyncio.BaseTransport) -> None:
@@ -203,6 +207,7 @@ class H1Protocol(asyncio.Protocol):
         "_draining",
         "_expect",
         "_read_len",
+        "_read_body_at",
         "_early",
         "_early_req",
         "_early_wait",
@@ -232,6 +237,7 @@ class H1Protocol(asyncio.Protocol):
         "_requests",
         "_st",
         "_stopped",
+        "_stream",
         "_tick",
         "_v09",
         "_write_paused",
@@ -272,6 +278,7 @@ class H1Protocol(asyncio.Protocol):
         self._early = 0  # _EARLY_PENDING/_EARLY_RUNNING: an auth_request request run at its head
         self._early_req: Request | None = None
         self._early_wait: AwaitBody | None = None  # its content handler, once the body is all in
+        self._stream: BodyStream | None = None  # the body being sent upstream as it comes (_EARLY_STREAMING)
         self._exchange: Exchange | None = None
         self._hold: _Hold | None = None  # set while an upgrade request is proxied
         self._current: ProxyPass | None = None
@@ -315,7 +322,10 @@ class H1Protocol(asyncio.Protocol):
         self._discard_until = 0.0
         self._discard_keep = False
         self._discard_close = False
-        self._read_len = 0  # the length of the read being parsed, kept while a body is discarded
+        # The length of the read being parsed, kept while a body is discarded or streamed, and (streamed)
+        # the body's bytes before it.
+        self._read_len = 0
+        self._read_body_at = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -397,8 +407,9 @@ class H1Protocol(asyncio.Protocol):
         self._reads += 1
         if self._lingering or self._stopped:
             return  # discarding what follows an answered error
-        if self._discard:
+        if self._discard or self._stream is not None:
             self._read_len = len(data)
+            self._read_body_at = self.parser.body_bytes
         if self._discard_until and self._last >= self._discard_until:
             # lingering_time is over: nginx closes with these bytes unread, which resets the connection.
             self._drop_connection(reset=True)
@@ -409,6 +420,8 @@ class H1Protocol(asyncio.Protocol):
                 self._head_begins()
         try:
             self.parser.feed_data(data)
+            if self._stream is not None and self._body:
+                self._stream_read()
             if self._discard == _PENDING:  # its body goes on in later reads: answer now
                 self._discard = _DROPPING
                 self._dispatch(self._take_pending())
@@ -457,6 +470,8 @@ class H1Protocol(asyncio.Protocol):
             # closes, then ours, after what is buffered either way is written.
             ex.finish()  # type: ignore[union-attr]
             return True
+        if self._stream is not None:
+            return False  # the body's end is missing: as a close (connection_lost)
         # A half-closed client may still read: keep writing the response(s) it asked for.
         if self._busy or self._queue:
             self._closing = True
@@ -475,7 +490,11 @@ class H1Protocol(asyncio.Protocol):
         ex = self._exchange
         if ex is not None:
             self._exchange = None
+            if self._stream is not None and type(ex) is Exchange and self._rec is not None:
+                self._rec.status = ex.client_closed()
+                self._count_streamed()
             ex.abort()
+        self._stream = None
         self._queue.clear()
         self._unpace()
         self._released()
@@ -498,7 +517,8 @@ class H1Protocol(asyncio.Protocol):
         self._last = self.loop.time()
         if self._exchange is not None:
             self._exchange.resume()
-        if self.transport is not None and not self._closed and len(self._queue) < PIPELINE_QUEUE_MAX:
+        if self.transport is not None and not self._closed and len(self._queue) < PIPELINE_QUEUE_MAX \
+                and not (self._stream is not None and self._stream.held):
             self.transport.resume_reading()
 
     # -- parser callbacks (newproxy/http/h1parse.py) ----------------------------------------
@@ -582,8 +602,11 @@ class H1Protocol(asyncio.Protocol):
         if buffer is not None:
             self._body_buffer(parser, buffer)
         self._head_read = self._reads
-        if plan == AUTH_FIRST:
+        if plan == AUTH_FIRST or plan == STREAM:
             # "100 Continue" only once the content handler reads the body (ngx_http_test_expect).
+            if plan == STREAM:
+                req.body_stream = BodyStream(parser.length if cl is not None else 0, parser.te is not None,
+                                             buffer[0] if buffer is not None else _BODY_BUFFER)
             self._early = _EARLY_PENDING
             self._early_req = req
             self._expect = parser.expect and version == b"1.1"
@@ -637,18 +660,34 @@ class H1Protocol(asyncio.Protocol):
     def on_chunk(self, size: int) -> None:
         """A chunk's data begins: over client_max_body_size with it, 413 at once (nginx's check)."""
         if self._limit and self._body_len + size > self._limit:
+            self._body_error(f"client intended to send too large chunked body: {self._body_len}+{size} bytes",
+                             self._req)
             self._reject(413, self._req)
             raise _Stop
+
+    def _body_error(self, message: str, req: Request | None) -> None:
+        """nginx's [error] line about a body it refuses (ngx_http_request_body_chunked_filter): with
+        the upstream's context while the body is streamed to it."""
+        ex = self._exchange
+        if self._stream is not None and type(ex) is Exchange:
+            ex.log_sending(message)
+        elif req is not None:
+            log_for_request(self.ctx.log, req, "error", message, self.conn_id)
 
     def on_message_complete(self) -> None:
         if self._discard:
             self._discarded()
             return
         if self._early:
+            if self._early == _EARLY_STREAMING:
+                self._stream_body_in()
+                return
             if self._early == _EARLY_RUNNING:
                 self._early_body_in()
                 return
             self._early = 0  # the whole body came with the head: run as any request
+            if self._early_req is not None:
+                self._early_req.body_stream = None  # and read whole (as nginx: nothing left to stream)
             self._early_req = None
         self._message_over()
         req = self._req
@@ -727,6 +766,12 @@ class H1Protocol(asyncio.Protocol):
         does from here (with its "100 Continue" and client_body_timeout), then answer."""
         self._busy = True
         self._early_wait = wait
+        self._read_body_now()
+
+    def _read_body_now(self) -> None:
+        """The content handler reads the body of a request run at its head: its "100 Continue"
+        (ngx_http_test_expect), client_body_timeout from now, and the client read again (paused
+        by _run_early)."""
         if self._expect:
             self._expect = False
             self._write(_CONTINUE)
@@ -750,6 +795,104 @@ class H1Protocol(asyncio.Protocol):
         if wait is not None:
             self._early_wait = None
             self._continue(req, wait.resume)
+
+    # -- a body sent upstream as it comes (proxy_request_buffering off: discard.STREAM) ----------------
+    def _start_stream(self, req: Request) -> None:
+        """The request run at its head is proxied with its body unbuffered: what came of the body
+        with the head goes with the request's head, the rest as it is read (nginx's
+        ngx_http_read_client_request_body with r->request_body_no_buffering, "100 Continue" first)."""
+        stream = req.body_stream
+        assert stream is not None
+        req.body_pending = False
+        self._stream = stream
+        self._early = _EARLY_STREAMING
+        stream.flow = self._stream_flow
+        self._read_body_now()  # (the stream may pause the client again below)
+        body = self._body
+        self._body = None
+        if body:
+            if type(body) is list:
+                stream.add(body[0] if len(body) == 1 else b"".join(body))
+            else:
+                kept = body.take()  # type: ignore[union-attr]  # a BodyBuffer: one long first read
+                stream.add(kept.read(0, len(kept)) if type(kept) is BodyFile else kept)  # type: ignore[arg-type]
+
+    def _stream_read(self) -> None:
+        """The body bytes of one read go upstream together (a chunked body: as one chunk)."""
+        body = self._body
+        self._body = None
+        assert self._stream is not None and type(body) is list
+        self._stream.add(body[0] if len(body) == 1 else b"".join(body))
+
+    def _stream_flow(self, on: bool) -> None:
+        """The stream's switch: the peer takes no more of the body for now (or again)."""
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        if on:
+            self._last = self.loop.time()  # client_body_timeout counts from here again
+            if not self._write_paused:
+                transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def _stream_over(self) -> BodyStream:
+        """The body is read no more for the stream (returned): all in, or not wanted any more."""
+        stream = self._stream
+        assert stream is not None
+        self._stream = None
+        stream.flow = None
+        self._early = 0
+        self._early_req = None
+        self._req = None
+        return stream
+
+    def _stream_body_in(self) -> None:
+        """A streamed body's last byte is read: it ends upstream; the answer goes on."""
+        if self._body:
+            self._stream_read()
+        stream = self._stream_over()
+        self._message_over()
+        stream.end()
+
+    def _stream_answered(self) -> None:
+        """The answer is over while the body still comes: nginx closes the connection after it
+        (r->reading_body: no keep-alive, a lingering close that reads and drops the rest)."""
+        self._stream_over()
+        self._linger()
+
+    def _stream_failed(self, status: int, req: Request | None) -> None:
+        """The streamed body broke (past client_max_body_size, a bad chunk): nginx finalizes the
+        upstream with that status (ngx_http_upstream_send_request), closing the peer, and answers
+        its page when nothing was answered yet; then closes."""
+        self._stream_over()
+        self._stopped = True
+        self._in_message = False
+        ex = self._exchange
+        self._exchange = None
+        self._current = None
+        self._busy = False
+        self._queue.clear()
+        if ex is not None:
+            ex.abort()
+        self._unpace()
+        self._released()
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._count_streamed(whole_read=True)
+        if self._head_due:
+            self._send_error_and_close(status, req)
+        else:
+            self._logged()
+            self._close()
+
+    def _count_streamed(self, whole_read: bool = False) -> None:
+        """A streamed body that will not be read to its end: $request_length counts what came of it
+        (``whole_read``: all of the read being parsed, as nginx counts a read it refuses)."""
+        rec = self._prec
+        if rec is not None:
+            self._prec = None
+            rec.body_length += self._read_body_at + self._read_len if whole_read else self.parser.body_bytes
 
     def _take_pending(self) -> Request:
         req = self._pending
@@ -884,6 +1027,9 @@ class H1Protocol(asyncio.Protocol):
 
     def _reject(self, status: int, req: Request | None) -> None:
         """Answer a request nginx refuses before reading its body, then close (lingering)."""
+        if self._stream is not None:
+            self._stream_failed(status, req)
+            return
         self._stopped = True
         self._in_message = False
         self._req = None
@@ -917,6 +1063,11 @@ class H1Protocol(asyncio.Protocol):
         if self._discard == _PENDING:  # in the read of the head: the 400 answers the request
             self._discard = 0
             self._req = self._take_pending()
+        if self._req is not None and self.parser.in_chunks():
+            self._body_error("client sent invalid chunked body", self._req)
+        if self._stream is not None:  # a bad chunk in a body being streamed
+            self._stream_failed(exc.status, self._req)
+            return
         cut = _BODY_ONLY if exc.v09 else _HEAD_ONLY if exc.head_only else 0
         req = self._req
         self._stopped = True
@@ -1005,11 +1156,15 @@ class H1Protocol(asyncio.Protocol):
         if isinstance(result, AuthSubrequest):
             self._auth(result, req)
             return
-        if req.body_pending:  # run at its head (AUTH_FIRST), its body still coming
-            if isinstance(result, AwaitBody):
+        if req.body_pending:  # run at its head (AUTH_FIRST, STREAM), its body still coming
+            stream = req.body_stream
+            if stream is not None and type(result) is ProxyPass and result.body is stream:
+                self._start_stream(req)
+            elif isinstance(result, AwaitBody):
                 self._await_body(result)
                 return
-            if not isinstance(result, Delayed):
+            elif not isinstance(result, Delayed):
+                req.body_stream = None
                 self._early_answered()
         elif isinstance(result, AwaitBody):  # the body came in while the subrequest ran
             self._continue(req, result.resume)
@@ -1163,6 +1318,15 @@ class H1Protocol(asyncio.Protocol):
             return
         self._unpace()
         self._released()
+        if self._stream is not None and not self._closed:  # answered while the body still comes
+            self._count_streamed()
+            if self._rec is not None:
+                self._logged()
+            self._busy = False
+            self._exchange = None
+            self._current = None
+            self._stream_answered()
+            return
         if self._discard and not self._closed:  # a file sent before its request's body came
             self._busy = False
             self._exchange = None
@@ -1245,6 +1409,8 @@ class H1Protocol(asyncio.Protocol):
         self.upstream_done(resp.keepalive)
 
     def upstream_abort(self) -> None:
+        if self._stream is not None:
+            self._stream_over()
         self._unpace()
         self._released()
         if self._rec is not None:
@@ -1416,6 +1582,8 @@ class H1Protocol(asyncio.Protocol):
             due = min(self._last + client.lingering_timeout, self._linger_until)
         elif self._early_wait is not None:  # reading the body of a request run at its head
             due = self._last + client.body_timeout
+        elif self._stream is not None:  # streaming a body: not timed while the peer holds it up
+            due = now + client.body_timeout if self._stream.held else self._last + client.body_timeout
         elif self._busy:
             # The upstream exchange has its own timers; only a client that stopped reading is ours.
             due = self._last + client.send_timeout if self._write_paused else now + client.send_timeout
@@ -1427,6 +1595,13 @@ class H1Protocol(asyncio.Protocol):
         else:
             due = self._last + client.keepalive_timeout
         if now >= due:
+            if self._stream is not None:  # nginx: 408, both connections closed, nothing answered
+                self._stream.flow = None
+                self._stream = None
+                ex = self._exchange
+                if ex is not None:  # finalized first: its log fields ($upstream_bytes_sent) are set
+                    self._exchange = None
+                    ex.abort()
             rec = self._prec
             if rec is not None and self._in_message and self._req is not None:
                 # A body timed out: nginx logs the request with 408, counting what came of the body.

@@ -266,6 +266,10 @@ class RequestParser:
         """Bytes buffered past what has been parsed (from on_message_complete: the next request's)."""
         return len(self._buf) - self._pos
 
+    def in_chunks(self) -> bool:
+        """Whether parsing is inside a chunked body (a ParseError there is a bad chunk)."""
+        return self._state == _CHUNKED
+
     def idle(self) -> bool:
         """Between requests with nothing buffered and nginx's buffer state back to a fresh
         connection's: a new parser would read what comes next the same way (parking.py relies on it)."""

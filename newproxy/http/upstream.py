@@ -33,6 +33,7 @@ from newproxy.engine.proxy import carry_www_authenticate, keep_upstream_answer
 from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.bodyfile import BodyFile
+from newproxy.http.bodystream import BodyStream
 from newproxy.http.errorlog import ErrorLog
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
@@ -307,6 +308,8 @@ class UpstreamConn(asyncio.Protocol):
                 ex.sink.tunnel_flow(True)  # type: ignore[attr-defined]
             elif ex.pumped >= 0:
                 ex.pump()
+            elif ex.streaming:
+                ex.stream_out()
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -638,6 +641,7 @@ class Exchange(ExchangeCore):
         "spool_end",
         "stale_retried",
         "started",
+        "streaming",
         "timeout",
         "upgraded",
     )
@@ -660,6 +664,7 @@ class Exchange(ExchangeCore):
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
         self.pumped = -1  # a body in a file being sent: the bytes of it written so far; -1: none
         self.pump_piece = 0  # and of its reads (BodyFile.pieces), the next to send
+        self.streaming = False  # a body still arriving from the client is being sent (BodyStream)
         # An HTTP/1 client's "write what this turn held now" (newproxy/http/outbox.py); None: no such wait.
         self.send_now: Callable[[], None] | None = getattr(sink, "send_held", None)
 
@@ -859,6 +864,12 @@ class Exchange(ExchangeCore):
         body = pp.body
         self.sent = True
         self.head_seen = 0
+        if type(body) is BodyStream:
+            conn.send_held()
+            self.streaming = True
+            body.consumer = self.stream_out
+            self.stream_out(pp.head)
+            return
         if self.attempt is not None:  # $upstream_bytes_sent (a body in a file: as it is pumped)
             self.attempt[10] += len(pp.head) + (len(body.prefix) if type(body) is BodyFile else len(body))
         if type(body) is BodyFile:
@@ -927,6 +938,52 @@ class Exchange(ExchangeCore):
         else:
             self.sending = False
             self._arm(self.pp.proxy.read_timeout)
+
+    def stream_out(self, head: bytes = b"") -> None:
+        """Send what waits of a body the client is still sending (proxy_request_buffering off), as
+        nginx's ngx_http_upstream_send_request_body does with each read: while the peer's socket
+        takes it; proxy_send_timeout while it does not. While the client's next bytes are awaited
+        the peer has no timer (nginx deletes the write timer and sets none to read); once the body
+        is all out, proxy_read_timeout."""
+        conn = self.conn
+        stream = self.pp.body
+        if conn is None or conn.transport is None or self.done or not self.streaming:
+            return
+        assert type(stream) is BodyStream
+        transport = conn.transport
+        data = head + stream.take() if not conn.write_paused else head
+        if data:
+            transport.write(data)
+            if self.attempt is not None:
+                self.attempt[10] += len(data)
+        if transport.get_write_buffer_size():
+            if not self.sending:
+                self.send_blocked()
+            return
+        if stream.over:
+            self._stop_streaming()
+            self.sending = False
+            self._arm(self.pp.proxy.read_timeout)
+            return
+        self.sending = False
+        if self.header_done:  # answered already: the rest of the answer is read under proxy_read_timeout
+            self._arm(self.pp.proxy.read_timeout)
+        else:
+            self._cancel_timer()  # waiting on the client (its client_body_timeout runs in the front end)
+
+    def client_closed(self) -> int:
+        """The client closed its connection while its body was being streamed: nginx's read of the
+        body finds its end (400, ngx_http_do_read_client_request_body), or, with no peer connected
+        yet, its broken-connection check does (499). Logs nginx's line; returns the status."""
+        connecting = self.conn is None
+        what = "connecting to" if connecting else "sending request to"
+        self._log(f"client prematurely closed connection while {what} upstream", "info")
+        return 499 if connecting else 400
+
+    def log_sending(self, message: str) -> None:
+        """A line about the client's body logged while it is streamed here (nginx's log action is
+        the upstream's then)."""
+        self._log(f"{message} while sending request to upstream")
 
     def send_blocked(self) -> None:
         """The request did not all fit in the socket: proxy_send_timeout runs until it is out."""
@@ -1071,7 +1128,7 @@ class Exchange(ExchangeCore):
         conn = self.conn
         if self.sending:
             if self.got_bytes or conn is None or conn.transport is None or (
-                    self.pumped < 0 and not conn.transport.get_write_buffer_size()):
+                    self.pumped < 0 and not self.streaming and not conn.transport.get_write_buffer_size()):
                 # The request is out (or answered already): proxy_read_timeout applies from now.
                 self.sending = False
                 self.timeout = self.pp.proxy.read_timeout
@@ -1238,6 +1295,7 @@ class Exchange(ExchangeCore):
         self.done = True
         self._cancel_timer()
         self.pumped = -1
+        self._stop_streaming()
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -1248,7 +1306,8 @@ class Exchange(ExchangeCore):
         """The response is complete: pool or close the connection, let the client go on."""
         self._count_answer()
         self._timed(5)
-        unsent = self.pumped >= 0  # answered before the whole body was sent: the connection cannot be kept
+        # Answered before the whole body was sent: the connection cannot be kept.
+        unsent = self.pumped >= 0 or self.streaming
         conn = self._end()
         if conn is not None:
             tls = self.pp.tls
@@ -1285,7 +1344,7 @@ class Exchange(ExchangeCore):
             return
         self.conn = None
         if not self.header_done:
-            if self.reused and not self.got_bytes and not self.stale_retried:
+            if self.reused and not self.got_bytes and not self.stale_retried and type(self.pp.body) is not BodyStream:
                 # A cached connection the peer had already closed: not the peer's fault (nginx
                 # retries these too); try once more on a fresh connection to the same peer.
                 self.stale_retried = True
@@ -1337,6 +1396,7 @@ class Exchange(ExchangeCore):
         if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
             self._log(message)
         self._cancel_timer()
+        self._stop_streaming()
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -1353,7 +1413,7 @@ class Exchange(ExchangeCore):
         next_upstream = self.pp.proxy.next_upstream
         retry = kind in next_upstream and not (
             self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream
-        ) and self.selection.tries_left > 0 and not self._out_of_time()
+        ) and self.selection.tries_left > 0 and not self._out_of_time() and not self._body_gone()
         if retry:
             self.fail_status = status
             self.sent = False
@@ -1378,7 +1438,18 @@ class Exchange(ExchangeCore):
         if self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream:
             return False
         assert self.selection is not None
-        return self.selection.tries_left > 1 and not self._out_of_time()
+        return self.selection.tries_left > 1 and not self._out_of_time() and not self._body_gone()
+
+    def _body_gone(self) -> bool:
+        """A body sent as it arrived cannot be sent again: nginx tries no other peer once the
+        request was sent (u->request_sent && r->request_body_no_buffering)."""
+        return self.sent and type(self.pp.body) is BodyStream
+
+    def _stop_streaming(self) -> None:
+        """This attempt sends no more of a body still arriving (it ended, or failed)."""
+        if self.streaming:
+            self.streaming = False
+            self.pp.body.consumer = None  # type: ignore[union-attr]
 
     def next_on_status(self) -> None:
         """Drop the answer (and its connection) and try the next peer, as ngx_http_upstream_next
@@ -1426,6 +1497,7 @@ class Exchange(ExchangeCore):
                 self.pool.put(conn)  # type: ignore[union-attr]
             else:
                 conn.close()
+        self._stop_streaming()
         assert self.selection is not None and self.peer is not None
         self.selection.succeeded(self.peer)
         self._respond_error(self.intercepted)
@@ -1433,7 +1505,7 @@ class Exchange(ExchangeCore):
     def _bodiless(self, conn: UpstreamConn) -> bool:
         """An answer dropped at its head that has no body, on a connection the pool may keep."""
         pool = self.pool
-        if pool is None or self.pumped >= 0 or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
+        if pool is None or self.pumped >= 0 or self.streaming or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
                 or conn.requests + 1 >= pool.requests or conn.transport is None \
                 or conn.transport.get_write_buffer_size():
             return False
@@ -1462,6 +1534,7 @@ class Exchange(ExchangeCore):
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None
+        self._timed(5)  # nginx's finalize: the attempt's response time, and the bytes it had sent
         conn = self._end()
         if conn is not None:
             conn.abort()

@@ -1,0 +1,270 @@
+"""proxy_request_buffering off against real nginx: the body goes upstream while the client sends it.
+
+nginx reads such a body unbuffered (r->request_body_no_buffering): it connects once the head is read,
+sends the request's head with what came of the body so far, then each later read as it comes (a
+chunked body chunked again, one chunk per read). Each case here is a client script: sends separated
+by pauses (0.3 s, the "stages"), maybe a close. The recording upstream's ``/__reads/`` marker keeps
+the time of each read it got, so what is compared is, per stage, the bytes the upstream had received
+(the head and the body as it went up), then what the client got and in which stage, and whether the
+connection was closed on it; then the access log (status, bytes, upstream address) and the info
+lines of the error log, line for line. The cases:
+
+- a body by length and a chunked one in three stages; a chunked one whose head came alone; with
+  ``Expect: 100-continue`` ("100 Continue" at once, as the content handler reads the body at once);
+- the client closes mid-body (nginx's [info] "client prematurely closed connection while sending
+  request to upstream", 400 in the log, the upstream connection closed), or stalls past
+  client_body_timeout (408, both connections closed, nothing answered);
+- the upstream answers at the head (relayed at once; nginx then closes the client's connection,
+  reading and dropping the rest of the body);
+- client_max_body_size passed, and a bad chunk, mid-body (413 and 400 pages; the peer closed);
+- a peer that closes once the body is in: no other peer is tried (u->request_sent with an
+  unbuffered body), even with non_idempotent in proxy_next_upstream, where a refused connect still
+  goes on to the next peer with the whole body;
+- a kept-alive upstream connection used by two streamed bodies in turn; a request pipelined behind
+  a streamed body;
+- a peer that reads nothing: the body backs up (nginx stops reading the client once its buffer is
+  full), then proxy_send_timeout's 504;
+- not streamed: a chunked body to an HTTP/1.0 upstream, and a location with request buffering on
+  (both sent once the body is all in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from nginx_parser import parse_config
+from nginx_parser.ir import Directive
+from shadow.rewire import access_log_name, plan
+from shadow.runner import started_targets
+from shadow.upstreams import RecordedRequest
+
+CONF = """
+events {}
+http {
+    log_format stream '$request $status $body_bytes_sent $upstream_addr $upstream_status $request_length $upstream_bytes_sent';
+    access_log logs/stream.log stream;
+    client_body_timeout 1s;
+    proxy_read_timeout 3s;
+    proxy_request_buffering off;
+    proxy_http_version 1.1;
+    upstream pair { server 127.0.0.1:9001; server 127.0.0.1:9002; }
+    upstream refused { server 127.0.0.1:9003; server 127.0.0.1:9004; }
+    upstream kept { server 127.0.0.1:9005; keepalive 4; }
+    server {
+        listen 8080;
+        server_name stream.test;
+        location /s/ { proxy_pass http://127.0.0.1:9000; }
+        location /limit/ { client_max_body_size 8; proxy_pass http://127.0.0.1:9000; }
+        location /pair/ { proxy_next_upstream error timeout non_idempotent; proxy_pass http://pair; }
+        location /refused/ { proxy_pass http://refused; }
+        location /kept/ { proxy_set_header Connection ""; proxy_pass http://kept; }
+        location /s10/ { proxy_http_version 1.0; proxy_pass http://127.0.0.1:9000; }
+        location /buffered/ { proxy_request_buffering on; proxy_pass http://127.0.0.1:9000; }
+        location /stuck/ { client_max_body_size 0; proxy_send_timeout 1s; proxy_pass http://127.0.0.1:9000; }
+    }
+}
+"""
+GAP = 0.3
+END = 0.6  # read after the last send: the answers come at once
+BIG = 24 << 20  # more than the loopback's socket buffers hold
+Step = bytes | float | str  # bytes: sent; float: seconds read meanwhile; "close"
+
+
+def _head(target: str, *headers: str) -> bytes:
+    lines = [f"POST {target} HTTP/1.1", "Host: stream.test", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _length(target: str, length: int, *more: str) -> bytes:
+    return _head(target, f"Content-Length: {length}", *more)
+
+
+def _chunked(target: str) -> bytes:
+    return _head(target, "Transfer-Encoding: chunked")
+
+
+CASES: dict[str, list[Step]] = {
+    "length in three reads": [_length("/s/__reads/a", 13) + b"abc", GAP, b"defgh", GAP, b"ijEND", END],
+    "chunked in three reads": [_chunked("/s/__reads/b") + b"3\r\nabc\r\n", GAP, b"5\r\ndefgh\r\n2\r\nij\r\n", GAP,
+                               b"0\r\n\r\n", END],
+    "chunked, the head alone": [_chunked("/s/__reads/c"), GAP, b"5\r\nhello\r\n0\r\n\r\n", END],
+    "expect 100-continue": [_length("/s/__reads/d", 5, "Expect: 100-continue"), GAP, b"hello", END],
+    "client closes mid-body": [_length("/s/__reads/e", 13) + b"abc", GAP, b"defgh", GAP, "close"],
+    "client stalls": [_length("/s/__reads/f", 13) + b"abc", 1.6],
+    "upstream answers at the head": [_length("/s/__reads/__early/g", 10) + b"abc", GAP, b"defgh", GAP, b"ij", GAP],
+    "past client_max_body_size": [_chunked("/limit/__reads/h") + b"3\r\nabc\r\n", GAP, b"8\r\n12345678\r\n0\r\n\r\n",
+                                  END],
+    "a bad chunk": [_chunked("/s/__reads/i") + b"3\r\nabc\r\n", GAP, b"zz\r\n", END],
+    "the peer closes: no next peer": [_length("/pair/__reads/__close/j", 5) + b"ab", GAP, b"cde", END],
+    "a refused peer: the next one": [_length("/refused/__reads/k", 5) + b"ab", GAP, b"cde", END],
+    "kept-alive upstream, first": [_length("/kept/__reads/l", 5) + b"ab", GAP, b"cde", END],
+    "kept-alive upstream, second": [_length("/kept/__reads/m", 5) + b"ab", GAP, b"cde", END],
+    "pipelined behind": [_length("/s/__reads/n", 5) + b"ab", GAP,
+                         b"cde" + b"GET /s/__reads/n2 HTTP/1.1\r\nHost: stream.test\r\nConnection: close\r\n\r\n", END],
+    "HTTP/1.0 upstream, chunked": [_chunked("/s10/__reads/o") + b"3\r\nabc\r\n", GAP, b"0\r\n\r\n", END],
+    "buffered": [_length("/buffered/__reads/p", 5) + b"ab", GAP, b"cde", END],
+    # A peer that reads nothing: the body backs up to the client, then proxy_send_timeout.
+    "a peer that does not read": [_length("/stuck/__noread/q", BIG) + b"x" * BIG, 1.5],
+}
+_NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -"),
+          (re.compile(rb"<center>(nginx|newproxy)[^<]*</center>"), b"<center>-</center>"),
+          (re.compile(rb"Content-Length: \d+\r\n(?=(?:[^\r]*\r\n)*\r\n<html>)"), b"Content-Length: -\r\n")]
+
+
+class Seen:
+    """What one client script saw: each piece of the answer with the stage it came in, and the stage
+    the connection was closed in (None: not before the script's end)."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []  # when each send began (its bytes reach the proxy after it)
+        self.got: list[tuple[int, bytes]] = []
+        self.closed: int | None = None
+
+    def stage(self, at: float) -> int:
+        return sum(1 for mark in self.marks if mark <= at)
+
+    def answer(self) -> list[tuple[int, bytes]]:
+        """The answer's bytes by stage (masked)."""
+        merged: dict[int, bytes] = {}
+        for stage, data in self.got:
+            merged[stage] = merged.get(stage, b"") + data
+        out = []
+        for stage, data in sorted(merged.items()):
+            for pattern, replacement in _NOISE:
+                data = pattern.sub(replacement, data)
+            out.append((stage, data))
+        return out
+
+
+async def _run(port: int, steps: list[Step]) -> Seen:
+    seen = Seen()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def read_for(seconds: float) -> None:
+        """Read what comes for ``seconds`` (all of them: the stages keep their spacing after a close)."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if seen.closed is not None:
+                await asyncio.sleep(remaining)
+                return
+            try:
+                data = await asyncio.wait_for(reader.read(65536), remaining)
+            except TimeoutError:
+                return
+            except ConnectionError:
+                data = b""
+            if not data:
+                seen.closed = seen.stage(time.monotonic())
+                continue
+            seen.got.append((seen.stage(time.monotonic()), data))
+
+    for step in steps:
+        if isinstance(step, bytes):
+            seen.marks.append(time.monotonic())
+            if seen.closed is None:
+                try:
+                    writer.write(step)
+                    await asyncio.wait_for(writer.drain(), 4.0)  # a proxy that reads no more
+                except (ConnectionError, TimeoutError):
+                    pass
+        elif step == "close":
+            seen.marks.append(time.monotonic())
+            writer.close()
+            return seen
+        elif isinstance(step, float):
+            await read_for(step)
+    writer.close()
+    return seen
+
+
+def _upstream_view(records: list[RecordedRequest], seen: Seen) -> list[tuple[str, int, list[tuple[int, bytes]]]]:
+    """Per request the upstream got (in order): its upstream, the connection's request number, and
+    the bytes it had received by stage (the head with the body that came in the same stage)."""
+    out = []
+    for record in sorted(records, key=lambda r: r.seq):
+        merged: dict[int, bytes] = {}
+        for at, data in record.reads:
+            stage = seen.stage(at)
+            merged[stage] = merged.get(stage, b"") + (data if data else b"<closed>")
+        out.append((record.upstream, record.connection_seq, sorted(merged.items())))
+    return out
+
+
+def _info_lines(path: Path, start: int) -> list[str]:
+    """The request's lines in the info-level log ("... while ..."), time, pid and number masked."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    return [re.sub(r"^.*? (\[\w+\]) \d+#\d+: \*\d+ ", r"\1 ", line) for line in text.splitlines()
+            if " while " in line]
+
+
+def _info_log(directory: Path) -> Callable[[list[Directive]], list[Directive]]:
+    """A tweak: an info-level error_log into the target's directory, next to the rewiring's own."""
+    def tweak(tree: list[Directive]) -> list[Directive]:
+        anchor = tree[0]
+        return [anchor.model_copy(update={"name": "error_log", "args": [str(directory / "info.log"), "info"],
+                                          "block": None}), *tree]
+    return tweak
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONF)
+    config = parse_config(str(path))
+    dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
+    with started_targets(config, plan(config), str(tmp_path / "run"), refuse={"127.0.0.1:9003"},
+                         tweak_reference=_info_log(dirs[0]), tweak_other=_info_log(dirs[1])) as started:
+        ports = [next(iter(t.listen_ports.values())) for t in started.targets]
+        for name, steps in CASES.items():
+            views: list[object] = []
+            for port, directory in zip(ports, dirs, strict=True):  # one at a time: the records are theirs
+                info_start = _size(directory / "info.log")
+                seen = asyncio.run(_run(port, steps))
+                time.sleep(0.1)
+                started.pool.settle()
+                records = started.pool.take()
+                views.append((seen.answer(), seen.closed, _upstream_view(records, seen),
+                              _info_lines(directory / "info.log", info_start)))
+            yield name, views
+
+
+def test_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
+    seen = dict(_compare(tmp_path))
+    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
+    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
+                                      for name, v in differing.items())
+    log = access_log_name("logs/stream.log")
+    # (An error page's length differs by the server's name in it. How much of the body a peer that
+    # reads nothing got before the timeout depends on buffer sizes: each proxy's and the kernel's.)
+    nginx, newproxy = ([re.sub(r"^(\S+ \S+ \S+ [45]\d\d) \d+ ", r"\1 - ", line)
+                        for line in (tmp_path / "run" / label / log).read_text().splitlines()]
+                       for label in ("nginx", "newproxy"))
+    backed_up = [[int(n) for n in line.split()[-2:]] for line in (nginx[-1], newproxy[-1])]
+    assert all(0 < n < BIG // 2 for counts in backed_up for n in counts), backed_up
+    nginx[-1], newproxy[-1] = (" ".join(line.split()[:-2]) for line in (nginx[-1], newproxy[-1]))
+    assert newproxy == nginx
+    # What nginx did, so that the comparison cannot pass on two proxies that both buffer:
+    answer, closed, upstream, info = seen["length in three reads"][0]  # type: ignore[misc]
+    assert [stage for stage, _ in upstream[0][2]] == [1, 2, 3], upstream  # each send's bytes, as it came
+    answer, closed, upstream, info = seen["chunked in three reads"][0]  # type: ignore[misc]
+    assert upstream[0][2][1] == (2, b"7\r\ndefghij\r\n"), upstream  # a chunk per read
+    answer, closed, upstream, info = seen["client closes mid-body"][0]  # type: ignore[misc]
+    assert upstream[0][2][-1][1].endswith(b"<closed>") and len(info) == 1, (upstream, info)
+    answer, closed, upstream, info = seen["upstream answers at the head"][0]  # type: ignore[misc]
+    assert answer[0][0] == 1 and closed == 1, (answer, closed)  # with the head's stage
+    answer, closed, upstream, info = seen["the peer closes: no next peer"][0]  # type: ignore[misc]
+    assert len(upstream) == 1 and answer[0][1].startswith(b"HTTP/1.1 502"), (upstream, answer)
+    answer, closed, upstream, info = seen["kept-alive upstream, second"][0]  # type: ignore[misc]
+    assert upstream[0][1] == 2, upstream
+    answer, closed, upstream, info = seen["buffered"][0]  # type: ignore[misc]
+    assert [stage for stage, _ in upstream[0][2]] == [2], upstream  # all at once, once the body is in
+    assert any(" 400 " in line for line in nginx) and any(" 408 " in line for line in nginx), nginx

@@ -332,11 +332,10 @@ class ProxyConfig(_Model):
                     "X-Accel-Redirect`): the answer is dropped and the request redirected internally "
                     "(newproxy/engine/accel.py)")
     request_buffering: bool = Field(
-        default=True, description="nginx `proxy_request_buffering`: off, an HTTP/1.1 client's body goes upstream "
-                                  "as it arrives (a chunked one chunked, a chunk per read, with proxy_http_version "
-                                  "1.1; to an HTTP/1.0 upstream it is read whole first); an HTTP/2 or HTTP/3 "
-                                  "client's is read whole first, then sent (chunked when it was still arriving "
-                                  "after the head)")
+        default=True, description="nginx `proxy_request_buffering`: off, an HTTP/1.1 or HTTP/2 client's body goes "
+                                  "upstream as it arrives (one without a length chunked, a chunk per read, with "
+                                  "proxy_http_version 1.1; to an HTTP/1.0 upstream it is read whole first); an "
+                                  "HTTP/3 client's is read whole first, then sent")
     accel_limit_rate: bool = Field(
         default=True, description="an upstream's X-Accel-Limit-Rate paces the answer (nginx's default; false: "
                                   "`proxy_ignore_headers X-Accel-Limit-Rate`)")

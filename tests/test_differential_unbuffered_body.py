@@ -25,7 +25,7 @@ lines of the error log, line for line. The cases:
 - a peer that reads nothing: the body backs up (nginx stops reading the client once its buffer is
   full), then proxy_send_timeout's 504;
 - not streamed: a chunked body to an HTTP/1.0 upstream, and a location with request buffering on
-  (both sent once the body is all in).
+  (both sent once the body is all in). (Over HTTP/2: tests/test_differential_h2_unbuffered_body.py.)
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from nginx_parser import parse_config
-from nginx_parser.ir import Directive
 from shadow.rewire import access_log_name, plan
 from shadow.runner import started_targets
-from shadow.upstreams import RecordedRequest
+from tests.staged import Stages, info_log, log_size, read_for, request_lines, upstream_by_stage
 
 CONF = """
 events {}
@@ -115,17 +114,14 @@ _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\
           (re.compile(rb"Content-Length: \d+\r\n(?=(?:[^\r]*\r\n)*\r\n<html>)"), b"Content-Length: -\r\n")]
 
 
-class Seen:
+class Seen(Stages):
     """What one client script saw: each piece of the answer with the stage it came in, and the stage
     the connection was closed in (None: not before the script's end)."""
 
     def __init__(self) -> None:
-        self.marks: list[float] = []  # when each send began (its bytes reach the proxy after it)
+        super().__init__()
         self.got: list[tuple[int, bytes]] = []
         self.closed: int | None = None
-
-    def stage(self, at: float) -> int:
-        return sum(1 for mark in self.marks if mark <= at)
 
     def answer(self) -> list[tuple[int, bytes]]:
         """The answer's bytes by stage (masked)."""
@@ -144,23 +140,8 @@ async def _run(port: int, steps: list[Step]) -> Seen:
     seen = Seen()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
-    async def read_for(seconds: float) -> None:
-        """Read what comes for ``seconds`` (all of them: the stages keep their spacing after a close)."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if seen.closed is not None:
-                await asyncio.sleep(remaining)
-                return
-            try:
-                data = await asyncio.wait_for(reader.read(65536), remaining)
-            except TimeoutError:
-                return
-            except ConnectionError:
-                data = b""
-            if not data:
-                seen.closed = seen.stage(time.monotonic())
-                continue
-            seen.got.append((seen.stage(time.monotonic()), data))
+    def got(data: bytes) -> None:
+        seen.got.append((seen.stage(time.monotonic()), data))
 
     for step in steps:
         if isinstance(step, bytes):
@@ -176,44 +157,10 @@ async def _run(port: int, steps: list[Step]) -> Seen:
             writer.close()
             return seen
         elif isinstance(step, float):
-            await read_for(step)
+            if await read_for(reader, step, got, seen.closed is not None) and seen.closed is None:
+                seen.closed = seen.stage(time.monotonic())
     writer.close()
     return seen
-
-
-def _upstream_view(records: list[RecordedRequest], seen: Seen) -> list[tuple[str, int, list[tuple[int, bytes]]]]:
-    """Per request the upstream got (in order): its upstream, the connection's request number, and
-    the bytes it had received by stage (the head with the body that came in the same stage)."""
-    out = []
-    for record in sorted(records, key=lambda r: r.seq):
-        merged: dict[int, bytes] = {}
-        for at, data in record.reads:
-            stage = seen.stage(at)
-            merged[stage] = merged.get(stage, b"") + (data if data else b"<closed>")
-        out.append((record.upstream, record.connection_seq, sorted(merged.items())))
-    return out
-
-
-def _info_lines(path: Path, start: int) -> list[str]:
-    """The request's lines in the info-level log ("... while ..."), time, pid and number masked."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        f.seek(start)
-        text = f.read()
-    return [re.sub(r"^.*? (\[\w+\]) \d+#\d+: \*\d+ ", r"\1 ", line) for line in text.splitlines()
-            if " while " in line]
-
-
-def _info_log(directory: Path) -> Callable[[list[Directive]], list[Directive]]:
-    """A tweak: an info-level error_log into the target's directory, next to the rewiring's own."""
-    def tweak(tree: list[Directive]) -> list[Directive]:
-        anchor = tree[0]
-        return [anchor.model_copy(update={"name": "error_log", "args": [str(directory / "info.log"), "info"],
-                                          "block": None}), *tree]
-    return tweak
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
@@ -222,18 +169,18 @@ def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
     config = parse_config(str(path))
     dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
     with started_targets(config, plan(config), str(tmp_path / "run"), refuse={"127.0.0.1:9003"},
-                         tweak_reference=_info_log(dirs[0]), tweak_other=_info_log(dirs[1])) as started:
+                         tweak_reference=info_log(dirs[0]), tweak_other=info_log(dirs[1])) as started:
         ports = [next(iter(t.listen_ports.values())) for t in started.targets]
         for name, steps in CASES.items():
             views: list[object] = []
             for port, directory in zip(ports, dirs, strict=True):  # one at a time: the records are theirs
-                info_start = _size(directory / "info.log")
+                info_start = log_size(directory)
                 seen = asyncio.run(_run(port, steps))
                 time.sleep(0.1)
                 started.pool.settle()
                 records = started.pool.take()
-                views.append((seen.answer(), seen.closed, _upstream_view(records, seen),
-                              _info_lines(directory / "info.log", info_start)))
+                views.append((seen.answer(), seen.closed, upstream_by_stage(records, seen),
+                              request_lines(directory, info_start, lambda line: " while " in line)))
             yield name, views
 
 

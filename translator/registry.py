@@ -291,18 +291,18 @@ RULES: dict[str, Rule] = {
                                                "buffer in newproxy (no effect on the bytes)"),
     "proxy_temp_file_write_size": Rule("ignored", "checked as nginx checks it; newproxy writes each read to the "
                                                   "temporary file as it comes (no effect on the bytes)"),
-    "proxy_request_buffering": Rule("caveat", "off: over HTTP/1.1 the body goes upstream as the client sends it, as "
-                                              "nginx sends it (tests/test_differential_unbuffered_body.py): with "
-                                              "the head what came of it, then a read at a time (chunked: a chunk "
+    "proxy_request_buffering": Rule("caveat", "off: over HTTP/1.1 and HTTP/2 the body goes upstream as the client "
+                                              "sends it, as nginx sends it (tests/test_differential_unbuffered_body"
+                                              ".py, tests/test_differential_h2_unbuffered_body.py): with the head "
+                                              "what came of it, then a read at a time (without a length: a chunk "
                                               "per read), the client read no more while the peer takes nothing, no "
                                               "other peer tried once it was sent, nginx's statuses and lines for a "
-                                              "client that closes (400) or stalls (408); the upstream request's "
-                                              "framing is nginx's (tests/test_differential_request_streaming.py). "
-                                              "Over HTTP/2 and HTTP/3, newproxy reads the whole body first (past "
-                                              "client_body_buffer_size into a temporary file, without nginx's "
-                                              "warning, as nginx writes none) and sends the same bytes later than "
-                                              "nginx. An error_page or X-Accel-Redirect to another proxy_pass after "
-                                              "a streamed body sends the head and what is left of the body (nginx "
+                                              "client that closes (400) or stalls (408) or whose HTTP/2 body breaks "
+                                              "its Content-Length (400); the upstream request's framing is nginx's "
+                                              "(tests/test_differential_request_streaming.py). Over HTTP/3 "
+                                              "(which nginx 1.22 lacks) newproxy reads the whole body first. An "
+                                              "error_page or X-Accel-Redirect to another proxy_pass after a "
+                                              "streamed body sends the head and what is left of the body (nginx "
                                               "cannot send it again either; not compared)"),
     "proxy_method": Rule("exact", "with variables; also replaces the GET an error_page redirect makes"),
     "proxy_set_body": Rule("exact", "with variables, for any method: Content-Length is the value's length "

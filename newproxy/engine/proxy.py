@@ -123,8 +123,15 @@ def streams_body(proxy: CompiledProxy, request: Request) -> bool:
     if config.request_buffering or proxy.body is not None or not config.pass_request_body \
             or config.pass_through or config.protocol != "http":
         return False
-    return config.http_version == "1.1" or not any(
-        len(name) == 17 and name.lower() == b"transfer-encoding" for name, _ in request.headers)
+    return config.http_version == "1.1" or not is_chunked(request)
+
+
+def is_chunked(request: Request) -> bool:
+    """Whether the body comes without a length: chunked over HTTP/1.1; over HTTP/2 and HTTP/3,
+    without Content-Length (nginx's r->headers_in.chunked for those)."""
+    if request.version in (b"2.0", b"3.0"):
+        return not any(name == b"content-length" for name, _ in request.headers)
+    return any(len(name) == 17 and name.lower() == b"transfer-encoding" for name, _ in request.headers)
 
 
 def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile | BodyStream:

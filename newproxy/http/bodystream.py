@@ -7,10 +7,12 @@ chunk per read (ngx_http_proxy_body_output_filter sizes a chunk by what it is gi
 ``client_body_buffer_size`` buffer bounds what it holds: while the peer does not take the body (or
 is not connected yet), it stops reading the client.
 
-``BodyStream`` is that body between the HTTP/1.1 front end (newproxy/http/h1.py), which ``add``s each
-read's decoded bytes and ``end``s it, and the upstream exchange (newproxy/http/upstream.py), which
-``take``s what waits, framed, whenever its peer's socket takes more. ``flow`` is the front end's
-switch for reading the client: off while more than ``limit`` bytes wait, on again once taken.
+``BodyStream`` is that body between a front end, which ``add``s each read's decoded bytes and ``end``s
+it, and the upstream exchange (newproxy/http/upstream.py), which ``take``s what waits, framed,
+whenever its peer's socket takes more. HTTP/1.1 (newproxy/http/h1.py): ``flow`` is its switch for
+reading the client, off while more than ``limit`` bytes wait, on again once taken. HTTP/2
+(newproxy/http/streams.py): the DATA frames of one read are ``gather``ed, then added together; the
+stream's window is given back as the bytes go upstream (``on_taken``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ _LAST_CHUNK = b"0\r\n\r\n"
 
 
 class BodyStream:
-    __slots__ = ("chunked", "consumer", "declared", "ended", "flow", "held", "limit", "over", "parts", "taken",
-                 "waiting")
+    __slots__ = ("chunked", "consumer", "declared", "ended", "flow", "held", "limit", "on_taken", "over", "parts",
+                 "reading", "taken", "waiting")
 
     def __init__(self, declared: int, chunked: bool, limit: int) -> None:
         self.declared = declared  # the Content-Length (a chunked body: 0, it goes up without one)
@@ -38,6 +40,9 @@ class BodyStream:
         self.consumer: Callable[[], None] | None = None
         # The front end's reading of the client: flow(False) stops it, flow(True) goes on.
         self.flow: Callable[[bool], None] | None = None
+        # HTTP/2: told how many bytes went upstream (the stream's window is given back as they do).
+        self.on_taken: Callable[[int], None] | None = None
+        self.reading: list[bytes] = []  # HTTP/2: the DATA of the connection's read being parsed
 
     def __len__(self) -> int:
         return self.declared  # $proxy_internal_body_length: nginx sends the client's Content-Length
@@ -57,7 +62,20 @@ class BodyStream:
         if self.consumer is not None:
             self.consumer()
 
+    def gather(self, data: bytes) -> None:
+        """HTTP/2: one DATA frame's bytes; the frames of one read of the connection go upstream
+        together (``read_over``), as nginx sends them (a chunk per read)."""
+        if data:
+            self.reading.append(data)
+
+    def read_over(self) -> None:
+        reading = self.reading
+        if reading:
+            self.reading = []
+            self.add(reading[0] if len(reading) == 1 else b"".join(reading))
+
     def end(self) -> None:
+        self.read_over()
         self.ended = True
         if self.consumer is not None:
             self.consumer()
@@ -69,6 +87,8 @@ class BodyStream:
         if parts:
             self.parts = []
             self.taken += self.waiting
+            if self.on_taken is not None:
+                self.on_taken(self.waiting)
             self.waiting = 0
             if self.chunked:
                 parts = [b"%x\r\n%s\r\n" % (len(part), part) for part in parts]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 from newproxy import stats
 from newproxy.config import Http2Config
-from newproxy.engine.discard import AUTH_FIRST, DISCARD
+from newproxy.engine.discard import AUTH_FIRST, DISCARD, STREAM
 from newproxy.engine.logformat import LogRecord
 from newproxy.engine.types import Request
 from newproxy.http.h2core import (
@@ -46,6 +46,7 @@ from newproxy.http.h2core import (
     H2Core,
 )
 from newproxy.http.bodyfile import BodyBuffer, buffered
+from newproxy.http.bodystream import BodyStream
 from newproxy.http.h1parse import INVALID_OTHER, INVALID_UNDERSCORE
 from newproxy.http.streams import Headers, Stream, build_request
 from newproxy.stats import ACTIVE, REQUESTS, WRITING
@@ -63,6 +64,7 @@ class _H2Stream:
 
     __slots__ = (
         "body_len",
+        "declared",
         "buffer",
         "early",
         "end_pending",
@@ -89,6 +91,7 @@ class _H2Stream:
         self.stream = Stream(proto.ctx, self, proto.conn_id)
         self.req: Request | None = None
         self.body_len = 0
+        self.declared = -1  # the request's Content-Length (-1: none)
         self.limit = 0
         self.queue: deque[bytes] = deque()  # answer bytes waiting for the client's window
         self.queued = 0
@@ -193,6 +196,7 @@ class H2Protocol(asyncio.Protocol):
         self._flush_due = False
         self.later: list[_H2Stream] = []  # streams whose data is sent at the next _flush
         self.reads = 0  # data_received calls: the request body's pieces by read
+        self.fed: set[_H2Stream] = set()  # streams whose body goes to an HTTP/1 upstream as it comes
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
         # underscores_in_headers / ignore_invalid_headers (newproxy/http/headerrules.py): a name of
@@ -244,6 +248,9 @@ class H2Protocol(asyncio.Protocol):
             return
         finally:
             self._in_feed = False
+        if self.fed:  # the DATA of this read, for bodies streamed to HTTP/1 upstreams
+            for st in self.fed:
+                st.stream.read_over()
         self._flush()
 
     def eof_received(self) -> bool | None:
@@ -260,6 +267,7 @@ class H2Protocol(asyncio.Protocol):
             self._timer = None
         streams = list(self.streams.values())
         self.streams.clear()
+        self.fed.clear()
         for st in streams:
             _stream_stat(-1)
             st.stream.abort()
@@ -382,6 +390,7 @@ class H2Protocol(asyncio.Protocol):
             except ValueError:
                 st.stream.error(400, req)
                 return
+            st.declared = declared
             limit = st.limit = st.stream.body_limit(req)
             if limit and declared > limit:
                 st.stream.error(413, req)
@@ -409,6 +418,18 @@ class H2Protocol(asyncio.Protocol):
                 # nginx answers a request whose body it would not read at its HEADERS, and skips the
                 # DATA that follows (ngx_http_discard_request_body: r->stream->skip_data).
                 st.stream.start(req)
+            elif plan == STREAM:
+                # proxy_request_buffering off: nginx runs the request at its HEADERS and sends the
+                # body upstream as it arrives (ngx_http_v2_read_unbuffered_request_body), a chunk per
+                # read when it has no length; the stream's window opens as it goes.
+                req.body_stream = BodyStream(int(length) if length is not None else 0, length is None,
+                                             req.body_buffer[0] if req.body_buffer is not None else 16384)
+                req.body_pending = True
+                st.buffer = None
+                st.streaming = True
+                self.fed.add(st)
+                self.core.manual_window(sid)
+                st.stream.start_streaming(req)
             elif plan == AUTH_FIRST:
                 # An auth_request location: nginx runs the phases at the HEADERS, so the subrequest
                 # goes out before the body is read. A refusal is answered at once (the DATA that
@@ -425,6 +446,10 @@ class H2Protocol(asyncio.Protocol):
             if st.limit and st.body_len > st.limit:
                 st.streaming = False
                 st.stream.body_too_large()
+                return
+            if st.declared >= 0 and not self._as_declared(st, end):
+                st.streaming = False
+                st.stream.body_failed(400)
                 return
             st.stream.feed(data, end)
             return
@@ -450,6 +475,18 @@ class H2Protocol(asyncio.Protocol):
                 return
         if end:
             self._ended(st)
+
+    def _as_declared(self, st: _H2Stream, end: bool) -> bool:
+        """A body streamed upstream keeps to its Content-Length, as nginx checks it
+        (ngx_http_v2_process_request_body): more, or less at its end, is a 400."""
+        if st.body_len > st.declared:
+            st.stream.log_body("info", "client intended to send body data larger than declared")
+            return False
+        if end and st.body_len < st.declared:
+            st.stream.log_body("info", f"client prematurely closed stream: only {st.body_len} out of "
+                                       f"{st.declared} bytes of request body received")
+            return False
+        return True
 
     def _buffered(self, st: _H2Stream, buffer: BodyBuffer, data: bytes, same_read: bool) -> bool:
         """Into the body's buffer or its file; False: the file failed, and the stream is answered
@@ -477,6 +514,7 @@ class H2Protocol(asyncio.Protocol):
     def on_reset(self, sid: int) -> None:
         st = self.streams.pop(sid, None)
         if st is not None:
+            self.fed.discard(st)
             _stream_stat(-1)
             st.stream.abort()
             st.stream.framing_done(st.sent)
@@ -566,6 +604,7 @@ class H2Protocol(asyncio.Protocol):
 
     def finished(self, st: _H2Stream) -> None:
         """The stream's answer ended (or it was reset): forget it."""
+        self.fed.discard(st)
         if self.streams.pop(st.sid, None) is not None:
             self.core.end_unread(st.sid)
             _stream_stat(-1)

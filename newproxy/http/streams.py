@@ -24,11 +24,15 @@ API (stable; the HTTP/2 front end newproxy/http/h2.py and the HTTP/3 one use it)
                                             # waiting for it (AwaitBody) goes on
     stream.answered                         # an answer has begun: a body still coming is dropped
     stream.body_streamed(req)               # HTTP/2: True for a grpc_pass request, whose body goes
-                                            # upstream as it comes (nginx never buffers it); then
+                                            # upstream as it comes (nginx never buffers it); or the
+                                            # engine's body_plan is discard.STREAM (proxy_pass with
+                                            # proxy_request_buffering off: req.body_stream); then
     stream.start_streaming(req)             # at its HEADERS (req.body empty), and each DATA by
     stream.feed(chunk, end)                 # (end: the client's END_STREAM, or its trailers); the
                                             # front end gives a stream's window back only on
                                             # ``events.consumed(n)`` (n body bytes passed on or dropped)
+    stream.read_over()                      # the connection's read is parsed: a body streamed to an
+                                            # HTTP/1 upstream sends what it brought (a chunk per read)
     stream.error(status, req)               # a front-end refusal (400, 413...): the engine's page
     stream.pause() / stream.resume()        # the client's window is shut / open again
     stream.abort()                          # the client reset the stream or the connection died
@@ -74,6 +78,8 @@ from newproxy.engine.types import (
     Result,
 )
 from newproxy.http.authrequest import AuthExchange, AuthSink
+from newproxy.http.bodystream import BodyStream
+from newproxy.http.errorlog import log_for_request
 from newproxy.http.grpc_upstream import GrpcExchange
 from newproxy.http.pacing import DelayWait, PacedWriter
 from newproxy.http.sendfile import FileSender, body_length
@@ -168,6 +174,7 @@ class Stream:
 
     __slots__ = (
         "_body_buf",
+        "_body_stream",
         "_body_state",
         "_current",
         "_exchange",
@@ -217,6 +224,7 @@ class Stream:
         # GrpcExchange takes them), _DROPPED (any other answer: nginx discards the body).
         self._body_state = _NOT_STREAMED
         self._body_buf: list[bytes | None] = []  # None: the end
+        self._body_stream: BodyStream | None = None  # _TO_UPSTREAM to an HTTP/1 upstream (Exchange)
         # $bytes_sent by the front end's framing (HTTP/2: frame headers and HPACK blocks, as nginx
         # counts them): with ``framed`` -1, the record waits in _held for ``framing_done(bytes)``.
         self.framed = -2  # -2: not framed (the record's own count); -1: waiting; else the bytes
@@ -290,15 +298,54 @@ class Stream:
             if isinstance(ex, GrpcExchange):
                 ex.feed(data, end)
                 return
+            body = self._body_stream
+            if body is not None and type(ex) is Exchange and not ex.done:  # proxy_request_buffering off
+                body.gather(data)
+                if end:
+                    body.end()
+                return
             self._body_state = _DROPPED
         elif state == _PENDING and not self.finished:
             if data:
                 self._body_buf.append(data)
             if end:
                 self._body_buf.append(None)
+                if self._awaiting is not None:  # the content handler reads it whole after all
+                    self._body_whole()
             return
         if data:
             self.events.consumed(len(data))  # type: ignore[attr-defined]
+
+    def read_over(self) -> None:
+        """The connection's read is parsed: a body streamed to an HTTP/1 upstream sends what its
+        DATA frames brought (a chunk per read, as nginx)."""
+        body = self._body_stream
+        if body is not None:
+            body.read_over()
+
+    def log_body(self, level: str, message: str) -> None:
+        """A line about the request's body: with the upstream's context while it is streamed there."""
+        ex = self._exchange
+        if self._body_stream is not None and type(ex) is Exchange:
+            ex.log_sending(message, level)
+        elif self.request is not None:
+            log_for_request(self.ctx.log, self.request, level, message, self.conn_id)
+
+    def _body_whole(self) -> None:
+        """A request streamed from its HEADERS whose content handler reads the body whole instead
+        (AwaitBody): the body is put together and the handler goes on."""
+        request = self.request
+        assert request is not None and self._awaiting is not None
+        chunks = [chunk for chunk in self._body_buf if chunk is not None]
+        self._body_buf = []
+        self._body_state = _NOT_STREAMED
+        request.body = b"".join(chunks)
+        request.body_stream = None
+        request.body_pending = False
+        if request.body:
+            self.events.consumed(len(request.body))  # type: ignore[attr-defined]
+        waiting, self._awaiting = self._awaiting, None
+        self._continue(waiting.resume)
 
     def body_too_large(self) -> None:
         """client_max_body_size passed by a streamed body: 413 while nothing was answered (nginx's),
@@ -395,6 +442,8 @@ class Stream:
                 self._continue(result.resume)
             else:
                 self._awaiting = result
+                if self._body_state == _PENDING and None in self._body_buf:  # streamed, and all in
+                    self._body_whole()
             return
         if isinstance(result, AuthSubrequest):
             auth = result
@@ -431,6 +480,14 @@ class Stream:
                 exchange.open_body()
                 for chunk in self._body_buf:
                     exchange.feed(b"", True) if chunk is None else exchange.feed(chunk, False)
+                self._body_buf = []
+            elif type(pp.body) is BodyStream:  # proxy_request_buffering off: sent on as it arrives
+                self._body_state = _TO_UPSTREAM
+                body = self._body_stream = pp.body
+                body.on_taken = self.events.consumed  # type: ignore[attr-defined]
+                pp.request.body_pending = False
+                for chunk in self._body_buf:
+                    body.end() if chunk is None else body.add(chunk)
                 self._body_buf = []
             else:
                 self._drop_body()

@@ -980,10 +980,10 @@ class Exchange(ExchangeCore):
         self._log(f"client prematurely closed connection while {what} upstream", "info")
         return 499 if connecting else 400
 
-    def log_sending(self, message: str) -> None:
+    def log_sending(self, message: str, level: str = "error") -> None:
         """A line about the client's body logged while it is streamed here (nginx's log action is
         the upstream's then)."""
-        self._log(f"{message} while sending request to upstream")
+        self._log(f"{message} while sending request to upstream", level)
 
     def send_blocked(self) -> None:
         """The request did not all fit in the socket: proxy_send_timeout runs until it is out."""

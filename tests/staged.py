@@ -1,0 +1,84 @@
+"""Staged client scripts against nginx and newproxy, for the proxy_request_buffering off tests
+(tests/test_differential_unbuffered_body.py over HTTP/1.1, tests/test_differential_h2_unbuffered_body.py
+over HTTP/2): the time of each write (a "stage" begins with it), what the recording upstream's
+``/__reads/`` marker received by stage, and the lines of an info-level error log added per target."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nginx_parser.ir import Directive
+from shadow.upstreams import RecordedRequest
+
+
+class Stages:
+    """When each write of a script began: an event's stage is the number of writes begun before it."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def stage(self, at: float) -> int:
+        return sum(1 for mark in self.marks if mark <= at)
+
+
+async def read_for(reader: asyncio.StreamReader, seconds: float, got: Callable[[bytes], None],
+                   closed: bool = False) -> bool:
+    """Read for ``seconds`` (all of them: the stages keep their spacing after a close), each read
+    handed to ``got``. Returns whether the connection is closed (``closed``: already before)."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if closed:
+            await asyncio.sleep(remaining)
+            break
+        try:
+            data = await asyncio.wait_for(reader.read(65536), remaining)
+        except TimeoutError:
+            break
+        except ConnectionError:
+            data = b""
+        if not data:
+            closed = True
+            continue
+        got(data)
+    return closed
+
+
+def upstream_by_stage(records: list[RecordedRequest], stages: Stages) -> list[tuple[str, int, list[tuple[int, bytes]]]]:
+    """Per request the upstream got (in order): its upstream, the connection's request number, and
+    the bytes it had received by stage (the head with the body that came in the same stage;
+    "<closed>" where the proxy closed the connection)."""
+    out = []
+    for record in sorted(records, key=lambda r: r.seq):
+        merged: dict[int, bytes] = {}
+        for at, data in record.reads:
+            stage = stages.stage(at)
+            merged[stage] = merged.get(stage, b"") + (data if data else b"<closed>")
+        out.append((record.upstream, record.connection_seq, sorted(merged.items())))
+    return out
+
+
+def info_log(directory: Path) -> Callable[[list[Directive]], list[Directive]]:
+    """A tweak: an info-level error_log into the target's directory, next to the rewiring's own."""
+    def tweak(tree: list[Directive]) -> list[Directive]:
+        anchor = tree[0]
+        return [anchor.model_copy(update={"name": "error_log", "args": [str(directory / "info.log"), "info"],
+                                          "block": None}), *tree]
+    return tweak
+
+
+def log_size(directory: Path) -> int:
+    path = directory / "info.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def request_lines(directory: Path, start: int, keep: Callable[[str], bool]) -> list[str]:
+    """The info log's lines since ``start`` that ``keep`` picks: "[level] message, context" (time,
+    pid and connection number masked)."""
+    with open(directory / "info.log", encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    return [re.sub(r"^.*? (\[\w+\]) \d+#\d+: \*\d+ ", r"\1 ", line) for line in text.splitlines() if keep(line)]

@@ -7,8 +7,8 @@ read together). Each case is a client script on an h2c connection: DATA frames s
 (the "stages"); the recording upstream's ``/__reads/`` marker times each read it got. Compared: per
 stage, the bytes the upstream had received; the status and body the client got, and in which stage;
 the info and error lines logged. Also: a body that outgrows or falls short of its Content-Length is
-refused (400, nginx's info line), and the cases nginx reads whole (to an HTTP/1.0 upstream without
-a length; request buffering on) reach the upstream only once the body is in.
+refused (400, nginx's info line; read buffered too), and the cases nginx reads whole (to an HTTP/1.0
+upstream without a length; request buffering on) reach the upstream only once the body is in.
 (Over HTTP/1.1: tests/test_differential_unbuffered_body.py.)
 """
 
@@ -66,6 +66,8 @@ CASES: dict[str, tuple[str, int | None, list[Step]]] = {  # path, Content-Length
     "the peer closes: no next peer": ("/pair/__reads/__close/f", 5, [_data(b"ab"), GAP, _data(b"cde", end=True), END]),
     "HTTP/1.0 upstream, no length": ("/s10/__reads/g", None, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
     "buffered": ("/buffered/__reads/h", 5, [_data(b"ab"), GAP, _data(b"cde", end=True), END]),
+    "buffered, more than declared": ("/buffered/__reads/i", 5, [_data(b"abc"), GAP, _data(b"defgh"), END]),
+    "buffered, less than declared": ("/buffered/__reads/j", 9, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
 }
 _NOISE = [(re.compile(rb"<center>(nginx|newproxy)[^<]*</center>"), b"<center>-</center>")]
 

@@ -249,7 +249,7 @@ class H2Protocol(asyncio.Protocol):
         finally:
             self._in_feed = False
         if self.fed:  # the DATA of this read, for bodies streamed to HTTP/1 upstreams
-            for st in self.fed:
+            for st in list(self.fed):  # (a stream may end meanwhile)
                 st.stream.read_over()
         self._flush()
 
@@ -447,7 +447,7 @@ class H2Protocol(asyncio.Protocol):
                 st.streaming = False
                 st.stream.body_too_large()
                 return
-            if st.declared >= 0 and not self._as_declared(st, end):
+            if st.declared >= 0 and not self._as_declared(st, end, 0):
                 st.streaming = False
                 st.stream.body_failed(400)
                 return
@@ -455,6 +455,12 @@ class H2Protocol(asyncio.Protocol):
             return
         if st is None or st.headers_done or st.stream.request is not None and not st.early or st.stream.answered:
             return  # answered already (413...): the rest of the body is dropped
+        if st.declared >= 0 and not self._as_declared(st, end, len(data)):
+            if st.early:  # its phases are running: what they started stops
+                st.stream.body_failed(400)
+            else:
+                st.stream.error(400, st.req)
+            return
         if data:
             st.body_len += len(data)
             buffer = st.buffer
@@ -476,15 +482,18 @@ class H2Protocol(asyncio.Protocol):
         if end:
             self._ended(st)
 
-    def _as_declared(self, st: _H2Stream, end: bool) -> bool:
-        """A body streamed upstream keeps to its Content-Length, as nginx checks it
-        (ngx_http_v2_process_request_body): more, or less at its end, is a 400."""
-        if st.body_len > st.declared:
-            st.stream.log_body("info", "client intended to send body data larger than declared")
+    def _as_declared(self, st: _H2Stream, end: bool, coming: int) -> bool:
+        """A body keeps to its Content-Length, as nginx checks it (ngx_http_v2_process_request_body):
+        more, or less at its end, is a 400. ``coming``: this DATA's bytes, not counted yet."""
+        received = st.body_len + coming
+        req = st.req
+        assert req is not None
+        if received > st.declared:
+            st.stream.log_body("info", "client intended to send body data larger than declared", req)
             return False
-        if end and st.body_len < st.declared:
-            st.stream.log_body("info", f"client prematurely closed stream: only {st.body_len} out of "
-                                       f"{st.declared} bytes of request body received")
+        if end and received < st.declared:
+            st.stream.log_body("info", f"client prematurely closed stream: only {received} out of "
+                                       f"{st.declared} bytes of request body received", req)
             return False
         return True
 

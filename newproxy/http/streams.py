@@ -323,13 +323,14 @@ class Stream:
         if body is not None:
             body.read_over()
 
-    def log_body(self, level: str, message: str) -> None:
-        """A line about the request's body: with the upstream's context while it is streamed there."""
+    def log_body(self, level: str, message: str, req: Request) -> None:
+        """A line about the body of ``req`` (this stream's): with the upstream's context while it is
+        streamed there."""
         ex = self._exchange
         if self._body_stream is not None and type(ex) is Exchange:
             ex.log_sending(message, level)
-        elif self.request is not None:
-            log_for_request(self.ctx.log, self.request, level, message, self.conn_id)
+        else:
+            log_for_request(self.ctx.log, req, level, message, self.conn_id)
 
     def _body_whole(self) -> None:
         """A request streamed from its HEADERS whose content handler reads the body whole instead

@@ -44,7 +44,8 @@ from tests.staged import Stages, info_log, log_size, read_for, request_lines, up
 CONF = """
 events {}
 http {
-    log_format stream '$request $status $body_bytes_sent $upstream_addr $upstream_status $request_length $upstream_bytes_sent';
+    log_format stream '$request $status $body_bytes_sent $upstream_addr $upstream_status $request_length '
+                      '$upstream_bytes_sent';
     access_log logs/stream.log stream;
     client_body_timeout 1s;
     proxy_read_timeout 3s;

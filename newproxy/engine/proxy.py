@@ -146,7 +146,7 @@ def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile
         return b""
     request = ctx.request
     stream = request.body_stream
-    if stream is not None:  # sent as it arrives (a later pass gets what is left of it, as nginx's does)
+    if stream is not None:  # sent as it arrives (a later pass gets what is left of it: not compared)
         ctx.proxy_chunked = stream.chunked
         return stream
     if request.chunked_late:

@@ -24,17 +24,16 @@ _LAST_CHUNK = b"0\r\n\r\n"
 
 class BodyStream:
     __slots__ = ("chunked", "consumer", "declared", "ended", "flow", "held", "limit", "on_taken", "over", "parts",
-                 "reading", "taken", "waiting")
+                 "reading", "waiting")
 
     def __init__(self, declared: int, chunked: bool, limit: int) -> None:
         self.declared = declared  # the Content-Length (a chunked body: 0, it goes up without one)
-        self.chunked = chunked  # sent upstream chunked (a chunked client body; HTTP/1.1 upstream)
+        self.chunked = chunked  # sent upstream chunked: a body without a length (to an HTTP/1.1 upstream)
         self.limit = limit  # bytes that may wait before the client is read no more
         self.parts: list[bytes] = []  # what waits: one part per read of the client
         self.waiting = 0
         self.ended = False  # the client's body is all in
         self.over = False  # and all of it was taken (the last chunk too)
-        self.taken = 0  # bytes taken by an exchange so far (none: a retry may still send it all)
         self.held = False  # the client's reading is switched off by this stream
         # The exchange sending it: called when more waits or the body ended (None: none yet).
         self.consumer: Callable[[], None] | None = None
@@ -86,7 +85,6 @@ class BodyStream:
         parts = self.parts
         if parts:
             self.parts = []
-            self.taken += self.waiting
             if self.on_taken is not None:
                 self.on_taken(self.waiting)
             self.waiting = 0

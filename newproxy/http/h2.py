@@ -64,8 +64,8 @@ class _H2Stream:
 
     __slots__ = (
         "body_len",
-        "declared",
         "buffer",
+        "declared",
         "early",
         "end_pending",
         "headers_done",

@@ -1505,8 +1505,8 @@ class Exchange(ExchangeCore):
     def _bodiless(self, conn: UpstreamConn) -> bool:
         """An answer dropped at its head that has no body, on a connection the pool may keep."""
         pool = self.pool
-        if pool is None or self.pumped >= 0 or self.streaming or not conn.reusable or conn.dirty or conn.closed or conn.chunked \
-                or conn.requests + 1 >= pool.requests or conn.transport is None \
+        if pool is None or self.pumped >= 0 or self.streaming or not conn.reusable or conn.dirty or conn.closed \
+                or conn.chunked or conn.requests + 1 >= pool.requests or conn.transport is None \
                 or conn.transport.get_write_buffer_size():
             return False
         if self.is_head or self.intercepted in (204, 304):

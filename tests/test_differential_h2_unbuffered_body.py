@@ -6,7 +6,8 @@ one, chunked (proxy_http_version 1.1), one chunk per read of the connection (the
 read together). Each case is a client script on an h2c connection: DATA frames separated by pauses
 (the "stages"); the recording upstream's ``/__reads/`` marker times each read it got. Compared: per
 stage, the bytes the upstream had received; the status and body the client got, and in which stage;
-the info and error lines logged. Also: a body that outgrows or falls short of its Content-Length is
+the info and error lines logged; the access log. Also: a client that stalls past client_body_timeout
+(408, the stream reset, the peer closed); a body that outgrows or falls short of its Content-Length is
 refused (400, nginx's info line; read buffered too), and the cases nginx reads whole (to an HTTP/1.0
 upstream without a length; request buffering on) reach the upstream only once the body is in.
 (Over HTTP/1.1: tests/test_differential_unbuffered_body.py.)
@@ -24,13 +25,16 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
 from nginx_parser import parse_config
-from shadow.rewire import plan
+from shadow.rewire import access_log_name, plan
 from shadow.runner import started_targets
 from tests.staged import Stages, info_log, log_size, read_for, request_lines, upstream_by_stage
 
 CONF = """
 events {}
 http {
+    log_format stream '$request $status $body_bytes_sent $upstream_status';
+    access_log logs/stream.log stream;
+    client_body_timeout 1s;
     proxy_read_timeout 3s;
     proxy_request_buffering off;
     proxy_http_version 1.1;
@@ -62,6 +66,7 @@ CASES: dict[str, tuple[str, int | None, list[Step]]] = {  # path, Content-Length
                                                            _data(b"ij", end=True), END]),
     "no length, the end alone": ("/s/__reads/c", None, [_data(b"abc"), GAP, _data(end=True), END]),
     "more than declared": ("/s/__reads/d", 5, [_data(b"abc"), GAP, _data(b"defgh"), END]),
+    "the client stalls": ("/s/__reads/k", 9, [_data(b"abc"), 1.6]),
     "less than declared": ("/s/__reads/e", 9, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
     "the peer closes: no next peer": ("/pair/__reads/__close/f", 5, [_data(b"ab"), GAP, _data(b"cde", end=True), END]),
     "HTTP/1.0 upstream, no length": ("/s10/__reads/g", None, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
@@ -159,6 +164,13 @@ def test_h2_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
     differing = {name: views for name, views in seen.items() if views[0] != views[1]}
     assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
                                       for name, v in differing.items())
+    # The access logs, line for line (an error page's length differs by the server's name in it).
+    log = access_log_name("logs/stream.log")
+    nginx, newproxy = ([re.sub(r"^(\S+ \S+ \S+ [45]\d\d) \d+ ", r"\1 - ", line)
+                        for line in (tmp_path / "run" / label / log).read_text().splitlines()]
+                       for label in ("nginx", "newproxy"))
+    assert newproxy == nginx
+    assert "POST /s/__reads/k HTTP/2.0 408 - -" in nginx, nginx  # (masked: 0 bytes)
     # What nginx did, so that the comparison cannot pass on two proxies that both buffer:
     _, upstream, _ = seen["length in three reads"][0]  # type: ignore[misc]
     assert [stage for stage, _ in upstream[0][2]] == [1, 2, 3], upstream

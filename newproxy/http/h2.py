@@ -157,9 +157,9 @@ class _H2Stream:
         proto = self.proto
         if proto.closed:
             return
-        # A 444 ends the stream the way nginx's NGX_HTTP_CLOSE does (PROTOCOL_ERROR, as observed);
-        # an answer broken after its head, with INTERNAL_ERROR.
-        proto.core.reset(self.sid, PROTOCOL_ERROR if self.stream.reset_reason == "close" else INTERNAL_ERROR)
+        # A 444 ends the stream the way nginx's NGX_HTTP_CLOSE does (PROTOCOL_ERROR, as observed), and
+        # so does client_body_timeout's 408; an answer broken after its head, with INTERNAL_ERROR.
+        proto.core.reset(self.sid, INTERNAL_ERROR if self.stream.reset_reason == "broken" else PROTOCOL_ERROR)
         proto.finished(self)
         proto.written()
 

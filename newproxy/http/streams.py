@@ -62,6 +62,7 @@ Access log: the record (``req.log``, a LogRecord the front end attached) gets th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -174,7 +175,9 @@ class Stream:
 
     __slots__ = (
         "_body_buf",
+        "_body_last",
         "_body_stream",
+        "_body_timer",
         "_body_state",
         "_current",
         "_exchange",
@@ -207,7 +210,8 @@ class Stream:
         self.request_trailers: Headers | None = None
         self.rec: LogRecord | None = None
         self.finished = False  # end, trailers or reset was reported, or the stream was aborted
-        self.reset_reason = ""  # why reset() came: "close" (a 444) or "broken" (after the head)
+        # Why reset() came: "close" (a 444), "timeout" (client_body_timeout) or "broken" (after the head).
+        self.reset_reason = ""
         self.transport: _FileTransport | None = None  # FileSender's view of the stream
         # The upstream answer's head: None before it came, bytes while it waits for body or end (so
         # a bodiless answer is one HEADERS frame), b"" once reported.
@@ -225,6 +229,9 @@ class Stream:
         self._body_state = _NOT_STREAMED
         self._body_buf: list[bytes | None] = []  # None: the end
         self._body_stream: BodyStream | None = None  # _TO_UPSTREAM to an HTTP/1 upstream (Exchange)
+        # Its client_body_timeout: the last DATA's time, and the timer that looks at it.
+        self._body_last = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
         # $bytes_sent by the front end's framing (HTTP/2: frame headers and HPACK blocks, as nginx
         # counts them): with ``framed`` -1, the record waits in _held for ``framing_done(bytes)``.
         self.framed = -2  # -2: not framed (the record's own count); -1: waiting; else the bytes
@@ -300,8 +307,10 @@ class Stream:
                 return
             body = self._body_stream
             if body is not None and type(ex) is Exchange and not ex.done:  # proxy_request_buffering off
+                self._body_last = self.ctx.loop.time()
                 body.gather(data)
                 if end:
+                    self._stop_body_timer()
                     body.end()
                 return
             self._body_state = _DROPPED
@@ -322,6 +331,37 @@ class Stream:
         body = self._body_stream
         if body is not None:
             body.read_over()
+
+    def _body_timed(self) -> None:
+        """client_body_timeout for a body streamed upstream: nginx ends a request whose client sent
+        nothing for that long with 408, resetting the stream (PROTOCOL_ERROR, as measured) and
+        closing the peer. Not while the peer holds the body up (what came waits for it)."""
+        self._body_timer = None
+        body = self._body_stream
+        if self.finished or body is None or body.ended:
+            return
+        loop = self.ctx.loop
+        now = loop.time()
+        if body.parts:
+            self._body_last = now
+        due = self._body_last + self.ctx.client.body_timeout
+        if now < due:
+            self._body_timer = loop.call_at(due, self._body_timed)
+            return
+        if self.rec is not None:
+            self.rec.status = 408
+        ex = self._exchange
+        self._exchange = None
+        if ex is not None:
+            ex.abort()
+        self._unpace()
+        self._reset("timeout")
+
+    def _stop_body_timer(self) -> None:
+        timer = self._body_timer
+        if timer is not None:
+            self._body_timer = None
+            timer.cancel()
 
     def log_body(self, level: str, message: str, req: Request) -> None:
         """A line about the body of ``req`` (this stream's): with the upstream's context while it is
@@ -396,6 +436,7 @@ class Stream:
 
     def abort(self) -> None:
         """The client's side went away (RST_STREAM, connection lost): drop whatever is in flight."""
+        self._stop_body_timer()
         if self.finished:
             return
         self.finished = True
@@ -490,6 +531,9 @@ class Stream:
                 for chunk in self._body_buf:
                     body.end() if chunk is None else body.add(chunk)
                 self._body_buf = []
+                if not body.ended:
+                    self._body_last = self.ctx.loop.time()
+                    self._body_timer = self.ctx.loop.call_later(self.ctx.client.body_timeout, self._body_timed)
             else:
                 self._drop_body()
         elif self._body_state == _TO_UPSTREAM:  # a second pass (error_page): the body went to the first

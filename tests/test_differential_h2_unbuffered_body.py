@@ -7,7 +7,8 @@ read together). Each case is a client script on an h2c connection: DATA frames s
 (the "stages"); the recording upstream's ``/__reads/`` marker times each read it got. Compared: per
 stage, the bytes the upstream had received; the status and body the client got, and in which stage;
 the info and error lines logged; the access log. Also: a client that stalls past client_body_timeout
-(408, the stream reset, the peer closed); a body that outgrows or falls short of its Content-Length is
+(408, the stream reset, the peer closed), or resets the stream mid-body (400 in the log, the peer
+closed); a body that outgrows or falls short of its Content-Length is
 refused (400, nginx's info line; read buffered too), and the cases nginx reads whole (to an HTTP/1.0
 upstream without a length; request buffering on) reach the upstream only once the body is in.
 (Over HTTP/1.1: tests/test_differential_unbuffered_body.py.)
@@ -51,7 +52,8 @@ http {
 """
 GAP = 0.3
 END = 0.6
-# A step: ("data", [bytes, ...], end_stream): DATA frames in one write; or a float: seconds read.
+# A step: ("data", [bytes, ...], end_stream): DATA frames in one write; ("reset", [], False): RST_STREAM
+# (CANCEL); or a float: seconds read.
 Step = tuple[str, list[bytes], bool] | float
 
 
@@ -67,6 +69,7 @@ CASES: dict[str, tuple[str, int | None, list[Step]]] = {  # path, Content-Length
     "no length, the end alone": ("/s/__reads/c", None, [_data(b"abc"), GAP, _data(end=True), END]),
     "more than declared": ("/s/__reads/d", 5, [_data(b"abc"), GAP, _data(b"defgh"), END]),
     "the client stalls": ("/s/__reads/k", 9, [_data(b"abc"), 1.6]),
+    "the client resets the stream": ("/s/__reads/l", 9, [_data(b"abc"), GAP, ("reset", [], False), END]),
     "less than declared": ("/s/__reads/e", 9, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
     "the peer closes: no next peer": ("/pair/__reads/__close/f", 5, [_data(b"ab"), GAP, _data(b"cde", end=True), END]),
     "HTTP/1.0 upstream, no length": ("/s10/__reads/g", None, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
@@ -125,10 +128,12 @@ async def _run(port: int, path: str, length: int | None, steps: list[Step]) -> S
         if isinstance(step, float):
             closed = await read_for(reader, step, got, closed)
             continue
-        _, frames, end = step
+        kind, frames, end = step
         seen.marks.append(time.monotonic())
         try:
-            if not frames:
+            if kind == "reset":
+                conn.reset_stream(1, 8)
+            elif not frames:
                 conn.end_stream(1)
             for number, frame in enumerate(frames):
                 conn.send_data(1, frame, end_stream=end and number == len(frames) - 1)
@@ -171,6 +176,7 @@ def test_h2_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
                        for label in ("nginx", "newproxy"))
     assert newproxy == nginx
     assert "POST /s/__reads/k HTTP/2.0 408 - -" in nginx, nginx  # (masked: 0 bytes)
+    assert "POST /s/__reads/l HTTP/2.0 400 - -" in nginx, nginx
     # What nginx did, so that the comparison cannot pass on two proxies that both buffer:
     _, upstream, _ = seen["length in three reads"][0]  # type: ignore[misc]
     assert [stage for stage, _ in upstream[0][2]] == [1, 2, 3], upstream

@@ -59,6 +59,20 @@ QUEUE_LOW = QUEUE_HIGH // 4
 POSTPONE_OUTPUT = 1460  # nginx's postpone_output: less waits for more, or for the end
 
 
+_CANCEL = 0x8  # RFC 9113's error code (h2core names only those it sends)
+
+
+def _reset_message(sid: int, code: int) -> str:
+    """nginx's words for a client's RST_STREAM with ``code``."""
+    if code == _CANCEL:
+        return f"client canceled stream {sid}"
+    if code == REFUSED_STREAM:
+        return f"client refused stream {sid}"
+    if code == INTERNAL_ERROR:
+        return f"client terminated stream {sid} due to internal error"
+    return f"client terminated stream {sid} with status {code}"
+
+
 class _H2Stream:
     """One request stream: collects the request, then receives the answer's events (StreamEvents)."""
 
@@ -525,6 +539,11 @@ class H2Protocol(asyncio.Protocol):
         if st is not None:
             self.fed.discard(st)
             _stream_stat(-1)
+            code = self.core.reset_code
+            if code >= 0 and st.req is not None and st.stream.streaming_body:
+                # nginx's line for a client's RST_STREAM (ngx_http_v2_state_rst_stream); only where
+                # newproxy knows its context: a body being streamed upstream.
+                st.stream.log_body("info", _reset_message(sid, code), st.req)
             st.stream.abort()
             st.stream.framing_done(st.sent)
             self._idle_check()

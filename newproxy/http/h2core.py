@@ -93,6 +93,7 @@ class H2Core:
         self.recv_window = MAX_WINDOW  # what the peer may still send on the connection
         self.goaway_received = False
         self.block_size = 0  # the size of the header block of the request being reported (on_request)
+        self.reset_code = -1  # the error code of the RST_STREAM being reported (on_reset; -1: our own reset)
         self._buf = b""
         self._preface = False
         self._settings_seen = False
@@ -144,7 +145,9 @@ class H2Core:
                 if sid == 0 or len(payload) != 4:
                     self._fail(PROTOCOL_ERROR, "bad RST_STREAM")
                 if self.streams.pop(sid, None) is not None:
+                    self.reset_code = int.from_bytes(payload, "big")
                     self.handler.on_reset(sid)
+                    self.reset_code = -1
             elif kind == PING:
                 if sid != 0 or len(payload) != 8:
                     self._fail(PROTOCOL_ERROR if sid else FRAME_SIZE_ERROR, "bad PING")

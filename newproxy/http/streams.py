@@ -363,6 +363,12 @@ class Stream:
             self._body_timer = None
             timer.cancel()
 
+    @property
+    def streaming_body(self) -> bool:
+        """Whether the request's body is being sent upstream as it arrives (not all in yet)."""
+        body = self._body_stream
+        return body is not None and not body.ended
+
     def log_body(self, level: str, message: str, req: Request) -> None:
         """A line about the body of ``req`` (this stream's): with the upstream's context while it is
         streamed there."""
@@ -449,7 +455,9 @@ class Stream:
         rec = self.rec
         if rec is not None:
             if not rec.status:
-                rec.status = 499  # nginx's "client closed request"
+                # nginx's "client closed request"; a body being streamed upstream finds the stream
+                # gone as it reads (ngx_http_v2_read_unbuffered_request_body's fc->error): 400.
+                rec.status = 400 if self.streaming_body else 499
             self._logged()
 
     # -- running the engine's answer -------------------------------------------------------------

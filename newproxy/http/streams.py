@@ -176,9 +176,9 @@ class Stream:
     __slots__ = (
         "_body_buf",
         "_body_last",
+        "_body_state",
         "_body_stream",
         "_body_timer",
-        "_body_state",
         "_current",
         "_exchange",
         "_file_left",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nginx_parser.ir import Directive
+from shadow.rewire import access_log_name
 from shadow.upstreams import RecordedRequest
 
 
@@ -82,3 +83,20 @@ def request_lines(directory: Path, start: int, keep: Callable[[str], bool]) -> l
         f.seek(start)
         text = f.read()
     return [re.sub(r"^.*? (\[\w+\]) \d+#\d+: \*\d+ ", r"\1 ", line) for line in text.splitlines() if keep(line)]
+
+
+def assert_same_views(seen: dict[str, list[object]]) -> None:
+    """Each case's views (nginx's first, newproxy's second) are equal; the differing ones shown."""
+    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
+    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
+                                      for name, v in differing.items())
+
+
+def access_logs(run: Path, path: str) -> tuple[list[str], list[str]]:
+    """nginx's and newproxy's lines of the access_log at ``path`` ("$request $status $body_bytes_sent
+    ..."), an error page's length masked: it differs by the server's name in the page."""
+    name = access_log_name(path)
+    nginx, newproxy = ([re.sub(r"^(\S+ \S+ \S+ [45]\d\d) \d+ ", r"\1 - ", line)
+                        for line in (run / label / name).read_text().splitlines()]
+                       for label in ("nginx", "newproxy"))
+    return nginx, newproxy

@@ -26,9 +26,10 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
 from nginx_parser import parse_config
-from shadow.rewire import access_log_name, plan
+from shadow.rewire import plan
 from shadow.runner import started_targets
-from tests.staged import Stages, info_log, log_size, read_for, request_lines, upstream_by_stage
+from tests.staged import (Stages, access_logs, assert_same_views, info_log, log_size, read_for, request_lines,
+                          upstream_by_stage)
 
 CONF = """
 events {}
@@ -166,14 +167,8 @@ def test_h2_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
                 started.pool.settle()
                 seen.setdefault(name, []).append((run.answer(), upstream_by_stage(started.pool.take(), run),
                                                   request_lines(directory, start, _about_the_body)))
-    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
-    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
-                                      for name, v in differing.items())
-    # The access logs, line for line (an error page's length differs by the server's name in it).
-    log = access_log_name("logs/stream.log")
-    nginx, newproxy = ([re.sub(r"^(\S+ \S+ \S+ [45]\d\d) \d+ ", r"\1 - ", line)
-                        for line in (tmp_path / "run" / label / log).read_text().splitlines()]
-                       for label in ("nginx", "newproxy"))
+    assert_same_views(seen)
+    nginx, newproxy = access_logs(tmp_path / "run", "logs/stream.log")  # line for line
     assert newproxy == nginx
     assert "POST /s/__reads/k HTTP/2.0 408 - -" in nginx, nginx  # (masked: 0 bytes)
     assert "POST /s/__reads/l HTTP/2.0 400 - -" in nginx, nginx

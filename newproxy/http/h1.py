@@ -1320,8 +1320,7 @@ class H1Protocol(asyncio.Protocol):
         self._released()
         if self._stream is not None and not self._closed:  # answered while the body still comes
             self._count_streamed()
-            if self._rec is not None:
-                self._logged()
+            self._logged()
             self._busy = False
             self._exchange = None
             self._current = None

@@ -72,6 +72,10 @@ class Call:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     ended: bool = False  # END_STREAM arrived
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each DATA with a payload
+    # How a call that never ended was cut: "reset N" (RST_STREAM, its code), "goaway" or "closed"
+    # (the connection went away), with the time.monotonic() it happened.
+    cut: str = ""
+    cut_at: float = 0.0
 
     @property
     def path(self) -> str:
@@ -119,9 +123,21 @@ class _Conn(asyncio.Protocol):
                 self._ended(event.stream_id)
             elif isinstance(event, WindowUpdated):
                 self._drain()
-            elif isinstance(event, (StreamReset, ConnectionTerminated)):
-                pass
+            elif isinstance(event, StreamReset):
+                self._cut(self.calls.get(event.stream_id), f"reset {int(event.error_code)}")
+            elif isinstance(event, ConnectionTerminated):
+                for call in self.calls.values():
+                    self._cut(call, "goaway")
         self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for call in self.calls.values():
+            self._cut(call, "closed")
+
+    @staticmethod
+    def _cut(call: Call | None, how: str) -> None:
+        if call is not None and not call.ended and not call.cut:
+            call.cut, call.cut_at = how, time.monotonic()
 
     def _flush(self) -> None:
         out = self.h2.data_to_send()

@@ -10,7 +10,9 @@ error-log lines of a group whose peers all refuse (disabled, then no live upstre
 timeout (504), grpc_set_header/grpc_hide_header (Host replacing :authority), grpcs:// (TLS with ALPN
 h2 to the peer; the certificate checked, by name too), an upstream group whose first peer is dead (next upstream),
 grpc_intercept_errors with an error_page, and request bodies streamed as they come (a bidirectional
-ping-pong call, a slow client-streaming call).
+ping-pong call, a slow client-streaming call), and a client that stalls mid-body past
+client_body_timeout or resets its stream there (the answer, the access log, how the upstream's
+stream was cut).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
 from tests.grpc_upstream import (
     Answer,
@@ -45,6 +50,8 @@ error_log {dir}/error.log warn;
 events {{}}
 http {{
     access_log off;
+    log_format stall '$request_uri $status $body_bytes_sent';
+    client_body_timeout 1s;
     client_body_temp_path {dir}/cb; proxy_temp_path {dir}/pt; fastcgi_temp_path {dir}/ft;
     uwsgi_temp_path {dir}/ut; scgi_temp_path {dir}/st;
     upstream backend {{
@@ -71,6 +78,7 @@ http {{
             grpc_hide_header x-upstream;
         }}
         location /dead/ {{ grpc_pass grpc://127.0.0.1:{dead}; }}
+        location /stall/ {{ grpc_pass grpc://127.0.0.1:{up}; access_log {dir}/stall.log stall; }}
         location /slow/ {{ grpc_pass grpc://127.0.0.1:{up}; grpc_read_timeout 1s; }}
         # Sessions off: newproxy never resumes one, and nginx's cache is per peer, shared by these
         # locations (a verifying one resuming an unverified session fails: X509 error 20).
@@ -433,3 +441,81 @@ def test_streamed_body_flow_control(targets: Targets) -> None:
         views.append((_h2_view(answer), _upstream_view(targets.drain())))
     assert views[1] == views[0]
     assert views[0][0]["messages"] == [b"echo:" + p for p in pieces]
+
+
+def _stalled_call(port: int, path: str, reset_after: float | None, wait: float) -> list[tuple[str, str, str]]:
+    """A call that sends one message and then nothing for ``wait`` seconds, or resets its stream
+    (CANCEL) after ``reset_after``: what it got, each with "early" (before 0.8 s) or "late"."""
+    events: list[tuple[str, str, str]] = []
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "grpc.test"),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        conn.send_headers(1, headers)
+        conn.send_data(1, frame(b"one"))
+        sock.sendall(conn.data_to_send())
+        start = time.monotonic()
+        reset_sent = False
+        while (now := time.monotonic() - start) < wait:
+            if reset_after is not None and not reset_sent and now >= reset_after:
+                conn.reset_stream(1, 8)
+                sock.sendall(conn.data_to_send())
+                reset_sent = True
+            until = reset_after if reset_after is not None and not reset_sent else wait
+            sock.settimeout(max(0.01, until - now))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                events.append(("closed", "", "early" if now < 0.8 else "late"))
+                break
+            stage = "early" if time.monotonic() - start < 0.8 else "late"
+            for event in conn.receive_data(chunk):
+                if isinstance(event, ResponseReceived):
+                    events.append(("status", dict(event.headers)[b":status"].decode(), stage))
+                elif isinstance(event, DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    events.append(("data", event.data.decode("latin-1"), stage))
+                elif isinstance(event, StreamEnded):
+                    events.append(("end", "", stage))
+                elif isinstance(event, StreamReset):
+                    events.append(("reset", str(int(event.error_code)), stage))
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+    return events
+
+
+def test_stalled_and_reset_bodies(targets: Targets) -> None:
+    """grpc_pass reads the body as proxy_request_buffering off does (ngx_http_v2_read_unbuffered_request_body):
+    a client that sends nothing for client_body_timeout (1 s) mid-body gets its stream reset and a
+    408 in the log, and the upstream's stream is cut; one that resets its stream mid-body is logged
+    400, not 499. Compared: what the client got and when, the access log line, and how and when
+    the upstream's stream ended."""
+    cases = {  # path, reset_after, wait
+        "stalls, answer begun": ("/stall/test.Echo/Stream", None, 1.8),
+        "stalls, no answer yet": ("/stall/test.Echo/Unary", None, 1.8),
+        "resets its stream": ("/stall/test.Echo/Unary", 0.3, 0.9),
+    }
+    views = []
+    for name in ("nginx", "newproxy"):
+        log = targets.base / name / "stall.log"
+        seen = {}
+        for case, (path, reset_after, wait) in cases.items():
+            start = time.monotonic()
+            got = _stalled_call(targets.ports[name]["h2"], path, reset_after, wait)
+            time.sleep(0.2)
+            calls = targets.drain()
+            upstream = [(c.messages, c.ended, c.cut, "" if not c.cut else "early" if c.cut_at - start < 0.8 else "late")
+                        for c in calls]
+            seen[case] = (got, upstream)
+        time.sleep(0.1)
+        views.append((seen, log.read_text().splitlines()))
+    assert views[1] == views[0]
+    seen, lines = views[0]
+    assert seen["stalls, answer begun"][0][:2] == [("status", "200", "early"), ("data", "\x00\x00\x00\x00\x08echo:one", "early")]
+    assert [upstream for _, upstream in seen.values()] == [[([b"one"], False, "closed", "late")]] * 2 + [
+        [([b"one"], False, "closed", "early")]]
+    assert [line.split()[1] for line in lines] == ["200", "408", "400"]  # an answer begun keeps its status

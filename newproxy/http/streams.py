@@ -174,7 +174,9 @@ class Stream:
     """One request/answer of a multiplexed connection: the ``ClientSink`` of its upstream exchange."""
 
     __slots__ = (
+        "_awaiting",
         "_body_buf",
+        "_body_came",
         "_body_last",
         "_body_state",
         "_body_stream",
@@ -184,8 +186,6 @@ class Stream:
         "_file_left",
         "_head",
         "_held",
-        "_awaiting",
-        "_body_came",
         "_pacer",
         "_paused",
         "_release",
@@ -303,6 +303,9 @@ class Stream:
         if state == _TO_UPSTREAM:
             ex = self._exchange
             if isinstance(ex, GrpcExchange):
+                self._body_last = self.ctx.loop.time()
+                if end:
+                    self._stop_body_timer()
                 ex.feed(data, end)
                 return
             body = self._body_stream
@@ -333,22 +336,25 @@ class Stream:
             body.read_over()
 
     def _body_timed(self) -> None:
-        """client_body_timeout for a body streamed upstream: nginx ends a request whose client sent
-        nothing for that long with 408, resetting the stream (PROTOCOL_ERROR, as measured) and
-        closing the peer. Not while the peer holds the body up (what came waits for it)."""
+        """client_body_timeout for a body streamed upstream (proxy_request_buffering off, or any
+        grpc_pass body): nginx ends a request whose client sent nothing for that long with 408,
+        resetting the stream (PROTOCOL_ERROR, as measured) and closing the peer. Not while the peer
+        holds the body up (what came waits for it)."""
         self._body_timer = None
-        body = self._body_stream
-        if self.finished or body is None or body.ended:
+        if self.finished or not self.streaming_body:
             return
         loop = self.ctx.loop
         now = loop.time()
-        if body.parts:
+        body = self._body_stream
+        ex = self._exchange
+        held = body.parts if body is not None else isinstance(ex, GrpcExchange) and ex.body
+        if held:  # what came waits for the peer (its window or socket is full): not the client's stall
             self._body_last = now
         due = self._body_last + self.ctx.client.body_timeout
         if now < due:
             self._body_timer = loop.call_at(due, self._body_timed)
             return
-        if self.rec is not None:
+        if self.rec is not None and not self.rec.status:  # an answer begun keeps its status in the log
             self.rec.status = 408
         ex = self._exchange
         self._exchange = None
@@ -356,6 +362,11 @@ class Stream:
             ex.abort()
         self._unpace()
         self._reset("timeout")
+
+    def _arm_body_timer(self) -> None:
+        """client_body_timeout from now, for a body that starts going upstream as it arrives."""
+        self._body_last = self.ctx.loop.time()
+        self._body_timer = self.ctx.loop.call_later(self.ctx.client.body_timeout, self._body_timed)
 
     def _stop_body_timer(self) -> None:
         timer = self._body_timer
@@ -367,7 +378,10 @@ class Stream:
     def streaming_body(self) -> bool:
         """Whether the request's body is being sent upstream as it arrives (not all in yet)."""
         body = self._body_stream
-        return body is not None and not body.ended
+        if body is not None:
+            return not body.ended
+        ex = self._exchange
+        return isinstance(ex, GrpcExchange) and ex.streaming and not ex.body_end
 
     def log_body(self, level: str, message: str, req: Request) -> None:
         """A line about the body of ``req`` (this stream's): with the upstream's context while it is
@@ -446,6 +460,7 @@ class Stream:
         if self.finished:
             return
         self.finished = True
+        streaming = self.streaming_body
         ex = self._exchange
         self._exchange = None
         if ex is not None:
@@ -457,7 +472,7 @@ class Stream:
             if not rec.status:
                 # nginx's "client closed request"; a body being streamed upstream finds the stream
                 # gone as it reads (ngx_http_v2_read_unbuffered_request_body's fc->error): 400.
-                rec.status = 400 if self.streaming_body else 499
+                rec.status = 400 if streaming else 499
             self._logged()
 
     # -- running the engine's answer -------------------------------------------------------------
@@ -531,6 +546,8 @@ class Stream:
                 for chunk in self._body_buf:
                     exchange.feed(b"", True) if chunk is None else exchange.feed(chunk, False)
                 self._body_buf = []
+                if not exchange.body_end:
+                    self._arm_body_timer()
             elif type(pp.body) is BodyStream:  # proxy_request_buffering off: sent on as it arrives
                 self._body_state = _TO_UPSTREAM
                 body = self._body_stream = pp.body
@@ -540,8 +557,7 @@ class Stream:
                     body.end() if chunk is None else body.add(chunk)
                 self._body_buf = []
                 if not body.ended:
-                    self._body_last = self.ctx.loop.time()
-                    self._body_timer = self.ctx.loop.call_later(self.ctx.client.body_timeout, self._body_timed)
+                    self._arm_body_timer()
             else:
                 self._drop_body()
         elif self._body_state == _TO_UPSTREAM:  # a second pass (error_page): the body went to the first

@@ -9,7 +9,8 @@ stage, the bytes the upstream had received; the status and body the client got, 
 the info and error lines logged; the access log. Also: a client that stalls past client_body_timeout
 (408, the stream reset, the peer closed), or resets the stream mid-body (400 in the log, the peer
 closed); a body that outgrows or falls short of its Content-Length is
-refused (400, nginx's info line; read buffered too), and the cases nginx reads whole (to an HTTP/1.0
+refused (400, nginx's info line; read buffered too), one without a length past client_max_body_size
+too (413, "too large chunked body"), and the cases nginx reads whole (to an HTTP/1.0
 upstream without a length; request buffering on) reach the upstream only once the body is in.
 (Over HTTP/1.1: tests/test_differential_unbuffered_body.py.)
 """
@@ -48,6 +49,8 @@ http {
         location /pair/ { proxy_next_upstream error timeout non_idempotent; proxy_pass http://pair; }
         location /s10/ { proxy_http_version 1.0; proxy_pass http://127.0.0.1:9000; }
         location /buffered/ { proxy_request_buffering on; proxy_pass http://127.0.0.1:9000; }
+        location /small/ { client_max_body_size 10; proxy_pass http://127.0.0.1:9000; }
+        location /smallbuf/ { client_max_body_size 10; proxy_request_buffering on; proxy_pass http://127.0.0.1:9000; }
     }
 }
 """
@@ -76,6 +79,9 @@ CASES: dict[str, tuple[str, int | None, list[Step]]] = {  # path, Content-Length
     "HTTP/1.0 upstream, no length": ("/s10/__reads/g", None, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
     "buffered": ("/buffered/__reads/h", 5, [_data(b"ab"), GAP, _data(b"cde", end=True), END]),
     "buffered, more than declared": ("/buffered/__reads/i", 5, [_data(b"abc"), GAP, _data(b"defgh"), END]),
+    "no length, past client_max_body_size": ("/small/__reads/m", None, [_data(b"abcdef"), GAP, _data(b"ghijkl"), END]),
+    "buffered, no length, past client_max_body_size": ("/smallbuf/__reads/n", None,
+                                                       [_data(b"abcdef"), GAP, _data(b"ghijkl"), END]),
     "buffered, less than declared": ("/buffered/__reads/j", 9, [_data(b"abc"), GAP, _data(b"de", end=True), END]),
 }
 _NOISE = [(re.compile(rb"<center>(nginx|newproxy)[^<]*</center>"), b"<center>-</center>")]
@@ -147,7 +153,7 @@ async def _run(port: int, path: str, length: int | None, steps: list[Step]) -> S
 
 
 def _about_the_body(line: str) -> bool:
-    return "request body" in line or "declared" in line or " while " in line
+    return " body" in line or "declared" in line or " while " in line
 
 
 def test_h2_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
@@ -172,6 +178,9 @@ def test_h2_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
     assert newproxy == nginx
     assert "POST /s/__reads/k HTTP/2.0 408 - -" in nginx, nginx  # (masked: 0 bytes)
     assert "POST /s/__reads/l HTTP/2.0 400 - -" in nginx, nginx
+    for case in ("no length, past client_max_body_size", "buffered, no length, past client_max_body_size"):
+        answer, _, lines = seen[case][0]  # type: ignore[misc]
+        assert answer[0][2] == b"413" and len(lines) == 1 and "too large chunked body: 12 bytes" in lines[0], lines
     # What nginx did, so that the comparison cannot pass on two proxies that both buffer:
     _, upstream, _ = seen["length in three reads"][0]  # type: ignore[misc]
     assert [stage for stage, _ in upstream[0][2]] == [1, 2, 3], upstream

@@ -459,6 +459,7 @@ class H2Protocol(asyncio.Protocol):
             st.body_len += len(data)
             if st.limit and st.body_len > st.limit:
                 st.streaming = False
+                self._log_too_large(st)
                 st.stream.body_too_large()
                 return
             if st.declared >= 0 and not self._as_declared(st, end, 0):
@@ -488,6 +489,7 @@ class H2Protocol(asyncio.Protocol):
                 st.read = self.reads
                 st.parts.append(data)
             if st.limit and st.body_len > st.limit:
+                self._log_too_large(st)
                 if st.early:  # its phases are running: what they started stops
                     st.stream.body_too_large()
                 else:
@@ -495,6 +497,14 @@ class H2Protocol(asyncio.Protocol):
                 return
         if end:
             self._ended(st)
+
+    @staticmethod
+    def _log_too_large(st: _H2Stream) -> None:
+        """A body without Content-Length past client_max_body_size (a declared one was refused at
+        HEADERS): nginx's line (ngx_http_v2_filter_request_body), with the bytes received so far."""
+        if st.declared < 0:
+            assert st.req is not None
+            st.stream.log_body("error", f"client intended to send too large chunked body: {st.body_len} bytes", st.req)
 
     def _as_declared(self, st: _H2Stream, end: bool, coming: int) -> bool:
         """A body keeps to its Content-Length, as nginx checks it (ngx_http_v2_process_request_body):

@@ -1,9 +1,9 @@
 """proxy_connect_timeout against real nginx: a peer that never completes the TCP handshake.
 
-The "black hole" is a loopback listener with a backlog of 0 whose accept queue is already full
-(it never accepts): the kernel drops further SYNs, so a connect to it hangs until the proxy gives
-up, as a connect to a dead host does. nginx and newproxy run the same config, with that peer put in
-place of the recording upstream (by line) in both rewired configs. Compared for each request: the
+The "black hole" (tests/blackhole.py) is a loopback listener whose accept queue is full: a
+connect to it hangs until the proxy gives up, as a connect to a dead host does. nginx and newproxy
+run the same config, with that peer put in place of the recording upstream (by line) in both
+rewired configs. Compared for each request: the
 status and body the client got, which recording upstream saw the request (proxy_next_upstream
 after the timeout, and the peer marked failed for the next one), that the answer took at least the
 timeout, and the ``[error]`` and ``[warn]`` lines each wrote (time, pid and connection numbers
@@ -18,14 +18,14 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from nginx_parser import parse_config
-from nginx_parser.ir import Directive
 from shadow.rewire import plan
 from shadow.runner import StartedTargets, started_targets
+from tests.blackhole import black_hole, into_hole
 
 TIMEOUT = 0.3  # proxy_connect_timeout, seconds
 
@@ -61,47 +61,8 @@ LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: \*\d+ (.*
 
 @pytest.fixture(scope="module")
 def hole() -> Iterator[int]:
-    """The port of a listener whose full accept queue drops every new SYN."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):  # a backlog of 0 holds one connection; the rest wait in SYN retransmission
-        filler = socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(filler)
-    time.sleep(0.2)
-    probe = socket.socket()
-    probe.settimeout(0.2)
-    try:
-        with pytest.raises(TimeoutError):  # the black hole must swallow a connect, or nothing is tested
-            probe.connect(("127.0.0.1", port))
-    finally:
-        probe.close()
-    yield port
-    for sock in fillers + [listener]:
-        sock.close()
-
-
-def into_hole(port: int) -> Callable[[list[Directive]], list[Directive]]:
-    """A tweak: the rewired peer of each HOLE_LINES directive becomes the black hole."""
-    def tweak(tree: list[Directive]) -> list[Directive]:
-        out = []
-        for d in tree:
-            if d.line in HOLE_LINES and d.name == "proxy_pass":
-                d = d.model_copy(update={"args": [f"http://127.0.0.1:{port}"]})
-            elif d.line in HOLE_LINES and d.name == "server":
-                d = d.model_copy(update={"args": [f"127.0.0.1:{port}", *d.args[1:]]})
-            if d.block is not None:
-                d = d.model_copy(update={"block": tweak(d.block)})
-            out.append(d)
-        return out
-    return tweak
+    with black_hole() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +71,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, hole: int) -> Iterator[tuple[S
     path = tmp / "nginx.conf"
     path.write_text(CONFIG)
     config = parse_config(str(path))
-    with started_targets(config, plan(config), str(tmp / "run"), tweak_reference=into_hole(hole),
-                         tweak_other=into_hole(hole)) as started:
+    with started_targets(config, plan(config), str(tmp / "run"), tweak_reference=into_hole(hole, HOLE_LINES),
+                         tweak_other=into_hole(hole, HOLE_LINES)) as started:
         yield started, str(tmp / "run")
 
 

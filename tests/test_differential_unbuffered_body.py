@@ -22,6 +22,8 @@ lines of the error log, line for line. The cases:
   goes on to the next peer with the whole body;
 - a kept-alive upstream connection used by two streamed bodies in turn; a request pipelined behind
   a streamed body;
+- the client closes while the peer is still being connected to (a peer that never completes the
+  handshake): nginx's broken-connection check, 499 and "while connecting to upstream";
 - a peer that reads nothing: the body backs up (nginx stops reading the client once its buffer is
   full), then proxy_send_timeout's 504;
 - not streamed: a chunked body to an HTTP/1.0 upstream, and a location with request buffering on
@@ -39,6 +41,7 @@ from pathlib import Path
 from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import started_targets
+from tests.blackhole import black_hole, into_hole
 from tests.staged import (Stages, access_logs, assert_same_views, info_log, log_size, read_for, request_lines,
                           upstream_by_stage)
 
@@ -66,9 +69,12 @@ http {
         location /s10/ { proxy_http_version 1.0; proxy_pass http://127.0.0.1:9000; }
         location /buffered/ { proxy_request_buffering on; proxy_pass http://127.0.0.1:9000; }
         location /stuck/ { client_max_body_size 0; proxy_send_timeout 1s; proxy_pass http://127.0.0.1:9000; }
+        location /hole/ { proxy_connect_timeout 5s; proxy_pass http://127.0.0.1:9006; }
     }
 }
 """
+# The peer of /hole/ never completes the handshake (tests/blackhole.py).
+HOLE_LINES = {number for number, line in enumerate(CONF.splitlines(), start=1) if "9006" in line}
 GAP = 0.3
 END = 0.6  # read after the last send: the answers come at once
 BIG = 24 << 20  # more than the loopback's socket buffers hold
@@ -108,7 +114,9 @@ CASES: dict[str, list[Step]] = {
                          b"cde" + b"GET /s/__reads/n2 HTTP/1.1\r\nHost: stream.test\r\nConnection: close\r\n\r\n", END],
     "HTTP/1.0 upstream, chunked": [_chunked("/s10/__reads/o") + b"3\r\nabc\r\n", GAP, b"0\r\n\r\n", END],
     "buffered": [_length("/buffered/__reads/p", 5) + b"ab", GAP, b"cde", END],
-    # A peer that reads nothing: the body backs up to the client, then proxy_send_timeout.
+    "client closes while connecting": [_length("/hole/r", 10) + b"abc", GAP, "close"],
+    # A peer that reads nothing: the body backs up to the client, then proxy_send_timeout (last:
+    # its access log line's byte counts are masked below).
     "a peer that does not read": [_length("/stuck/__noread/q", BIG) + b"x" * BIG, 1.5],
 }
 _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -"),
@@ -170,8 +178,10 @@ def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
     path.write_text(CONF)
     config = parse_config(str(path))
     dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
-    with started_targets(config, plan(config), str(tmp_path / "run"), refuse={"127.0.0.1:9003"},
-                         tweak_reference=info_log(dirs[0]), tweak_other=info_log(dirs[1])) as started:
+    with black_hole() as hole, started_targets(
+            config, plan(config), str(tmp_path / "run"), refuse={"127.0.0.1:9003"},
+            tweak_reference=lambda tree: info_log(dirs[0])(into_hole(hole, HOLE_LINES)(tree)),
+            tweak_other=lambda tree: info_log(dirs[1])(into_hole(hole, HOLE_LINES)(tree))) as started:
         ports = [next(iter(t.listen_ports.values())) for t in started.targets]
         for name, steps in CASES.items():
             views: list[object] = []
@@ -196,6 +206,9 @@ def test_unbuffered_bodies_stream_as_in_nginx(tmp_path: Path) -> None:
     assert all(0 < n < BIG // 2 for counts in backed_up for n in counts), backed_up
     nginx[-1], newproxy[-1] = (" ".join(line.split()[:-2]) for line in (nginx[-1], newproxy[-1]))
     assert newproxy == nginx
+    assert [line.split()[3] for line in nginx if "/hole/r" in line] == ["499"], nginx
+    *_, info = seen["client closes while connecting"][0]  # type: ignore[misc]
+    assert len(info) == 1 and "so upstream connection is closed too while connecting" in info[0], info
     # What nginx did, so that the comparison cannot pass on two proxies that both buffer:
     answer, closed, upstream, info = seen["length in three reads"][0]  # type: ignore[misc]
     assert [stage for stage, _ in upstream[0][2]] == [1, 2, 3], upstream  # each send's bytes, as it came

@@ -973,12 +973,15 @@ class Exchange(ExchangeCore):
 
     def client_closed(self) -> int:
         """The client closed its connection while its body was being streamed: nginx's read of the
-        body finds its end (400, ngx_http_do_read_client_request_body), or, with no peer connected
-        yet, its broken-connection check does (499). Logs nginx's line; returns the status."""
-        connecting = self.conn is None
-        what = "connecting to" if connecting else "sending request to"
-        self._log(f"client prematurely closed connection while {what} upstream", "info")
-        return 499 if connecting else 400
+        body finds its end (400, ngx_http_do_read_client_request_body), or, with the peer still
+        being connected to, its broken-connection check does, as epoll reports the close
+        (ngx_http_upstream_check_broken_connection: 499). Logs nginx's line; returns the status."""
+        if self.conn is None:
+            self._log("epoll_wait() reported that client prematurely closed connection, so upstream connection "
+                      "is closed too while connecting to upstream", "info")
+            return 499
+        self._log("client prematurely closed connection while sending request to upstream", "info")
+        return 400
 
     def log_sending(self, message: str, level: str = "error") -> None:
         """A line about the client's body logged while it is streamed here (nginx's log action is

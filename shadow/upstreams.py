@@ -26,8 +26,9 @@ It is how the WebSocket/Upgrade tunnel is tested (tests/test_differential_websoc
 comes (``reads``: the time and the raw bytes, the head first; an empty one: the proxy closed), and answers
 once the body is all in (by Content-Length, or the last chunk): how a test sees whether a proxy sends
 a body upstream while the client still sends it (proxy_request_buffering off). With it,
-``/__early/`` answers at the head, before reading the body, and ``/__close/`` closes once the body
-is in, without answering.
+``/__early/`` answers at the head, before reading the body, ``/__close/`` closes once the body
+is in, without answering, and ``/__delay/MS`` (before the answer) and ``/__slowbody/MS`` (after
+half of it) wait, noting when the proxy closes the connection meanwhile (a client that went away).
 ``/__noread/`` records the request head and reads nothing more, not even the body, holding the
 connection open (a stalled reader: proxy_send_timeout while the request body is sent).
 ``/__big/KIB`` answers KIB KiB (up to 65536) of numbered 16-byte lines instead of the echo, so that a
@@ -369,7 +370,7 @@ class RecordingUpstream:
         length = int(lengths[0]) if lengths and not chunked else 0
         early = "/__early/" in uri
         if early:
-            await self._answer_reads(record, writer, keep_alive)
+            await self._answer_reads(record, reader, writer, keep_alive)
         raw = b""
         while not (raw.endswith(b"0\r\n\r\n") if chunked else len(raw) >= length):
             data = await reader.read(65536)
@@ -380,16 +381,42 @@ class RecordingUpstream:
         if "/__close/" in uri:
             return False
         if not early:
-            await self._answer_reads(record, writer, keep_alive)
+            delay = _DELAY_MARKER.search(uri)
+            if delay and await self._closed_within(reader, record, int(delay.group(1)) / 1000):
+                return False
+            if not await self._answer_reads(record, reader, writer, keep_alive):
+                return False
         return keep_alive
 
-    async def _answer_reads(self, record: RecordedRequest, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
-        """A ``/__reads/`` request's answer: the body bytes read so far, counted."""
+    @staticmethod
+    async def _closed_within(reader: asyncio.StreamReader, record: RecordedRequest, seconds: float) -> bool:
+        """Wait ``seconds``, or until the proxy closes the connection (recorded as an empty read)."""
+        try:
+            data = await asyncio.wait_for(reader.read(65536), seconds)
+        except TimeoutError:
+            return False
+        record.reads.append((time.monotonic(), data))
+        return not data
+
+    async def _answer_reads(self, record: RecordedRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            keep_alive: bool) -> bool:
+        """A ``/__reads/`` request's answer: the body bytes read so far, counted; with
+        ``/__slowbody/MS``, MS after the first half of it (False: the proxy closed meanwhile)."""
         payload = b"read %d bytes of the body" % sum(len(data) for _, data in record.reads[1:])
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            len(payload), b"" if keep_alive else b"Connection: close\r\n", payload))
+        answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s" % (
+            len(payload), b"" if keep_alive else b"Connection: close\r\n", payload)
+        slow = _SLOW_BODY_MARKER.search(record.uri)
+        if slow:
+            cut = len(answer) - len(payload) // 2
+            writer.write(answer[:cut])
+            await writer.drain()
+            if await self._closed_within(reader, record, int(slow.group(1)) / 1000):
+                return False
+            answer = answer[cut:]
+        writer.write(answer)
         await writer.drain()
         record.answered.append(time.monotonic())
+        return True
 
     def _scoped(self, uri: str) -> str:
         """``/__at/PORT/MARKER`` applies MARKER only on the upstream whose logical name ends in

@@ -472,10 +472,19 @@ class H1Protocol(asyncio.Protocol):
             return True
         if self._stream is not None:
             return False  # the body's end is missing: as a close (connection_lost)
+        if type(ex) is Exchange and not ex.done and not ex.complete:
+            # nginx's broken-connection check: a FIN (epoll's RDHUP, a half-close as a close) while
+            # the upstream works ends the request (499) and the peer's connection; what the client
+            # pipelined behind it is dropped.
+            self._client_aborted(ex, None)
+            return False
         # A half-closed client may still read: keep writing the response(s) it asked for.
         if self._busy or self._queue:
             self._closing = True
             return True
+        if self._requests and not self._head_begun and self.ctx.log.enabled("info"):
+            # nginx's keep-alive handler reads the close (ngx_http_keepalive_handler)
+            self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -493,7 +502,9 @@ class H1Protocol(asyncio.Protocol):
             if self._stream is not None and type(ex) is Exchange and self._rec is not None:
                 self._rec.status = ex.client_closed()
                 self._count_streamed()
-            ex.abort()
+            elif isinstance(exc, OSError) and type(ex) is Exchange and not ex.done and not ex.complete:
+                self._client_aborted(ex, exc)  # a reset (a FIN came by eof_received; our own close has no exc)
+            ex.abort()  # (done already: a second call does nothing)
         self._stream = None
         self._queue.clear()
         self._unpace()
@@ -502,6 +513,17 @@ class H1Protocol(asyncio.Protocol):
             if not self._rec.status:
                 self._rec.status = 499  # nginx's "client closed request"
             self._logged()
+
+    def _client_aborted(self, ex: Exchange, err: OSError | None) -> None:
+        """The client closed or reset its connection while ``ex`` runs: nginx's line, the peer's
+        connection closed, 499 in the log (ngx_http_terminate_request keeps the status of an answer
+        that bytes of went out)."""
+        self._exchange = None
+        ex.client_aborted(err)
+        ex.abort()
+        rec = self._rec
+        if rec is not None and (not rec.status or not rec.sent):
+            rec.status = 499
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -977,11 +977,27 @@ class Exchange(ExchangeCore):
         being connected to, its broken-connection check does, as epoll reports the close
         (ngx_http_upstream_check_broken_connection: 499). Logs nginx's line; returns the status."""
         if self.conn is None:
-            self._log("epoll_wait() reported that client prematurely closed connection, so upstream connection "
-                      "is closed too while connecting to upstream", "info")
+            self.client_aborted()
             return 499
         self._log("client prematurely closed connection while sending request to upstream", "info")
         return 400
+
+    def client_aborted(self, err: OSError | None = None) -> None:
+        """The client's connection was closed or reset (or half-closed: nginx does not tell them
+        apart) while this exchange runs: nginx's broken-connection check sees it at once through
+        epoll's RDHUP (ngx_http_upstream_check_broken_connection), logs this line in the phase the
+        upstream is in, then closes the peer's connection and ends the request with 499."""
+        if self.conn is None:
+            action = "connecting to upstream"
+        elif not self.got_bytes:  # nginx's action stays until the peer's first read event
+            action = "sending request to upstream"
+        elif not self.header_done:
+            action = "reading response header from upstream"
+        else:  # nginx's event pipe reads the peer; the unbuffered relay's handler writes to the client
+            action = "reading upstream" if self.buffered else "sending to client"
+        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        self._log("epoll_wait() reported that client prematurely closed connection, so upstream connection "
+                  f"is closed too{reason} while {action}", "info")
 
     def log_sending(self, message: str, level: str = "error") -> None:
         """A line about the client's body logged while it is streamed here (nginx's log action is

@@ -1,0 +1,158 @@
+"""A client that goes away while its request is proxied, against real nginx.
+
+nginx watches the client's connection while the upstream works (ngx_http_upstream_check_broken_connection,
+through epoll's RDHUP): a FIN, whether the client closed or only half-closed, or a reset, ends the
+request at once. It logs ``[info] epoll_wait() reported that client prematurely closed connection,
+so upstream connection is closed too`` in the upstream's phase (connecting, sending the request,
+reading the answer's head, reading the answer), closes the peer's connection, drops what the
+client pipelined behind, and logs 499 (or the status of an answer that bytes of went out). Each
+case is a client script (sends, pauses of 0.3 s that begin "stages", then a FIN, a close or a
+reset); compared: what the client got and in which stage, when its connection was closed, what
+the upstream received by stage and when the proxy closed the upstream connection (the recording
+upstream's ``/__reads/`` marker, with ``/__delay/`` and ``/__slowbody/``), the info lines, and
+the access log line for line. A FIN after a local answer, or after a proxied answer is complete,
+changes nothing but nginx's "closed keepalive connection" line.
+
+Not compared: a FIN while a buffered answer's body comes. nginx's event pipe holds a part of the
+body smaller than a proxy buffer until the buffer fills or the answer ends, and its write filter
+holds less than postpone_output; newproxy relays what comes at once, so the client has more of
+the answer when it leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+import time
+from pathlib import Path
+
+from nginx_parser import parse_config
+from shadow.rewire import plan
+from shadow.runner import started_targets
+from tests.blackhole import black_hole, into_hole
+from tests.staged import (Stages, access_logs, assert_same_views, info_log, log_size, read_for, request_lines,
+                          upstream_by_stage)
+
+CONF = """
+events {}
+http {
+    log_format abort '$request $status $body_bytes_sent $upstream_status';
+    access_log logs/abort.log abort;
+    server {
+        listen 8080;
+        server_name abort.test;
+        location /p/ { proxy_pass http://127.0.0.1:9000; }
+        location /unbuffered/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
+        location /hole/ { proxy_connect_timeout 5s; proxy_pass http://127.0.0.1:9006; }
+        location = /r { return 200 "local\\n"; }
+    }
+}
+"""
+# The peer of /hole/ never completes the handshake (tests/blackhole.py).
+HOLE_LINES = {number for number, line in enumerate(CONF.splitlines(), start=1) if "9006" in line}
+GAP = 0.3
+Step = bytes | float | str  # bytes: sent; float: seconds read meanwhile; "fin", "close" or "reset"
+
+
+def _get(target: str) -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: abort.test\r\n\r\n".encode()
+
+
+CASES: dict[str, list[Step]] = {
+    "FIN while the answer is awaited": [_get("/p/__reads/__delay/1000/a"), GAP, "fin", 1.0],
+    "close while the answer is awaited": [_get("/p/__reads/__delay/1000/b"), GAP, "close", 1.0],
+    "reset while the answer is awaited": [_get("/p/__reads/__delay/1000/c"), GAP, "reset", 1.0],
+    "FIN while connecting": [_get("/hole/d"), GAP, "fin", 0.6],
+    "FIN while the answer's body comes, unbuffered": [_get("/unbuffered/__reads/__slowbody/1000/f"), GAP, "fin",
+                                                      1.0],
+    "pipelined, then FIN": [_get("/p/__reads/__delay/1000/g") + _get("/p/__reads/h"), GAP, "fin", 1.0],
+    "FIN after a local answer": [_get("/r"), "fin", 0.6],
+    "FIN after a proxied answer": [_get("/p/__reads/i"), GAP, "fin", 0.6],
+}
+_NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -")]
+
+
+class Seen(Stages):
+    """What one client script saw: each piece of the answer with its stage, and the stage its
+    connection was closed in (None: not before the script's end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[tuple[int, bytes]] = []
+        self.closed: int | None = None
+
+    def answer(self) -> list[tuple[int, bytes]]:
+        merged: dict[int, bytes] = {}
+        for stage, data in self.got:
+            merged[stage] = merged.get(stage, b"") + data
+        out = []
+        for stage, data in sorted(merged.items()):
+            for pattern, replacement in _NOISE:
+                data = pattern.sub(replacement, data)
+            out.append((stage, data))
+        return out
+
+
+async def _run(port: int, steps: list[Step]) -> Seen:
+    seen = Seen()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    def got(data: bytes) -> None:
+        seen.got.append((seen.stage(time.monotonic()), data))
+
+    for step in steps:
+        if isinstance(step, float):
+            if await read_for(reader, step, got, seen.closed is not None) and seen.closed is None:
+                seen.closed = seen.stage(time.monotonic())
+            continue
+        seen.marks.append(time.monotonic())
+        if isinstance(step, bytes):
+            writer.write(step)
+        elif step == "fin":
+            writer.write_eof()
+        elif step == "close":
+            writer.close()
+            return seen
+        elif step == "reset":  # SO_LINGER 0: close() sends RST
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return seen
+    writer.close()
+    return seen
+
+
+def _about_the_client(line: str) -> bool:
+    return "client" in line.split(", client: ")[0] or " while " in line
+
+
+def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONF)
+    config = parse_config(str(path))
+    dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
+    seen: dict[str, list[object]] = {}
+    with black_hole() as hole, started_targets(
+            config, plan(config), str(tmp_path / "run"),
+            tweak_reference=lambda tree: info_log(dirs[0])(into_hole(hole, HOLE_LINES)(tree)),
+            tweak_other=lambda tree: info_log(dirs[1])(into_hole(hole, HOLE_LINES)(tree))) as started:
+        ports = [next(iter(t.listen_ports.values())) for t in started.targets]
+        for name, steps in CASES.items():
+            for port, directory in zip(ports, dirs, strict=True):  # one at a time: the records are theirs
+                start = log_size(directory)
+                run = asyncio.run(_run(port, steps))
+                time.sleep(0.1)
+                started.pool.settle()
+                seen.setdefault(name, []).append((run.answer(), run.closed, upstream_by_stage(started.pool.take(), run),
+                                                  request_lines(directory, start, _about_the_client)))
+    assert_same_views(seen)
+    nginx, newproxy = access_logs(tmp_path / "run", "logs/abort.log")
+    assert newproxy == nginx
+    # What nginx did, so that the comparison cannot pass on two proxies that both serve on:
+    answer, closed, upstream, info = seen["FIN while the answer is awaited"][0]  # type: ignore[misc]
+    assert answer == [] and closed == 2 and upstream[0][2][-1] == (2, b"<closed>"), (answer, closed, upstream)
+    assert len(info) == 1 and info[0].startswith(
+        "[info] epoll_wait() reported that client prematurely closed connection, so upstream connection is closed "
+        "too while sending request to upstream"), info
+    assert [line.split()[3] for line in nginx[:3]] == ["499"] * 3, nginx

@@ -13,6 +13,9 @@ upstream's ``/__reads/`` marker, with ``/__delay/`` and ``/__slowbody/``), the i
 the access log line for line. A FIN after a local answer, or after a proxied answer is complete,
 changes nothing but nginx's "closed keepalive connection" line.
 
+Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
+works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499.
+
 Not compared: a FIN while a buffered answer's body comes. nginx's event pipe holds a part of the
 body smaller than a proxy buffer until the buffer fills or the answer ends, and its write filter
 holds less than postpone_output; newproxy relays what comes at once, so the client has more of
@@ -28,6 +31,10 @@ import struct
 import time
 from pathlib import Path
 
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+
 from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import started_targets
@@ -41,7 +48,8 @@ http {
     log_format abort '$request $status $body_bytes_sent $upstream_status';
     access_log logs/abort.log abort;
     server {
-        listen 8080;
+        listen 127.0.0.1:8080;
+        listen 127.0.0.1:8081 http2;
         server_name abort.test;
         location /p/ { proxy_pass http://127.0.0.1:9000; }
         location /unbuffered/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
@@ -123,6 +131,48 @@ async def _run(port: int, steps: list[Step]) -> Seen:
     return seen
 
 
+H2_CASES: dict[str, tuple[str, float]] = {  # path, seconds before the RST_STREAM (CANCEL)
+    "h2: reset while the answer is awaited": ("/p/__reads/__delay/1000/j", GAP),
+    "h2: reset while the answer's body comes, unbuffered": ("/unbuffered/__reads/__slowbody/1000/k", GAP),
+}
+
+
+async def _run_h2(port: int, path: str, reset_after: float) -> Seen:
+    """A GET on an h2c connection, RST_STREAM (CANCEL) after ``reset_after`` seconds, then 0.6 s read."""
+    seen = Seen()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = H2Connection(H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "abort.test")],
+                      end_stream=True)
+    seen.marks.append(time.monotonic())
+    writer.write(conn.data_to_send())
+
+    def got(data: bytes) -> None:
+        stage = seen.stage(time.monotonic())
+        for event in conn.receive_data(data):
+            if isinstance(event, ResponseReceived):
+                seen.got.append((stage, b"status " + dict(event.headers).get(b":status", b"")))
+            elif isinstance(event, DataReceived):
+                seen.got.append((stage, event.data))
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, StreamEnded):
+                seen.got.append((stage, b"<end>"))
+            elif isinstance(event, StreamReset):
+                seen.got.append((stage, b"<reset %d>" % event.error_code))
+        writer.write(conn.data_to_send())
+
+    closed = await read_for(reader, reset_after, got)
+    seen.marks.append(time.monotonic())
+    if not closed:
+        conn.reset_stream(1, 8)
+        writer.write(conn.data_to_send())
+    if await read_for(reader, 0.6, got, closed) and seen.closed is None:
+        seen.closed = seen.stage(time.monotonic())
+    writer.close()
+    return seen
+
+
 def _about_the_client(line: str) -> bool:
     return "client" in line.split(", client: ")[0] or " while " in line
 
@@ -137,11 +187,15 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
             config, plan(config), str(tmp_path / "run"),
             tweak_reference=lambda tree: info_log(dirs[0])(into_hole(hole, HOLE_LINES)(tree)),
             tweak_other=lambda tree: info_log(dirs[1])(into_hole(hole, HOLE_LINES)(tree))) as started:
-        ports = [next(iter(t.listen_ports.values())) for t in started.targets]
-        for name, steps in CASES.items():
-            for port, directory in zip(ports, dirs, strict=True):  # one at a time: the records are theirs
+        ports = [t.listen_ports["127.0.0.1:8080"] for t in started.targets]
+        h2_ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]
+        scripts = [(name, lambda port, steps=steps: _run(port, steps), ports) for name, steps in CASES.items()]
+        scripts += [(name, lambda port, path=path, after=after: _run_h2(port, path, after), h2_ports)
+                    for name, (path, after) in H2_CASES.items()]
+        for name, script, on in scripts:
+            for port, directory in zip(on, dirs, strict=True):  # one at a time: the records are theirs
                 start = log_size(directory)
-                run = asyncio.run(_run(port, steps))
+                run = asyncio.run(script(port))
                 time.sleep(0.1)
                 started.pool.settle()
                 seen.setdefault(name, []).append((run.answer(), run.closed, upstream_by_stage(started.pool.take(), run),
@@ -156,3 +210,6 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
         "[info] epoll_wait() reported that client prematurely closed connection, so upstream connection is closed "
         "too while sending request to upstream"), info
     assert [line.split()[3] for line in nginx[:3]] == ["499"] * 3, nginx
+    *_, info = seen["h2: reset while the answer is awaited"][0]  # type: ignore[misc]
+    assert len(info) == 1 and info[0].startswith("[info] client canceled stream 1 while sending request to upstream"), \
+        info

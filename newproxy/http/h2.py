@@ -550,10 +550,10 @@ class H2Protocol(asyncio.Protocol):
             self.fed.discard(st)
             _stream_stat(-1)
             code = self.core.reset_code
-            if code >= 0 and st.req is not None and st.stream.streaming_body:
-                # nginx's line for a client's RST_STREAM (ngx_http_v2_state_rst_stream); only where
-                # newproxy knows its context: a body being streamed upstream.
-                st.stream.log_body("info", _reset_message(sid, code), st.req)
+            if code >= 0 and st.req is not None:
+                # nginx's line for a client's RST_STREAM (ngx_http_v2_state_rst_stream), where newproxy
+                # knows its context: a body being streamed upstream, or an upstream at work.
+                st.stream.log_reset(_reset_message(sid, code), st.req)
             st.stream.abort()
             st.stream.framing_done(st.sent)
             self._idle_check()

@@ -392,6 +392,18 @@ class Stream:
         else:
             log_for_request(self.ctx.log, req, level, message, self.conn_id)
 
+    def log_reset(self, message: str, req: Request) -> None:
+        """The client reset this stream (nginx's line ``message``): logged with the upstream's phase
+        while a body streams there or a proxied answer is awaited or relayed. Other phases' context
+        is not known to newproxy: nothing is logged there."""
+        ex = self._exchange
+        if self.finished or type(ex) is not Exchange:
+            return
+        if self.streaming_body:
+            self.log_body("info", message, req)
+        elif not ex.done:
+            ex.log_client(message)
+
     def _body_whole(self) -> None:
         """A request streamed from its HEADERS whose content handler reads the body whole instead
         (AwaitBody): the body is put together and the handler goes on."""

@@ -987,6 +987,13 @@ class Exchange(ExchangeCore):
         apart) while this exchange runs: nginx's broken-connection check sees it at once through
         epoll's RDHUP (ngx_http_upstream_check_broken_connection), logs this line in the phase the
         upstream is in, then closes the peer's connection and ends the request with 499."""
+        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        self.log_client("epoll_wait() reported that client prematurely closed connection, so upstream "
+                        f"connection is closed too{reason}")
+
+    def log_client(self, message: str) -> None:
+        """An info line about the client, logged as nginx logs it while the upstream works: in the
+        phase (c->log->action) the upstream module set last."""
         if self.conn is None:
             action = "connecting to upstream"
         elif not self.got_bytes:  # nginx's action stays until the peer's first read event
@@ -995,9 +1002,7 @@ class Exchange(ExchangeCore):
             action = "reading response header from upstream"
         else:  # nginx's event pipe reads the peer; the unbuffered relay's handler writes to the client
             action = "reading upstream" if self.buffered else "sending to client"
-        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
-        self._log("epoll_wait() reported that client prematurely closed connection, so upstream connection "
-                  f"is closed too{reason} while {action}", "info")
+        self._log(f"{message} while {action}", "info")
 
     def log_sending(self, message: str, level: str = "error") -> None:
         """A line about the client's body logged while it is streamed here (nginx's log action is

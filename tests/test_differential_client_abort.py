@@ -14,7 +14,8 @@ the access log line for line. A FIN after a local answer, or after a proxied ans
 changes nothing but nginx's "closed keepalive connection" line.
 
 Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
-works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499.
+works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499; and
+the connection closed: the peer closed, 499, or 400 for a body being streamed upstream.
 
 Not compared: a FIN while a buffered answer's body comes. nginx's event pipe holds a part of the
 body smaller than a proxy buffer until the buffer fills or the answer ends, and its write filter
@@ -53,6 +54,7 @@ http {
         server_name abort.test;
         location /p/ { proxy_pass http://127.0.0.1:9000; }
         location /unbuffered/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
+        location /streamed/ { proxy_request_buffering off; proxy_pass http://127.0.0.1:9000; }
         location /hole/ { proxy_connect_timeout 5s; proxy_pass http://127.0.0.1:9006; }
         location = /r { return 200 "local\\n"; }
     }
@@ -131,20 +133,29 @@ async def _run(port: int, steps: list[Step]) -> Seen:
     return seen
 
 
-H2_CASES: dict[str, tuple[str, float]] = {  # path, seconds before the RST_STREAM (CANCEL)
-    "h2: reset while the answer is awaited": ("/p/__reads/__delay/1000/j", GAP),
-    "h2: reset while the answer's body comes, unbuffered": ("/unbuffered/__reads/__slowbody/1000/k", GAP),
+H2_CASES: dict[str, tuple[str, str, bytes | None]] = {  # path; then "reset" (CANCEL) or "close" the
+    # connection; a body: a POST that declares one byte more than it sends
+    "h2: reset while the answer is awaited": ("/p/__reads/__delay/1000/j", "reset", None),
+    "h2: reset while the answer's body comes, unbuffered": ("/unbuffered/__reads/__slowbody/1000/k", "reset", None),
+    "h2: connection closed while the answer is awaited": ("/p/__reads/__delay/1000/l", "close", None),
+    "h2: connection closed mid-body, streamed": ("/streamed/__reads/m", "close", b"abc"),
 }
 
 
-async def _run_h2(port: int, path: str, reset_after: float) -> Seen:
-    """A GET on an h2c connection, RST_STREAM (CANCEL) after ``reset_after`` seconds, then 0.6 s read."""
+async def _run_h2(port: int, path: str, how: str, body: bytes | None) -> Seen:
+    """A request on an h2c connection; after 0.3 s its stream reset (CANCEL) or the connection
+    closed; then 0.6 s read."""
     seen = Seen()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     conn = H2Connection(H2Configuration(client_side=True))
     conn.initiate_connection()
-    conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "abort.test")],
-                      end_stream=True)
+    headers = [(":method", "GET" if body is None else "POST"), (":path", path), (":scheme", "http"),
+               (":authority", "abort.test")]
+    if body is not None:
+        headers.append(("content-length", str(len(body) + 1)))
+    conn.send_headers(1, headers, end_stream=body is None)
+    if body:
+        conn.send_data(1, body)
     seen.marks.append(time.monotonic())
     writer.write(conn.data_to_send())
 
@@ -162,8 +173,12 @@ async def _run_h2(port: int, path: str, reset_after: float) -> Seen:
                 seen.got.append((stage, b"<reset %d>" % event.error_code))
         writer.write(conn.data_to_send())
 
-    closed = await read_for(reader, reset_after, got)
+    closed = await read_for(reader, GAP, got)
     seen.marks.append(time.monotonic())
+    if how == "close":
+        writer.close()
+        await asyncio.sleep(0.6)
+        return seen
     if not closed:
         conn.reset_stream(1, 8)
         writer.write(conn.data_to_send())
@@ -190,16 +205,19 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
         ports = [t.listen_ports["127.0.0.1:8080"] for t in started.targets]
         h2_ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]
         scripts = [(name, lambda port, steps=steps: _run(port, steps), ports) for name, steps in CASES.items()]
-        scripts += [(name, lambda port, path=path, after=after: _run_h2(port, path, after), h2_ports)
-                    for name, (path, after) in H2_CASES.items()]
+        scripts += [(name, lambda port, path=path, how=how, body=body: _run_h2(port, path, how, body), h2_ports)
+                    for name, (path, how, body) in H2_CASES.items()]
         for name, script, on in scripts:
             for port, directory in zip(on, dirs, strict=True):  # one at a time: the records are theirs
                 start = log_size(directory)
                 run = asyncio.run(script(port))
                 time.sleep(0.1)
                 started.pool.settle()
+                # (A connection's lines name the listening address: each target's own port.)
+                lines = [line.replace(f"server: 127.0.0.1:{port}", "server: 127.0.0.1:<port>")
+                         for line in request_lines(directory, start, _about_the_client)]
                 seen.setdefault(name, []).append((run.answer(), run.closed, upstream_by_stage(started.pool.take(), run),
-                                                  request_lines(directory, start, _about_the_client)))
+                                                  lines))
     assert_same_views(seen)
     nginx, newproxy = access_logs(tmp_path / "run", "logs/abort.log")
     assert newproxy == nginx
@@ -210,6 +228,8 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
         "[info] epoll_wait() reported that client prematurely closed connection, so upstream connection is closed "
         "too while sending request to upstream"), info
     assert [line.split()[3] for line in nginx[:3]] == ["499"] * 3, nginx
+    status_of = {line.split()[1].rsplit("/", 1)[-1]: line.split()[3] for line in nginx}
+    assert (status_of["l"], status_of["m"]) == ("499", "400"), nginx  # h2: connection closed
     *_, info = seen["h2: reset while the answer is awaited"][0]  # type: ignore[misc]
     assert len(info) == 1 and info[0].startswith("[info] client canceled stream 1 while sending request to upstream"), \
         info

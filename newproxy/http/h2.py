@@ -190,8 +190,10 @@ def _stream_stat(delta: int) -> None:
 class H2Protocol(asyncio.Protocol):
     """One HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2 under TlsConnection)."""
 
-    def __init__(self, ctx: ConnContext, settings: Http2Config, tls: object = None, number: int = 0) -> None:
+    def __init__(self, ctx: ConnContext, settings: Http2Config, tls: object = None, number: int = 0,
+                 listen: tuple[str, int] | None = None) -> None:
         self.ctx = ctx
+        self.listen = listen  # the listen directive's address and port (None: the connection's own)
         self.loop = ctx.loop
         self.settings = settings
         self.tls = tls  # TlsInfo for $ssl_* and https, None on h2c
@@ -268,6 +270,13 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
+        if self.streams and self.ctx.log.enabled("info"):
+            # nginx's read handler finds the close with streams in progress (ngx_http_v2_read_handler),
+            # in the connection's context: the client and the listening address.
+            host, port = self.listen or self.local_addr
+            server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.ctx.log.log("info", "client prematurely closed connection while processing HTTP/2 connection, "
+                                     f"client: {self.client_addr[0]}, server: {server}", self.conn_id)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -242,7 +242,7 @@ class Server:
 
     def _h2_factory(self, key: tuple[str, int]) -> Callable[[], H2Protocol]:
         """h2c with prior knowledge (nginx 1.22's `listen ... http2` without ssl: no HTTP/1 there)."""
-        return lambda: H2Protocol(self.ctx, self.h2[key])
+        return lambda: H2Protocol(self.ctx, self.h2[key], listen=key)
 
     def _protocol(self) -> H1Protocol:
         # Reads self.ctx at accept time: after a reload, new connections use the new engine.

@@ -91,8 +91,10 @@ class ListenTls:
     it) and, per server reachable there, the context its SNI name switches to."""
 
     def __init__(self, table: NameTable[CompiledServer], contexts: dict[int, ssl.SSLContext],
-                 rejects: dict[int, bool], http2: Http2Config | None = None) -> None:
+                 rejects: dict[int, bool], http2: Http2Config | None = None,
+                 address: tuple[str, int] | None = None) -> None:
         self.table = table
+        self.address = address  # the listen's address and port (nginx's listening addr_text, in lines)
         self.http2 = http2  # `listen ... ssl http2`: ALPN h2 gets the HTTP/2 front end with these settings
         self._contexts = contexts  # id(ServerConfig) -> its context
         self._rejects = rejects
@@ -168,7 +170,7 @@ def listen_tls(engine: Engine) -> dict[tuple[str, int], ListenTls]:
             table = engine.router.table_for(address, port)
             h2 = (address, port) in h2_keys
             http2 = table.default.config.http2 if h2 else None
-            out[(address, port)] = ListenTls(table, contexts_for(h2), rejects, http2)
+            out[(address, port)] = ListenTls(table, contexts_for(h2), rejects, http2, (address, port))
     return out
 
 
@@ -299,7 +301,7 @@ class TlsConnection(asyncio.Protocol):
         info = TlsInfo(sslobj.version() or "", cipher[0] if cipher else "", self.server_name, sslobj.session_reused)
         http2 = self.listen.http2
         if http2 is not None and sslobj.selected_alpn_protocol() == "h2":
-            self.app = H2Protocol(self.ctx, http2, info, self.number)  # type: ignore[assignment]
+            self.app = H2Protocol(self.ctx, http2, info, self.number, self.listen.address)  # type: ignore[assignment]
         else:
             app = self.app = H1Protocol(self.ctx, number=self.number)
             app.tls = info

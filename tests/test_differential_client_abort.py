@@ -5,7 +5,7 @@ through epoll's RDHUP): a FIN, whether the client closed or only half-closed, or
 request at once. It logs ``[info] epoll_wait() reported that client prematurely closed connection,
 so upstream connection is closed too`` in the upstream's phase (connecting, sending the request,
 reading the answer's head, reading the answer), closes the peer's connection, drops what the
-client pipelined behind, and logs 499 (or the status of an answer that bytes of went out). Each
+client pipelined behind, and logs 499 (or, once part of an answer went out, its status). Each
 case is a client script (sends, pauses of 0.3 s that begin "stages", then a FIN, a close or a
 reset); compared: what the client got and in which stage, when its connection was closed, what
 the upstream received by stage and when the proxy closed the upstream connection (the recording

@@ -516,8 +516,8 @@ class H1Protocol(asyncio.Protocol):
 
     def _client_aborted(self, ex: Exchange, err: OSError | None) -> None:
         """The client closed or reset its connection while ``ex`` runs: nginx's line, the peer's
-        connection closed, 499 in the log (ngx_http_terminate_request keeps the status of an answer
-        that bytes of went out)."""
+        connection closed, 499 in the log (ngx_http_terminate_request keeps an answer's status once
+        part of it went out)."""
         self._exchange = None
         ex.client_aborted(err)
         ex.abort()

@@ -1,12 +1,15 @@
 """Staged client scripts against nginx and newproxy, for the proxy_request_buffering off tests
 (tests/test_differential_unbuffered_body.py over HTTP/1.1, tests/test_differential_h2_unbuffered_body.py
-over HTTP/2): the time of each write (a "stage" begins with it), what the recording upstream's
+over HTTP/2) and the client abort test (tests/test_differential_client_abort.py): the time of each
+write (a "stage" begins with it), an HTTP/1 script's runner, what the recording upstream's
 ``/__reads/`` marker received by stage, and the lines of an info-level error log added per target."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +49,70 @@ async def read_for(reader: asyncio.StreamReader, seconds: float, got: Callable[[
             continue
         got(data)
     return closed
+
+
+# A step of an HTTP/1 client script: bytes sent; seconds (float) read meanwhile; "fin" (a half-close),
+# "close" or "reset" (SO_LINGER 0), each ending the script's writes.
+Step = bytes | float | str
+Noise = list[tuple[re.Pattern[bytes], bytes]]
+
+
+class SeenBytes(Stages):
+    """What an HTTP/1 client script saw: each piece of the answer with the stage it came in, and the
+    stage the connection was closed in (None: not before the script's end)."""
+
+    def __init__(self, noise: Noise) -> None:
+        super().__init__()
+        self.noise = noise  # what differs between the two servers' answers by design (Date...)
+        self.got: list[tuple[int, bytes]] = []
+        self.closed: int | None = None
+
+    def answer(self) -> list[tuple[int, bytes]]:
+        """The answer's bytes by stage (masked)."""
+        merged: dict[int, bytes] = {}
+        for stage, data in self.got:
+            merged[stage] = merged.get(stage, b"") + data
+        out = []
+        for stage, data in sorted(merged.items()):
+            for pattern, replacement in self.noise:
+                data = pattern.sub(replacement, data)
+            out.append((stage, data))
+        return out
+
+
+async def run_script(port: int, steps: list[Step], noise: Noise) -> SeenBytes:
+    """Run an HTTP/1 client script on a connection of its own (each write, FIN, close or reset
+    begins a stage)."""
+    seen = SeenBytes(noise)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    def got(data: bytes) -> None:
+        seen.got.append((seen.stage(time.monotonic()), data))
+
+    for step in steps:
+        if isinstance(step, float):
+            if await read_for(reader, step, got, seen.closed is not None) and seen.closed is None:
+                seen.closed = seen.stage(time.monotonic())
+            continue
+        seen.marks.append(time.monotonic())
+        if isinstance(step, bytes):
+            if seen.closed is None:
+                try:
+                    writer.write(step)
+                    await asyncio.wait_for(writer.drain(), 4.0)  # a proxy that reads no more
+                except (ConnectionError, TimeoutError):
+                    pass
+        elif step == "fin":
+            writer.write_eof()
+        elif step == "close":
+            writer.close()
+            return seen
+        elif step == "reset":  # SO_LINGER 0: close() sends RST
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return seen
+    writer.close()
+    return seen
 
 
 def upstream_by_stage(records: list[RecordedRequest], stages: Stages) -> list[tuple[str, int, list[tuple[int, bytes]]]]:

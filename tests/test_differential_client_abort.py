@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import struct
 import time
 from pathlib import Path
 
@@ -40,8 +38,8 @@ from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import started_targets
 from tests.blackhole import black_hole, into_hole
-from tests.staged import (Stages, access_logs, assert_same_views, info_log, log_size, read_for, request_lines,
-                          upstream_by_stage)
+from tests.staged import (SeenBytes, Step, access_logs, assert_same_views, info_log, log_size, read_for,
+                          request_lines, run_script, upstream_by_stage)
 
 CONF = """
 events {}
@@ -63,7 +61,6 @@ http {
 # The peer of /hole/ never completes the handshake (tests/blackhole.py).
 HOLE_LINES = {number for number, line in enumerate(CONF.splitlines(), start=1) if "9006" in line}
 GAP = 0.3
-Step = bytes | float | str  # bytes: sent; float: seconds read meanwhile; "fin", "close" or "reset"
 
 
 def _get(target: str) -> bytes:
@@ -84,55 +81,6 @@ CASES: dict[str, list[Step]] = {
 _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -")]
 
 
-class Seen(Stages):
-    """What one client script saw: each piece of the answer with its stage, and the stage its
-    connection was closed in (None: not before the script's end)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.got: list[tuple[int, bytes]] = []
-        self.closed: int | None = None
-
-    def answer(self) -> list[tuple[int, bytes]]:
-        merged: dict[int, bytes] = {}
-        for stage, data in self.got:
-            merged[stage] = merged.get(stage, b"") + data
-        out = []
-        for stage, data in sorted(merged.items()):
-            for pattern, replacement in _NOISE:
-                data = pattern.sub(replacement, data)
-            out.append((stage, data))
-        return out
-
-
-async def _run(port: int, steps: list[Step]) -> Seen:
-    seen = Seen()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-    def got(data: bytes) -> None:
-        seen.got.append((seen.stage(time.monotonic()), data))
-
-    for step in steps:
-        if isinstance(step, float):
-            if await read_for(reader, step, got, seen.closed is not None) and seen.closed is None:
-                seen.closed = seen.stage(time.monotonic())
-            continue
-        seen.marks.append(time.monotonic())
-        if isinstance(step, bytes):
-            writer.write(step)
-        elif step == "fin":
-            writer.write_eof()
-        elif step == "close":
-            writer.close()
-            return seen
-        elif step == "reset":  # SO_LINGER 0: close() sends RST
-            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
-            return seen
-    writer.close()
-    return seen
-
-
 H2_CASES: dict[str, tuple[str, str, bytes | None]] = {  # path; then "reset" (CANCEL) or "close" the
     # connection; a body: a POST that declares one byte more than it sends
     "h2: reset while the answer is awaited": ("/p/__reads/__delay/1000/j", "reset", None),
@@ -142,10 +90,10 @@ H2_CASES: dict[str, tuple[str, str, bytes | None]] = {  # path; then "reset" (CA
 }
 
 
-async def _run_h2(port: int, path: str, how: str, body: bytes | None) -> Seen:
+async def _run_h2(port: int, path: str, how: str, body: bytes | None) -> SeenBytes:
     """A request on an h2c connection; after 0.3 s its stream reset (CANCEL) or the connection
     closed; then 0.6 s read."""
-    seen = Seen()
+    seen = SeenBytes(_NOISE)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     conn = H2Connection(H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -204,7 +152,8 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
             tweak_other=lambda tree: info_log(dirs[1])(into_hole(hole, HOLE_LINES)(tree))) as started:
         ports = [t.listen_ports["127.0.0.1:8080"] for t in started.targets]
         h2_ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]
-        scripts = [(name, lambda port, steps=steps: _run(port, steps), ports) for name, steps in CASES.items()]
+        scripts = [(name, lambda port, steps=steps: run_script(port, steps, _NOISE), ports)
+                   for name, steps in CASES.items()]
         scripts += [(name, lambda port, path=path, how=how, body=body: _run_h2(port, path, how, body), h2_ports)
                     for name, (path, how, body) in H2_CASES.items()]
         for name, script, on in scripts:

@@ -42,7 +42,7 @@ from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import started_targets
 from tests.blackhole import black_hole, into_hole
-from tests.staged import (Stages, access_logs, assert_same_views, info_log, log_size, read_for, request_lines,
+from tests.staged import (Step, access_logs, assert_same_views, info_log, log_size, request_lines, run_script,
                           upstream_by_stage)
 
 CONF = """
@@ -78,7 +78,6 @@ HOLE_LINES = {number for number, line in enumerate(CONF.splitlines(), start=1) i
 GAP = 0.3
 END = 0.6  # read after the last send: the answers come at once
 BIG = 24 << 20  # more than the loopback's socket buffers hold
-Step = bytes | float | str  # bytes: sent; float: seconds read meanwhile; "close"
 
 
 def _head(target: str, *headers: str) -> bytes:
@@ -124,55 +123,6 @@ _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\
           (re.compile(rb"Content-Length: \d+\r\n(?=(?:[^\r]*\r\n)*\r\n<html>)"), b"Content-Length: -\r\n")]
 
 
-class Seen(Stages):
-    """What one client script saw: each piece of the answer with the stage it came in, and the stage
-    the connection was closed in (None: not before the script's end)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.got: list[tuple[int, bytes]] = []
-        self.closed: int | None = None
-
-    def answer(self) -> list[tuple[int, bytes]]:
-        """The answer's bytes by stage (masked)."""
-        merged: dict[int, bytes] = {}
-        for stage, data in self.got:
-            merged[stage] = merged.get(stage, b"") + data
-        out = []
-        for stage, data in sorted(merged.items()):
-            for pattern, replacement in _NOISE:
-                data = pattern.sub(replacement, data)
-            out.append((stage, data))
-        return out
-
-
-async def _run(port: int, steps: list[Step]) -> Seen:
-    seen = Seen()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-    def got(data: bytes) -> None:
-        seen.got.append((seen.stage(time.monotonic()), data))
-
-    for step in steps:
-        if isinstance(step, bytes):
-            seen.marks.append(time.monotonic())
-            if seen.closed is None:
-                try:
-                    writer.write(step)
-                    await asyncio.wait_for(writer.drain(), 4.0)  # a proxy that reads no more
-                except (ConnectionError, TimeoutError):
-                    pass
-        elif step == "close":
-            seen.marks.append(time.monotonic())
-            writer.close()
-            return seen
-        elif isinstance(step, float):
-            if await read_for(reader, step, got, seen.closed is not None) and seen.closed is None:
-                seen.closed = seen.stage(time.monotonic())
-    writer.close()
-    return seen
-
-
 def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
     path = tmp_path / "nginx.conf"
     path.write_text(CONF)
@@ -187,7 +137,7 @@ def _compare(tmp_path: Path) -> Iterator[tuple[str, list[object]]]:
             views: list[object] = []
             for port, directory in zip(ports, dirs, strict=True):  # one at a time: the records are theirs
                 info_start = log_size(directory)
-                seen = asyncio.run(_run(port, steps))
+                seen = asyncio.run(run_script(port, steps, _NOISE))
                 time.sleep(0.1)
                 started.pool.settle()
                 records = started.pool.take()

@@ -318,6 +318,10 @@ class ProxyConfig(_Model):
     intercept_errors: bool = Field(
         default=False, description="nginx `proxy_intercept_errors`: an upstream status >= 300 with an error_page gets the page"
     )
+    ignore_client_abort: bool = Field(
+        default=False, description="nginx `proxy_ignore_client_abort`: a client that closes its connection (a FIN, "
+                                   "or a half-close) while the upstream works does not end the request; the answer "
+                                   "is read and written all the same")
     redirects: list[RewriteRuleConfig] = Field(
         default_factory=list,
         description="nginx `proxy_redirect` (with `default` written out), tried in order on Location and on "

@@ -11,7 +11,9 @@ reset); compared: what the client got and in which stage, when its connection wa
 the upstream received by stage and when the proxy closed the upstream connection (the recording
 upstream's ``/__reads/`` marker, with ``/__delay/`` and ``/__slowbody/``), the info lines, and
 the access log line for line. A FIN after a local answer, or after a proxied answer is complete,
-changes nothing but nginx's "closed keepalive connection" line.
+changes nothing but nginx's "closed keepalive connection" line. With proxy_ignore_client_abort on,
+a FIN or a close does not end the request: the answer is read and written (a reset, which nginx
+also ignores there, is not compared: newproxy still ends the request).
 
 Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
 works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499; and
@@ -54,6 +56,7 @@ http {
         location /unbuffered/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
         location /streamed/ { proxy_request_buffering off; proxy_pass http://127.0.0.1:9000; }
         location /hole/ { proxy_connect_timeout 5s; proxy_pass http://127.0.0.1:9006; }
+        location /ignored/ { proxy_ignore_client_abort on; proxy_pass http://127.0.0.1:9000; }
         location = /r { return 200 "local\\n"; }
     }
 }
@@ -76,6 +79,8 @@ CASES: dict[str, list[Step]] = {
                                                       1.0],
     "pipelined, then FIN": [_get("/p/__reads/__delay/1000/g") + _get("/p/__reads/h"), GAP, "fin", 1.0],
     "FIN after a local answer": [_get("/r"), "fin", 0.6],
+    "proxy_ignore_client_abort, FIN": [_get("/ignored/__reads/__delay/1000/n"), GAP, "fin", 1.0],
+    "proxy_ignore_client_abort, close": [_get("/ignored/__reads/__delay/1000/o"), GAP, "close", 1.0],
     "FIN after a proxied answer": [_get("/p/__reads/i"), GAP, "fin", 0.6],
 }
 _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -")]

@@ -319,6 +319,12 @@ RULES: dict[str, Rule] = {
                                     "relative Location is made absolute as nginx's header filter does"),
     "proxy_cookie_domain": Rule("exact", "Set-Cookie Domain attributes; the cookie is written again as nginx does"),
     "proxy_cookie_path": Rule("exact", "Set-Cookie Path attributes; the cookie is written again as nginx does"),
+    "proxy_ignore_client_abort": Rule("caveat", "on: a client that closes its connection (or half-closes it) "
+                                                "while the upstream works does not end the request: the answer "
+                                                "is read and written all the same, as nginx does "
+                                                "(tests/test_differential_client_abort.py). A client's reset (RST) "
+                                                "still ends it with 499 and closes the peer, where nginx reads the "
+                                                "answer on and logs 200"),
     "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
                                             "401 carries its first WWW-Authenticate over to the page, as nginx "
                                             "1.22 (tests/test_differential_upstream_errors.py)"),

@@ -827,6 +827,7 @@ class Translator:
             next_upstream_tries=int(self._scalar_arg(chain, "proxy_next_upstream_tries", "0")),
             next_upstream_timeout=self._time(chain, "proxy_next_upstream_timeout", 0.0),
             intercept_errors=self._scalar_arg(chain, "proxy_intercept_errors", "off") == "on",
+            ignore_client_abort=self._scalar_arg(chain, "proxy_ignore_client_abort", "off") == "on",
             hide_headers=_hidden_headers(chain),
             buffer_size=buffer_size,
             buffering=self._scalar_arg(chain, "proxy_buffering", "on") == "on",

@@ -197,6 +197,7 @@ class H1Protocol(asyncio.Protocol):
         "_body",
         "_body_len",
         "_busy",
+        "_client_eof",
         "_closed",
         "_closing",
         "_current",
@@ -285,6 +286,7 @@ class H1Protocol(asyncio.Protocol):
         self._release: Callable[[], None] | None = None  # limit_conn: what the answer in flight holds
         self._pacer: PacedWriter | None = None  # limit_rate of the proxied answer in flight
         self._closing = False
+        self._client_eof = False  # the client half-closed while busy: the connection ends after the answers
         self._closed = False
         # Written at the end of the loop's turn (newproxy/http/outbox.py); None: nothing held.
         self._out: list[bytes] | None = None
@@ -472,7 +474,7 @@ class H1Protocol(asyncio.Protocol):
             return True
         if self._stream is not None:
             return False  # the body's end is missing: as a close (connection_lost)
-        if type(ex) is Exchange and not ex.done and not ex.complete:
+        if type(ex) is Exchange and not ex.done and not ex.complete and not ex.pp.proxy.ignore_client_abort:
             # nginx's broken-connection check: a FIN (epoll's RDHUP, a half-close as a close) while
             # the upstream works ends the request (499) and the peer's connection; what the client
             # pipelined behind it is dropped.
@@ -480,7 +482,7 @@ class H1Protocol(asyncio.Protocol):
             return False
         # A half-closed client may still read: keep writing the response(s) it asked for.
         if self._busy or self._queue:
-            self._closing = True
+            self._closing = self._client_eof = True
             return True
         if self._requests and not self._head_begun and self.ctx.log.enabled("info"):
             # nginx's keep-alive handler reads the close (ngx_http_keepalive_handler)
@@ -1371,6 +1373,9 @@ class H1Protocol(asyncio.Protocol):
         if self._queue:
             self._drain()
         if self._closing and not self._busy and not self._queue:
+            if self._client_eof and self.ctx.log.enabled("info"):
+                # nginx kept the connection alive after the answer, then read the client's close
+                self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
             self._close()
         elif not self._busy and not self._queue and not self._in_message:
             self._idle()

@@ -484,10 +484,14 @@ class H1Protocol(asyncio.Protocol):
         if self._busy or self._queue:
             self._closing = self._client_eof = True
             return True
-        if self._requests and not self._head_begun and self.ctx.log.enabled("info"):
-            # nginx's keep-alive handler reads the close (ngx_http_keepalive_handler)
-            self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
+        if self._requests and not self._head_begun:
+            self._log_keepalive_closed()
         return False
+
+    def _log_keepalive_closed(self) -> None:
+        """nginx's keep-alive handler reading the client's close (ngx_http_keepalive_handler)."""
+        if self.ctx.log.enabled("info"):
+            self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -1373,9 +1377,8 @@ class H1Protocol(asyncio.Protocol):
         if self._queue:
             self._drain()
         if self._closing and not self._busy and not self._queue:
-            if self._client_eof and self.ctx.log.enabled("info"):
-                # nginx kept the connection alive after the answer, then read the client's close
-                self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
+            if self._client_eof:  # nginx kept the connection alive after the answer, then read the close
+                self._log_keepalive_closed()
             self._close()
         elif not self._busy and not self._queue and not self._in_message:
             self._idle()

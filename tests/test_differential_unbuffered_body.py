@@ -77,7 +77,17 @@ http {
 HOLE_LINES = {number for number, line in enumerate(CONF.splitlines(), start=1) if "9006" in line}
 GAP = 0.3
 END = 0.6  # read after the last send: the answers come at once
-BIG = 24 << 20  # more than the loopback's socket buffers hold
+
+
+def _kernel_buffering() -> int:
+    """The most the kernel may hold of a body between a proxy and a peer that reads nothing: the
+    peer's receive buffer and the proxy's send buffer, each at its autotuning limit."""
+    return sum(int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2]) for name in ("tcp_rmem", "tcp_wmem"))
+
+
+# A body that cannot all fit: what a proxy reads of it past the kernel's buffers is its own buffering
+# (half of it is still more than the kernel can hold: 80 MiB where the limits are 32 MiB and 4 MiB).
+BIG = 2 * _kernel_buffering() + (8 << 20)
 
 
 def _head(target: str, *headers: str) -> bytes:

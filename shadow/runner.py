@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import random
 import re
 import shutil
 import socket
@@ -109,13 +110,42 @@ class RequestResult:
     other: Observation
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (all sockets held open together, so no repeats)."""
-    socks: list[socket.socket] = []
+PORTS_VARIABLE = "NGINX_MIGRATE_PORTS"  # LOW-HIGH: the ports free_ports picks from
+
+
+def _port_range() -> tuple[int, int] | None:
+    """Where free_ports picks: ``NGINX_MIGRATE_PORTS``, else from 10000 to just below the kernel's
+    ephemeral range (None: no room there; the kernel picks)."""
+    given = os.environ.get(PORTS_VARIABLE)
+    if given:
+        low, _, high = given.partition("-")
+        return int(low), int(high)
     try:
-        for _ in range(count):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (10000, ephemeral - 1) if ephemeral > 11000 else None
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all sockets held open together, so no repeats). Picked
+    at random below the kernel's ephemeral range: a port from that range could be taken, between this
+    pick and the server's bind, as the local port of an outgoing connection (another test's, a
+    benchmark's); ``NGINX_MIGRATE_PORTS=LOW-HIGH`` narrows the choice (the test suite gives each of
+    its processes a range of its own: tests/conftest.py)."""
+    socks: list[socket.socket] = []
+    span = _port_range()
+    try:
+        tries = 0
+        while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            tries += 1
+            try:
+                s.bind(("127.0.0.1", random.randint(*span) if span is not None and tries < 1000 else 0))
+            except OSError:  # taken: another pick
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

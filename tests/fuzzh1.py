@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shadow.h1_corpus import corpus
+from shadow.runner import free_ports
 
 BOUND = 3.0  # seconds from the last byte sent to the server's close (timeouts below are 300 ms)
 # Past BOUND, how much longer the client waits before calling a connection hung: a close within it is
@@ -206,6 +207,4 @@ def write_static(tmp: Path) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]  # (below the ephemeral range: shadow/runner.py)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Self
 
+from shadow.runner import free_ports
+
 BIG = 64 * 1024 * 1024
 Answer = Callable[[socket.socket, bytes], bool]  # write the answer; return False to close
 
@@ -162,6 +164,4 @@ class FakeUpstream:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]  # (below the ephemeral range: shadow/runner.py)

@@ -31,6 +31,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
+from shadow.runner import free_ports
 from tests.grpc_upstream import (
     Answer,
     Call,
@@ -116,9 +117,7 @@ http {{
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]  # (below the ephemeral range: shadow/runner.py)
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], deadline: float = 15.0) -> None:

@@ -29,7 +29,7 @@ from typing import TypeVar
 from newproxy.config import MetricsConfig, NewproxyConfig
 from nginx_parser import parse_config
 from shadow.rewire import plan
-from shadow.runner import StartedTargets, started_targets
+from shadow.runner import StartedTargets, free_ports, started_targets
 from tests.test_differential_client_timeouts import _normal, read_until_close
 
 T = TypeVar("T")
@@ -75,9 +75,7 @@ def _both_parking(tmp_path: Path, conf: str) -> Iterator[tuple[StartedTargets, l
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]  # (below the ephemeral range: shadow/runner.py)
 
 
 async def _converse(port: int, steps: list[bytes | float], limit: float = 4.0) -> tuple[bytes, float | None]:

@@ -11,11 +11,11 @@ reaches them unrewired (the run is allowed with allow_unsafe: every address is o
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from shadow.rewire import Plan, access_log_name
 from shadow.traffic import Request
+from shadow.runner import free_ports
 from tests.differential import assert_equivalent, get, shadow
 from tests.dns_responder import A, DnsResponder
 
@@ -50,13 +50,7 @@ http {
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
+    return free_ports(n)  # (below the ephemeral range: shadow/runner.py)
 
 
 def requests_for(p1: int, p2: int):  # type: ignore[no-untyped-def]

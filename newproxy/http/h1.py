@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 import struct
 import time
@@ -86,6 +87,20 @@ def _reset_on_close(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except OSError:
             pass  # already gone: nothing to reset
+
+
+def _shut_writes(transport: asyncio.BaseTransport) -> None:
+    """Nothing more goes to the socket: a write the loop has queued already would still go out
+    before abort() closes it (at the end of the loop's turn), so the log's count of what went would
+    be short of what the client gets. shutdown() on a duplicate: the transport's socket refuses it."""
+    sock = transport.get_extra_info("socket") or transport.get_extra_info("tcp_socket")
+    if sock is None:
+        return
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+            dup.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # already gone
 
 
 def idle_due(client: ClientConfig, requests: int, last: float, head_start: float) -> float:
@@ -242,6 +257,10 @@ class H1Protocol(asyncio.Protocol):
         "_tick",
         "_v09",
         "_write_paused",
+        "_buffered_seen",
+        "_peeking",
+        "_peeked",
+        "_file_req",
         "client_addr",
         "conn_id",
         "ctx",
@@ -291,6 +310,14 @@ class H1Protocol(asyncio.Protocol):
         # Written at the end of the loop's turn (newproxy/http/outbox.py); None: nothing held.
         self._out: list[bytes] | None = None
         self._write_paused = False
+        # The transport's buffer as last seen (at a pause or resume of writing): a reset's
+        # connection_lost comes with the buffer emptied, so what was not sent is known from this.
+        self._buffered_seen = 0
+        self._file_req: Request | None = None  # the request a FileSender answers
+        # Writing is paused and reading goes on only to see the client's FIN or reset (as nginx
+        # sees them through EPOLLRDHUP without reading): bytes that come meanwhile wait here.
+        self._peeking = False
+        self._peeked = b""
         self._in_message = False
         self._stopped = False
         self._lingering = False
@@ -404,6 +431,10 @@ class H1Protocol(asyncio.Protocol):
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
+        if self._peeking:  # (the answer is not all out: these bytes wait for it, as in nginx)
+            self._peeked += data
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            return
         self._last = self.loop.time()
         self._piped = False
         self._reads += 1
@@ -480,6 +511,8 @@ class H1Protocol(asyncio.Protocol):
             # pipelined behind it is dropped.
             self._client_aborted(ex, None)
             return False
+        if self._cut_answer(ex, None):
+            return False
         # A half-closed client may still read: keep writing the response(s) it asked for.
         if self._busy or self._queue:
             self._closing = self._client_eof = True
@@ -510,6 +543,8 @@ class H1Protocol(asyncio.Protocol):
                 self._count_streamed()
             elif isinstance(exc, OSError) and type(ex) is Exchange and not ex.done and not ex.complete:
                 self._client_aborted(ex, exc)  # a reset (a FIN came by eof_received; our own close has no exc)
+            elif isinstance(exc, OSError):
+                self._cut_answer(ex, exc)
             ex.abort()  # (done already: a second call does nothing)
         self._stream = None
         self._queue.clear()
@@ -528,23 +563,82 @@ class H1Protocol(asyncio.Protocol):
         ex.client_aborted(err)
         ex.abort()
         rec = self._rec
+        self._drop_unsent(rec, 0, err is not None)
         if rec is not None and (not rec.status or not rec.sent):
             rec.status = 499
 
+    def _cut_answer(self, ex: object, err: OSError | None) -> bool:
+        """nginx's ngx_http_test_reading: once an answer is all made but not all written (a file, or
+        a proxied answer the upstream has finished, held in nginx's temporary file), a FIN or a reset
+        from the client ends it: an info line, the connection closed with what is unsent dropped,
+        the answer's status kept and its bytes counted as far as they went. False: not such an answer."""
+        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        if type(ex) is FileSender:
+            unsent = ex.unsent()  # counted as sent when the head was written
+            req = self._file_req
+            log_for_request(self.ctx.log, req, "info",
+                            f"client prematurely closed connection{reason} while sending response to client",
+                            self.conn_id)
+        elif type(ex) is Exchange and ex.spool_end is not None:  # the upstream is done, the spool drains
+            unsent = 0
+            ex.log_client(f"client prematurely closed connection{reason}")
+        else:
+            return False
+        self._exchange = None
+        ex.abort()
+        self._drop_unsent(self._rec, unsent, err is not None)
+        return True
+
+    def _drop_unsent(self, rec: LogRecord | None, unsent: int, reset: bool) -> None:
+        """The client is gone: what is still buffered for it is dropped, as nginx's close drops what
+        the kernel did not take, and the log counts only what went (nginx's c->sent)."""
+        transport = self.transport
+        if transport is not None:
+            # At a FIN the buffer is known; a reset's connection_lost sees it emptied already: what
+            # it held when writing last paused, if it still was, is what the kernel did not take.
+            if not reset:
+                unsent += transport.get_write_buffer_size()
+            elif self._write_paused:
+                unsent += self._buffered_seen
+        if self._out:
+            unsent += sum(len(data) for data in self._out)
+            self._out = None
+        if rec is not None:
+            rec.sent = max(rec.sent - unsent, 0)
+        self._queue.clear()  # what was pipelined behind is not read
+        self._closed = True
+        if transport is not None:
+            if not reset:
+                _shut_writes(transport)
+            transport.abort()
+
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.transport is not None:
+            self._buffered_seen = self.transport.get_write_buffer_size()
         if self._exchange is not None:
             self._exchange.pause()
         if self.transport is not None and not self._discard:
             # (A body being discarded is still read: nginx drops it while the answer waits, so a
             # client that sends all of it before reading is not stuck.)
-            self.transport.pause_reading()
+            if self._stream is None and not self._in_message and type(self.parser) is RequestParser:
+                self._peeking = True  # no request being read: watch for the client's FIN or reset
+            else:
+                self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.transport is not None:
+            self._buffered_seen = self.transport.get_write_buffer_size()
         self._last = self.loop.time()
         if self._exchange is not None:
             self._exchange.resume()
+        if self._peeking:
+            self._peeking = False
+            peeked = self._peeked
+            if peeked:  # read before what reading on brings
+                self._peeked = b""
+                self.data_received(peeked)
         if self.transport is not None and not self._closed and len(self._queue) < PIPELINE_QUEUE_MAX \
                 and not (self._stream is not None and self._stream.held):
             self.transport.resume_reading()
@@ -1221,7 +1315,7 @@ class H1Protocol(asyncio.Protocol):
             return
         if isinstance(result, FileResponse):
             self._release = result.release
-            self._send_file(result)
+            self._send_file(result, req)
             return
         self._busy = True
         self._current = result
@@ -1248,7 +1342,7 @@ class H1Protocol(asyncio.Protocol):
             if not self._in_message:
                 self._idle()
 
-    def _send_file(self, resp: FileResponse) -> None:
+    def _send_file(self, resp: FileResponse, req: Request | None) -> None:
         """A file answer (newproxy/http/sendfile.py): small ones inline, large ones by a FileSender
         that stands in for an upstream exchange (busy, flow control, abort, upstream_done)."""
         if self._closed:
@@ -1264,6 +1358,7 @@ class H1Protocol(asyncio.Protocol):
             self._sent_whole(resp.keepalive)
             return
         sender = FileSender(self, resp, len(resp.head))
+        self._file_req = req
         self._write(resp.head)
         if self._rec is not None:  # sent by sendfile(), past _write: counted as it will be sent
             self._rec.sent += body_length(resp)
@@ -1368,6 +1463,7 @@ class H1Protocol(asyncio.Protocol):
         self._busy = False
         self._exchange = None
         self._current = None
+        self._file_req = None
         if self._closed:
             return
         if not keepalive:
@@ -1424,7 +1520,7 @@ class H1Protocol(asyncio.Protocol):
                 self._busy = False
                 self._exchange = None
                 self._current = None
-                self._send_file(result)
+                self._send_file(result, req)
                 if not self._busy and not self._closed:
                     self.upstream_done(True)  # sent inline (a non-keepalive one closed already)
                 return

@@ -98,6 +98,10 @@ class FileSender:
     def abort(self) -> None:
         self._finish()
 
+    def unsent(self) -> int:
+        """The bytes of the answer's body not yet given to the transport (counted as sent up front)."""
+        return sum(len(part) if isinstance(part, bytes) else part[1] for part in self._parts)
+
     def _finish(self) -> None:
         if not self._done:
             self._done = True

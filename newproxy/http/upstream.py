@@ -992,16 +992,21 @@ class Exchange(ExchangeCore):
                         f"connection is closed too{reason}")
 
     def log_client(self, message: str) -> None:
-        """An info line about the client, logged as nginx logs it while the upstream works: in the
-        phase (c->log->action) the upstream module set last."""
-        if self.conn is None:
+        """An info line about the client, logged as nginx logs it: in the phase (c->log->action) the
+        upstream module set last."""
+        if self.done:  # ngx_http_upstream_finalize_request's, while the rest is written
+            action = "sending to client"
+        elif self.conn is None:
             action = "connecting to upstream"
         elif not self.got_bytes:  # nginx's action stays until the peer's first read event
             action = "sending request to upstream"
         elif not self.header_done:
             action = "reading response header from upstream"
-        else:  # nginx's event pipe reads the peer; the unbuffered relay's handler writes to the client
-            action = "reading upstream" if self.buffered else "sending to client"
+        else:
+            # nginx's event pipe reads the peer. Unbuffered, the action is that of the last event
+            # handled: the client's write event, or, once the client stopped taking the answer
+            # (paused here), the peer's read events that still come.
+            action = "reading upstream" if self.buffered or self.paused else "sending to client"
         self._log(f"{message} while {action}", "info")
 
     def log_sending(self, message: str, level: str = "error") -> None:

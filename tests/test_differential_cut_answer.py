@@ -1,0 +1,169 @@
+"""A client that goes away while a large answer is still being written to it, against real nginx.
+
+Once an answer is all made but not all written (a static file, or a proxied answer the upstream
+has finished, which nginx holds in its temporary file), nginx watches the client without reading
+it (ngx_http_test_reading, through epoll's RDHUP): a FIN or a reset ends the answer. It logs
+``[info] client prematurely closed connection[ (104: ...)] while sending response to client`` (a
+file) or ``while sending to client`` (proxied: the upstream module's last action), closes the
+connection with what the kernel has not taken dropped, drops what was pipelined behind, and logs
+the answer's status with the bytes that went ($body_bytes_sent is nginx's c->sent). Unbuffered
+(proxy_buffering off), the upstream still works: its broken-connection line, "while reading
+upstream" as the client stopped taking the answer.
+
+Each case is a client with a small receive buffer that reads the answer's first bytes, stops
+reading for 0.5 s (the proxy's writes back up), then half-closes (and reads what comes) or resets.
+How much of the answer went depends on the kernel's buffers and timing, so the bytes are not
+compared across the proxies. Compared: the info lines, the access log's request and status, whether
+the answer was cut short (and, after a FIN, whether the proxy closed the connection), and that the
+logged $body_bytes_sent is what the client got of the body. A request sent while an answer is
+blocked is read once the answer is out: both answers come whole, in order.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nginx_parser import parse_config
+from shadow.rewire import plan
+from shadow.runner import started_targets
+from tests.staged import access_logs, info_log, log_size, request_lines
+
+SIZE = 8 << 20  # past what the kernel buffers between a proxy and a client that stops reading (~4 MiB here)
+CONF = """
+events {}
+http {
+    log_format cut '$request $status $body_bytes_sent';
+    access_log logs/cut.log cut;
+    server {
+        listen 127.0.0.1:8080;
+        server_name cut.test;
+        root ROOT;
+        location /p/ { proxy_pass http://127.0.0.1:9000; }
+        location /u/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
+    }
+}
+"""
+BIG = f"/__big/{SIZE >> 10}"  # the recording upstream's answer of SIZE bytes
+# name: (the requests sent at once, how the client leaves: "fin", "reset" or "stay": a second request
+# after the pause, then everything read)
+CASES: dict[str, tuple[list[str], str]] = {
+    "a file, FIN": (["/big.bin"], "fin"),
+    "a file, reset": (["/big.bin"], "reset"),
+    "a file with a request pipelined behind, FIN": (["/big.bin", "/big.bin"], "fin"),
+    "proxied, FIN": ([f"/p{BIG}/a"], "fin"),
+    "proxied, reset": ([f"/p{BIG}/b"], "reset"),
+    "proxied unbuffered, FIN": ([f"/u{BIG}/c"], "fin"),
+    "proxied unbuffered, reset": ([f"/u{BIG}/d"], "reset"),
+    "a file, then a request while it is blocked": (["/big.bin"], "stay"),
+}
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: cut.test\r\n\r\n".encode()
+
+
+def _both_answers(data: bytes) -> bool:
+    """Two whole answers of SIZE bytes."""
+    second = data.find(b"\r\n\r\n", data.find(b"\r\n\r\n") + 4 + SIZE)
+    return second >= 0 and len(data) >= second + 4 + SIZE
+
+
+def _read_all(sock: socket.socket, seconds: float, enough: Callable[[bytes], bool]) -> tuple[bytes, bool]:
+    """What comes within ``seconds`` (or until it is ``enough``), and whether the proxy closed the
+    connection."""
+    data = bytearray()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and not enough(bytes(data)):
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            return bytes(data), False
+        except ConnectionError:
+            return bytes(data), True
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
+
+
+def _client(port: int, paths: list[str], how: str) -> tuple[bytes, bool]:
+    """The client's script: what it got, and whether the proxy closed the connection."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(b"".join(_get(path) for path in paths))
+        got = sock.recv(65536)
+        time.sleep(0.5)
+        if how == "reset":  # SO_LINGER 0: close() sends RST
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return got, True
+        if how == "fin":
+            sock.shutdown(socket.SHUT_WR)
+        else:
+            sock.sendall(_get(paths[0]))
+        rest, closed = _read_all(sock, 5.0, (lambda data: _both_answers(got + data)) if how == "stay"
+                                 else (lambda data: False))
+        return got + rest, closed
+    finally:
+        sock.close()
+
+
+def _body_got(got: bytes) -> int:
+    """The bytes of the (first) answer's body the client got."""
+    return len(got) - (got.find(b"\r\n\r\n") + 4)
+
+
+def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONF.replace("ROOT", str(www)))
+    config = parse_config(str(path))
+    dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
+    seen: dict[str, list[object]] = {}
+    got_of: dict[str, list[bytes]] = {}
+    with started_targets(config, plan(config), str(tmp_path / "run"), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
+        ports = [t.listen_ports["127.0.0.1:8080"] for t in started.targets]
+        for name, (paths, how) in CASES.items():
+            for port, directory in zip(ports, dirs, strict=True):
+                start = log_size(directory)
+                got, closed = _client(port, paths, how)
+                time.sleep(0.2)
+                lines = request_lines(directory, start, lambda line: "[info]" in line and "client" in line)
+                answers = len(re.findall(rb"HTTP/1\.1 200 OK\r\n", got))
+                cut = _body_got(got) < SIZE
+                seen.setdefault(name, []).append((answers, cut, closed if how == "fin" else None, lines))
+                got_of.setdefault(name, []).append(got)
+    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
+    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
+                                      for name, v in differing.items())
+    nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
+    assert [line.rsplit(" ", 1)[0] for line in newproxy] == [line.rsplit(" ", 1)[0] for line in nginx]
+    # Each proxy logs the body bytes its client got (after a FIN the client read all that came).
+    fin_cases = [name for name, (_, how) in CASES.items() if how == "fin"]
+    for log in (nginx, newproxy):
+        side = 0 if log is nginx else 1
+        logged = dict(zip(CASES, (int(line.rsplit(" ", 1)[1]) for line in log), strict=False))
+        for name in fin_cases:
+            assert logged[name] == _body_got(got_of[name][side]), (side, name, logged[name])
+    # A reset: both count about what the kernels took (a few MiB here), not the whole answer.
+    for line in nginx + newproxy:
+        assert int(line.rsplit(" ", 1)[1]) <= SIZE
+    # What nginx did, so that the comparison cannot pass on two proxies that both write on:
+    answers, cut, closed, lines = seen["a file, FIN"][0]  # type: ignore[misc]
+    assert (answers, cut, closed) == (1, True, True), seen["a file, FIN"]
+    assert lines == ['[info] client prematurely closed connection while sending response to client, client: '
+                     '127.0.0.1, server: cut.test, request: "GET /big.bin HTTP/1.1", host: "cut.test"'], lines
+    assert seen["proxied, reset"][0][3][0].startswith(  # type: ignore[index]
+        "[info] client prematurely closed connection (104: Connection reset by peer) while sending to client")
+    assert seen["a file, then a request while it is blocked"][0][:2] == (2, False)
+    assert [line.split()[3] for line in nginx] == ["200"] * len(CASES) + ["200"], nginx

@@ -11,11 +11,15 @@ of the lines is the order of two timers), with the timing fields masked by their
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+import time
 from pathlib import Path
 
 from nginx_parser import parse_config
 from shadow.rewire import access_log_name, plan
 from shadow.runner import started_targets
+from tests.staged import assert_same_views, info_log, log_size, request_lines
 
 FORMAT = ("$status|$request|$body_bytes_sent|$bytes_sent|$request_length|$request_uri|$uri|$args|$host|"
           "$server_name|$http_x_y|$http_x_u|$request_method|$server_protocol|$connection_requests|$remote_addr|"
@@ -97,11 +101,16 @@ def _masked(path: Path) -> list[str]:
 
 
 def test_timed_out_heads_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
+    """Also compared: the info lines, "client timed out (110: Connection timed out) while reading
+    client request line" (or "request headers", "pipelined request line"; "waiting for request" for
+    a connection that sent nothing), as sorted lists too."""
     conf = tmp_path / "nginx.conf"
     conf.write_text(CONF)
     config = parse_config(str(conf))
     base = tmp_path / "run"
-    with started_targets(config, plan(config), str(base)) as started:
+    dirs = [base / label for label in ("nginx", "newproxy")]
+    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
         ports = [next(iter(target.listen_ports.values())) for target in started.targets]
 
         async def run() -> list[bytes]:
@@ -111,6 +120,12 @@ def test_timed_out_heads_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
         # Both answered the complete requests alike (and nothing else).
         assert [a.count(b" 200 OK") for a in answers[:len(CASES)]] == [a.count(b" 200 OK") for a in answers[len(CASES):]]
         logs = [base / target.label / access_log_name("logs/cut.log") for target in started.targets]
+        info = [sorted(line.replace(f"server: 127.0.0.1:{port}", "server: 127.0.0.1:<port>")
+                       for line in request_lines(directory, 0, lambda line: "[info]" in line))
+                for port, directory in zip(ports, dirs, strict=True)]
+    assert info[1] == info[0], "\n".join(["nginx:"] + info[0] + ["newproxy:"] + info[1])
+    assert "[info] client timed out (110: Connection timed out) while waiting for request, client: 127.0.0.1, " \
+           "server: 127.0.0.1:<port>" in info[0], info[0]
     theirs, ours = _masked(logs[0]), _masked(logs[1])
     assert ours == theirs, "\n".join(["nginx:"] + theirs + ["newproxy:"] + ours)
     # What the comparison covers, so that it cannot pass on two empty logs: a line per case but the
@@ -119,3 +134,117 @@ def test_timed_out_heads_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
     assert sum(line.startswith("408|") for line in theirs) == len(CASES) - 2
     assert any(line.startswith("408|GE|0|0|0|-|-|-|a.test|a.test|") for line in theirs), theirs
     assert any("|b.test|b.test|4|3|" in line for line in theirs), theirs  # X_U kept after Host: b.test
+
+
+async def _leave(port: int, data: bytes, how: str) -> bytes:
+    """Send ``data``, read for 0.3 s, then half-close ("fin") or reset ("reset"); what came back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if data:
+        writer.write(data)
+        await writer.drain()
+    received = b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 0.3)
+            if not chunk:
+                break
+            received += chunk
+    except (asyncio.TimeoutError, ConnectionResetError):
+        pass
+    if how == "reset":  # SO_LINGER 0: close() sends RST
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        return received
+    writer.write_eof()
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 1.0):
+            received += chunk
+    except (asyncio.TimeoutError, ConnectionResetError):
+        pass
+    writer.close()
+    return received
+
+
+def test_heads_cut_by_the_client_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
+    """The same heads, the client then half-closing or resetting its connection instead of waiting:
+    nginx logs a begun head with 400 (the same fields as the 408 above), and an info line: "client
+    closed connection while waiting for request" (nothing sent; its context names the listening
+    address), "client prematurely closed connection while reading client request line" (or
+    "request headers", or "pipelined request line"), or for a reset "recv() failed (104: Connection
+    reset by peer) while ...". Each case runs on its own, one target after the other, so that the
+    info lines can be told apart."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(CONF)
+    config = parse_config(str(conf))
+    base = tmp_path / "run"
+    dirs = [base / label for label in ("nginx", "newproxy")]
+    seen: dict[str, list[object]] = {}
+    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
+        ports = [next(iter(target.listen_ports.values())) for target in started.targets]
+        for how in ("fin", "reset"):
+            for name, data in CASES.items():
+                for port, directory in zip(ports, dirs, strict=True):
+                    start = log_size(directory)
+                    answer = asyncio.run(_leave(port, data, how))
+                    time.sleep(0.1)
+                    lines = [line.replace(f"server: 127.0.0.1:{port}", "server: 127.0.0.1:<port>")
+                             for line in request_lines(directory, start, lambda line: "[info]" in line)]
+                    seen.setdefault(f"{name}, {how}", []).append((answer.count(b" 200 OK"), lines))
+        logs = [base / target.label / access_log_name("logs/cut.log") for target in started.targets]
+    assert_same_views(seen)
+    theirs, ours = _masked(logs[0]), _masked(logs[1])
+    assert ours == theirs, "\n".join(["nginx:"] + theirs + ["newproxy:"] + ours)
+    # What nginx did, so that the comparison cannot pass on two proxies that log nothing:
+    assert sum(line.startswith("400|") for line in theirs) == 2 * (len(CASES) - 2), theirs
+    assert seen["silent, fin"][0] == (0, ["[info] client closed connection while waiting for request, "
+                                          "client: 127.0.0.1, server: 127.0.0.1:<port>"]), seen["silent, fin"]
+
+
+DROPPED = {  # complete requests with header lines ignore_invalid_headers drops (a.test keeps no '_')
+    "after Host": b"GET /d HTTP/1.1\r\nHost: a.test\r\nX_U: 1\r\nX-Y: 2\r\n\r\n",
+    "before Host, two": b"GET /d?q HTTP/1.1\r\nX_U: 1\r\nX.Z:  spaced  \r\nHost: a.test\r\n\r\n",
+    "empty value": b"GET /d HTTP/1.1\r\nX_U:\r\nHost: a.test\r\n\r\n",
+    "Host b keeps '_', drops '.'": b"GET /d HTTP/1.1\r\nHost: b.test\r\nX_U: 1\r\nX.Z: 2\r\n\r\n",
+    "no Host": b"GET /d HTTP/1.0\r\nX.Z: 2\r\n\r\n",
+    "head in two reads": b"GET /d HTTP/1.1\r\nHost: a.test\r\nX_U: 1\r\n",  # then the blank line
+}
+
+
+def test_dropped_header_lines_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
+    """nginx logs each header line it drops (ignore_invalid_headers on) at info: "client sent invalid
+    header line: "X_U: 1" while reading client request headers", in the context of the head read up
+    to it (the Host before it, the server that Host chose, whose underscores_in_headers decides)."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(CONF)
+    config = parse_config(str(conf))
+    base = tmp_path / "run"
+    dirs = [base / label for label in ("nginx", "newproxy")]
+    seen: dict[str, list[object]] = {}
+
+    async def ask(port: int, data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        if not data.endswith(b"\r\n\r\n"):
+            await asyncio.sleep(0.1)
+            writer.write(b"\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+        writer.close()
+        return answer.split(b"\r\n")[0]
+
+    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
+        ports = [next(iter(target.listen_ports.values())) for target in started.targets]
+        for name, data in DROPPED.items():
+            for port, directory in zip(ports, dirs, strict=True):
+                start = log_size(directory)
+                status = asyncio.run(ask(port, data))
+                time.sleep(0.1)
+                seen.setdefault(name, []).append(
+                    (status, request_lines(directory, start, lambda line: "invalid header" in line)))
+    assert_same_views(seen)
+    assert seen["before Host, two"][0][1] == [  # type: ignore[index]
+        '[info] client sent invalid header line: "X_U: 1" while reading client request headers, client: '
+        '127.0.0.1, server: a.test, request: "GET /d?q HTTP/1.1"',
+        '[info] client sent invalid header line: "X.Z:  spaced" while reading client request headers, client: '
+        '127.0.0.1, server: a.test, request: "GET /d?q HTTP/1.1"'], seen["before Host, two"]

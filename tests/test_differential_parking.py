@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from newproxy.config import MetricsConfig, NewproxyConfig
 from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import StartedTargets, free_ports, started_targets
+from tests.staged import info_log, request_lines
 from tests.test_differential_client_timeouts import _normal, read_until_close
 
 T = TypeVar("T")
@@ -62,15 +64,17 @@ def _parking(port: int) -> Callable[[NewproxyConfig], NewproxyConfig]:
 
 
 @contextmanager
-def _both_parking(tmp_path: Path, conf: str) -> Iterator[tuple[StartedTargets, list[int], int]]:
+def _both_parking(tmp_path: Path, conf: str, info: bool = False) -> Iterator[tuple[StartedTargets, list[int], int]]:
     """nginx and newproxy (parking after 0.1 s, /metrics on a port of its own) on ``conf``: the
-    started targets, their listen ports (nginx's first) and the metrics port."""
+    started targets, their listen ports (nginx's first) and the metrics port. ``info``: each also
+    logs at info into run/<label>/info.log (tests/staged.py)."""
     path = tmp_path / "nginx.conf"
     path.write_text(conf)
     config = parse_config(str(path))
     metrics_port = _free_port()
-    with started_targets(config, plan(config), str(tmp_path / "run"),
-                         mutate_translation=_parking(metrics_port)) as started:
+    tweaks = [info_log(tmp_path / "run" / label) if info else None for label in ("nginx", "newproxy")]
+    with started_targets(config, plan(config), str(tmp_path / "run"), mutate_translation=_parking(metrics_port),
+                         tweak_reference=tweaks[0], tweak_other=tweaks[1]) as started:
         yield started, [next(iter(t.listen_ports.values())) for t in started.targets], metrics_port
 
 
@@ -155,6 +159,58 @@ def test_parked_connections_answer_and_time_out_as_nginx(tmp_path: Path) -> None
             assert min(nginx_closed, our_closed) >= at_least * 0.8, (name, nginx_closed, our_closed)
     # keepalive_requests 4 counted the requests before each parking: the 4th answer closes
     assert results["requests after pauses, keepalive_requests"][1][0].count(b"Connection: close") == 1
+
+
+LEAVING: dict[str, tuple[bytes, str]] = {  # name: (sent before the pause, how the client then leaves)
+    "silent, FIN": (b"", "fin"),
+    "silent, reset": (b"", "reset"),
+    "kept alive, FIN": (R, "fin"),
+    "kept alive, reset": (R, "reset"),
+    "silent until the header timeout": (b"", "wait"),
+    "kept alive until the keep-alive timeout": (R, "wait"),
+}
+
+
+async def _leave_parked(port: int, data: bytes, how: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if data:
+        writer.write(data)
+        await reader.readuntil(b"r\n")
+    await asyncio.sleep(PAUSE)
+    if how == "fin":
+        writer.write_eof()
+    elif how == "reset":  # SO_LINGER 0: close() sends RST
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        return
+    await read_until_close(reader, 3.0)
+    writer.close()
+
+
+def test_parked_connections_that_end_log_as_nginx_idle_ones(tmp_path: Path) -> None:
+    """nginx's info lines for idle connections: "client closed connection while waiting for request"
+    (or "recv() failed (104: ...)", or "client timed out (110: ...)") with the listening address for
+    one that sent nothing; "client A closed keepalive connection[ (104: ...)]" for a kept-alive one;
+    nothing when keepalive_timeout passes. newproxy has them parked meanwhile. All conversations run
+    at once; the lines are compared as sorted lists."""
+    with _both_parking(tmp_path, CONF, info=True) as (_, ports, metrics_port):
+
+        async def run() -> int:
+            *_, peak = await asyncio.gather(*(_leave_parked(port, data, how) for data, how in LEAVING.values()
+                                              for port in ports), _parked_meanwhile(metrics_port))
+            return peak
+
+        assert asyncio.run(run()) >= len(LEAVING) - 1  # they were parked
+        time.sleep(0.2)
+        lines = [sorted(line.replace(f"server: 127.0.0.1:{port}", "server: 127.0.0.1:<port>")
+                        for line in request_lines(tmp_path / "run" / label, 0,
+                                                  lambda line: "[info]" in line and "/metrics" not in line
+                                                  and " 127.0.0.1:" not in line.split("server:")[0]))
+                 for port, label in zip(ports, ("nginx", "newproxy"), strict=True)]
+    assert lines[1] == lines[0], "\n".join(["nginx:"] + lines[0] + ["newproxy:"] + lines[1])
+    # One distinct line per way of leaving but the keep-alive timeout (the harness's readiness probe,
+    # a connection that sends nothing, adds one more "client closed connection").
+    assert len(set(lines[0])) == len(LEAVING) - 1, lines[0]
 
 
 async def _parked_meanwhile(metrics_port: int) -> int:

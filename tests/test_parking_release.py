@@ -29,12 +29,12 @@ def test_a_parked_protocol_is_freed_without_a_garbage_collection() -> None:
         loop = asyncio.get_running_loop()
         ctx = ConnContext(_Engine(), None, loop, None)  # type: ignore[arg-type]
         now = loop.time()
-        protocol = H1Protocol.resumed(ctx, 7, 1, now, now)
+        protocol = H1Protocol.resumed(ctx, 7, 1, now, now, None)
         with_one = _protocols()
         protocol.park()
         del protocol
         after_park = _protocols()
-        unparked = H1Protocol.resumed(ctx, 8, 1, now, now)
+        unparked = H1Protocol.resumed(ctx, 8, 1, now, now, None)
         del unparked
         return with_one, after_park, _protocols()
 

@@ -201,6 +201,12 @@ def _raw(line: str) -> str:
     return line
 
 
+def address_text(address: tuple[str, int]) -> str:
+    """A listening address as nginx's log context names it (``server: 127.0.0.1:80``, ``[::1]:80``)."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def request_context(req: Request, server: str, upstream: str = "") -> str:
     """ngx_http_log_error_handler's tail: ``, client: A, server: S, request: "LINE"[, upstream:
     "U"], host: "H"[, referrer: "R"]``."""

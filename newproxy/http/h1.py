@@ -38,7 +38,7 @@ from newproxy.engine.types import AuthSubrequest, AwaitBody, Delayed, FileRespon
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.bodyfile import BodyBuffer, BodyFile, buffered
 from newproxy.http.bodystream import BodyStream
-from newproxy.http.errorlog import ErrorLog, log_for_request
+from newproxy.http.errorlog import ErrorLog, address_text, log_for_request, request_context
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
 from newproxy.http.timerwheel import tick_for, wheel_of
@@ -261,6 +261,8 @@ class H1Protocol(asyncio.Protocol):
         "_peeking",
         "_peeked",
         "_file_req",
+        "_head_piped",
+        "listen",
         "client_addr",
         "conn_id",
         "ctx",
@@ -271,8 +273,10 @@ class H1Protocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, ctx: ConnContext, conn_id: int = 0, number: int = 0) -> None:
+    def __init__(self, ctx: ConnContext, conn_id: int = 0, number: int = 0,
+                 listen: tuple[str, int] | None = None) -> None:
         self.ctx = ctx
+        self.listen = listen  # the listen directive's address and port (None: the connection's own)
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         client = ctx.client
@@ -314,6 +318,7 @@ class H1Protocol(asyncio.Protocol):
         # connection_lost comes with the buffer emptied, so what was not sent is known from this.
         self._buffered_seen = 0
         self._file_req: Request | None = None  # the request a FileSender answers
+        self._head_piped = False  # the head being read began in the previous request's read (pipelined)
         # Writing is paused and reading goes on only to see the client's FIN or reset (as nginx
         # sees them through EPOLLRDHUP without reading): bytes that come meanwhile wait here.
         self._peeking = False
@@ -414,9 +419,10 @@ class H1Protocol(asyncio.Protocol):
         return self.ctx, self.conn_id, self._requests, self._last, self._head_start
 
     @classmethod
-    def resumed(cls, ctx: ConnContext, conn_id: int, requests: int, last: float, head_start: float) -> H1Protocol:
+    def resumed(cls, ctx: ConnContext, conn_id: int, requests: int, last: float, head_start: float,
+                listen: tuple[str, int] | None) -> H1Protocol:
         """The protocol of a parked connection the client sent to again (its transport is next)."""
-        protocol = cls(ctx, conn_id)
+        protocol = cls(ctx, conn_id, listen=listen)
         protocol._requests = requests
         protocol._last = last
         protocol._head_start = head_start
@@ -517,16 +523,94 @@ class H1Protocol(asyncio.Protocol):
         if self._busy or self._queue:
             self._closing = self._client_eof = True
             return True
-        if self._requests and not self._head_begun:
-            self._log_keepalive_closed()
+        self._client_left(None)
         return False
 
-    def _log_keepalive_closed(self) -> None:
+    def _log_keepalive_closed(self, reason: str = "") -> None:
         """nginx's keep-alive handler reading the client's close (ngx_http_keepalive_handler)."""
         if self.ctx.log.enabled("info"):
-            self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection", self.conn_id)
+            self.ctx.log.log("info", f"client {self.client_addr[0]} closed keepalive connection{reason}", self.conn_id)
+
+    def _client_left(self, err: OSError | None) -> None:
+        """The client closed (``err`` None: a FIN) or reset its connection with no request being
+        answered or read past its head: nginx's info line, from the handler that was reading
+        (ngx_http_wait_request_handler, ngx_http_keepalive_handler, ngx_http_read_request_header),
+        and a head begun is logged with 400, as one that timed out is with 408."""
+        if self._lingering or self._stopped or self._req is not None or self._closed \
+                or not isinstance(self.parser, RequestParser):
+            return
+        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        if self._in_message or self._head_begun:
+            self._head_cut("client prematurely closed connection" if err is None else f"recv() failed{reason}", 400)
+        elif self._requests:
+            self._log_keepalive_closed(reason)
+        else:
+            self._log_waiting("client closed connection" if err is None else f"recv() failed{reason}")
+
+    def _head_timed_out(self) -> None:
+        """client_header_timeout passed with no request read (ngx_http_wait_request_handler,
+        ngx_http_read_request_header): nginx's info line, and a head begun is logged with 408. A
+        kept-alive connection's keepalive_timeout passes without a line."""
+        what = "client timed out (110: Connection timed out)"
+        if self._in_message or self._head_begun:
+            self._head_cut(what, 408)
+        elif not self._requests:
+            self._log_waiting(what)
+
+    def _log_waiting(self, what: str) -> None:
+        """An info line about a connection that sent nothing: its context names the listening address."""
+        if self.ctx.log.enabled("info"):
+            server = address_text(self.listen or self.local_addr)
+            self.ctx.log.log("info", f"{what} while waiting for request, client: {self.client_addr[0]}, "
+                                     f"server: {server}", self.conn_id)
+
+    def _head_cut(self, what: str, status: int) -> None:
+        """A head cut short: the lines of the header lines it dropped, ``what`` ended it in the phase
+        nginx was reading, and the access log's ``status`` line."""
+        parser = self.parser
+        if parser.dropped is not None:
+            self._log_dropped(parser)
+        req, line = self._cut_request()
+        if self.ctx.log.enabled("info"):
+            if line is None:
+                action = "reading client request headers"
+            else:
+                action = "reading client pipelined request line" if self._head_piped else "reading client request line"
+            self._log_cut_line(req, line, f"{what} while {action}")
+        if self.ctx.access is not None:
+            self._log_cut_head(status, req, line)
+
+    def _log_dropped(self, parser: RequestParser) -> None:
+        """nginx's info line for each header line ignore_invalid_headers dropped, in the context of
+        the head as read up to it (the Host before it, and the server that Host chose)."""
+        dropped = parser.dropped
+        parser.dropped = None
+        if not self.ctx.log.enabled("info"):
+            return
+        for text, before in dropped:  # type: ignore[union-attr]
+            req = Request(parser.method, parser.target, parser.version, parser.headers[:before], b"",
+                          self.client_addr, self.local_addr, "http", False)
+            self._log_cut_line(req, None, f'client sent invalid header line: "{text.decode("latin-1")}" '
+                                          "while reading client request headers")
+
+    def _log_cut_line(self, req: Request, line: bytes | None, message: str) -> None:
+        """An info line about a head cut short, with nginx's context: the server its request line's
+        host or its Host header chose (else the address's default), what arrived of the request line,
+        the Host read."""
+        log_context = getattr(self.ctx.engine, "log_context", None)
+        ctx = log_context(req, self.local_addr)[0] if log_context is not None else None
+        log = self.ctx.log.for_context(ctx) if ctx is not None else self.ctx.log
+        if ctx is None or line is not None:
+            server = ctx.server.primary_name if ctx is not None else ""
+            text = line.decode("latin-1") if line else ""
+            message += f", client: {self.client_addr[0]}, server: {server}" + (f', request: "{text}"' if text else "")
+        else:
+            message += request_context(req, ctx.server.primary_name)
+        log.log("info", message, self.conn_id)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, OSError) and not self._busy and not self._queue:
+            self._client_left(exc)  # a reset (a FIN came by eof_received; our own close has no exc)
         self._closed = True
         self.ctx.connections.discard(self)
         c = stats.C
@@ -653,6 +737,7 @@ class H1Protocol(asyncio.Protocol):
             self._linger()
             raise _Stop
         self._in_message = True
+        self._head_piped = self._piped
         c = stats.C
         c[REQUESTS] += 1
         if not self._st:  # a pipelined request behind one being written stays counted as writing
@@ -666,6 +751,8 @@ class H1Protocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        if parser.dropped is not None:
+            self._log_dropped(parser)
         version = parser.version
         self._requests += 1
         if self._st == READING:
@@ -1666,18 +1753,12 @@ class H1Protocol(asyncio.Protocol):
         if self._tick > tick_for(due):
             self._rearm(due)
 
-    def _log_cut_head(self) -> None:
-        """A head timed out after some bytes of it (empty lines too): nginx logs it with 408 and what
-        it had read of it; a connection that sent nothing is not logged."""
+    def _cut_request(self) -> tuple[Request, bytes | None]:
+        """What a head cut short (timed out, or the client left) had of a request, and what arrived
+        of its request line when that line is not whole (None: it is; the Request then has its parts
+        and the header lines read whole)."""
         parser = self.parser
-        if not isinstance(parser, RequestParser):  # a tunnel, or a held upgrade: no head being read
-            return
-        rec = self._prec or LogRecord(self.conn_id, self.client_addr, self.local_addr)
-        self._prec = None
-        line, rec.cut_protocol, rec.request_length = parser.cut_head()
-        rec.cut_line = line
-        rec.status = 408
-        rec.conn_requests = self._requests + 1
+        line = parser.cut_head()[0]
         # A request line read whole: the server and variables nginx logs come from it and the
         # header lines read (log_context); cut inside it, the address's default server.
         req = Request(parser.method, b"" if line is not None else parser.target,
@@ -1686,6 +1767,18 @@ class H1Protocol(asyncio.Protocol):
         if self.tls is not None and self.tls != PLAIN_ON_TLS_PORT:
             req.scheme = "https"
             req.tls = self.tls
+        return req, line
+
+    def _log_cut_head(self, status: int, req: Request, line: bytes | None) -> None:
+        """A head cut short after some bytes of it (empty lines too): nginx logs it with ``status``
+        (408 timed out, 400 the client left) and what it had read of it; a connection that sent
+        nothing is not logged."""
+        rec = self._prec or LogRecord(self.conn_id, self.client_addr, self.local_addr)
+        self._prec = None
+        rec.cut_line = line
+        _, rec.cut_protocol, rec.request_length = self.parser.cut_head()
+        rec.status = status
+        rec.conn_requests = self._requests + 1
         rec.request = req
         self.ctx.access.log(rec)  # type: ignore[union-attr]
 
@@ -1736,9 +1829,9 @@ class H1Protocol(asyncio.Protocol):
                 rec.status = 408
                 rec.body_length += self.parser.body_bytes
                 self.ctx.access.log(rec)  # type: ignore[union-attr]
-            elif self._req is None and (self._in_message or self._head_begun) and not self._busy \
-                    and not self._lingering and self.ctx.access is not None:
-                self._log_cut_head()  # a head timed out after some bytes: 408 too
+            elif self._req is None and not self._busy and not self._lingering \
+                    and isinstance(self.parser, RequestParser):  # (not a tunnel, nor a held upgrade)
+                self._head_timed_out()
             if self._out:
                 self._flush()
             self._closed = True

@@ -58,6 +58,12 @@ MAX_HEADERS = 1000
 _NO_HEADERS: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
 
 
+def _logged_line(line: bytes, value: bytes) -> bytes:
+    """A header line as nginx's "client sent invalid header line" shows it: up to the end of its
+    value (r->header_end: trailing spaces cut, unless the value is empty)."""
+    return line.rstrip(b" ") if value.strip(b" ") else line
+
+
 class ParseError(Exception):
     """A request nginx refuses while reading it: ``status`` is nginx's answer; ``head_only`` is set
     when the method was already read as HEAD (nginx then sends the error page's head only)."""
@@ -156,6 +162,7 @@ class RequestParser:
         "_chunk_state",
         "_drop",
         "_drop0",
+        "dropped",
         "_h_end",
         "_h_name_end",
         "_h_start",
@@ -234,6 +241,10 @@ class RequestParser:
         # the server a host names, and _switch is it until the request line's host or the Host
         # header has chosen the server (the lines after it are read with that server's setting).
         self._drop = self._drop0 = 0
+        # The header lines dropped (ignore_invalid_headers), each as nginx logs it ("client sent
+        # invalid header line"), with the number of header lines kept before it; None: none. The
+        # protocol takes them (and sets None) once the head is read, or cut short.
+        self.dropped: list[tuple[bytes, int]] | None = None
         self._by_host: Callable[[bytes], int] | None = None
         self._switch: Callable[[bytes], int] | None = None
         self._new_request(0)
@@ -398,6 +409,7 @@ class RequestParser:
         headers: list[tuple[bytes, bytes]] = []
         append = headers.append
         specials = []
+        dropped = None
         host = length = None
         drop = self._drop0
         del lines[0]  # the request line, read already
@@ -413,6 +425,9 @@ class RequestParser:
             if kind:
                 if kind < 0:  # an invalid name: dropped, or kept as any other (ignore_invalid_headers)
                     if kind < drop:
+                        if dropped is None:
+                            dropped = []
+                        dropped.append((_logged_line(line, value), len(headers)))
                         continue
                     append((name, value.strip(b" ")))
                     continue
@@ -440,6 +455,8 @@ class RequestParser:
         for kind, name, value in specials:
             self._special(kind, name, value)
         self.headers = headers
+        if dropped is not None:
+            self.dropped = dropped
         self._pos = end
         return True
 
@@ -471,6 +488,7 @@ class RequestParser:
                 kind = _classify(name)
             if kind < 0:  # type: ignore[operator]
                 if kind < self._drop:
+                    self._note_dropped(_logged_line(line, value))
                     continue
                 kind = _H_OTHER
             if len(self.headers) >= MAX_HEADERS:
@@ -815,6 +833,7 @@ class RequestParser:
             kind = _classify(name)  # never None: _header_byte refused the bytes it refuses
         if kind < 0:  # type: ignore[operator]
             if kind < self._drop:  # type: ignore[operator]
+                self._note_dropped(buf[self._line:self._h_end])
                 return
             kind = _H_OTHER
         value = buf[self._h_vstart:self._h_end]
@@ -823,6 +842,11 @@ class RequestParser:
         if kind:
             self._special(kind, name, value)
         self.headers.append((name, value))
+
+    def _note_dropped(self, line: bytes) -> None:
+        if self.dropped is None:
+            self.dropped = []
+        self.dropped.append((line, len(self.headers)))
 
     def _special(self, kind: int, name: bytes, value: bytes) -> None:
         """A header nginx reads while parsing (ngx_http_headers_in): a second unique one, or a bad

@@ -47,6 +47,7 @@ from newproxy.http.h2core import (
 )
 from newproxy.http.bodyfile import BodyBuffer, buffered
 from newproxy.http.bodystream import BodyStream
+from newproxy.http.errorlog import address_text
 from newproxy.http.h1parse import INVALID_OTHER, INVALID_UNDERSCORE
 from newproxy.http.streams import Headers, Stream, build_request
 from newproxy.stats import ACTIVE, REQUESTS, WRITING
@@ -273,8 +274,7 @@ class H2Protocol(asyncio.Protocol):
         if self.streams and self.ctx.log.enabled("info"):
             # nginx's read handler finds the close with streams in progress (ngx_http_v2_read_handler),
             # in the connection's context: the client and the listening address.
-            host, port = self.listen or self.local_addr
-            server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            server = address_text(self.listen or self.local_addr)
             self.ctx.log.log("info", "client prematurely closed connection while processing HTTP/2 connection, "
                                      f"client: {self.client_addr[0]}, server: {server}", self.conn_id)
         return False

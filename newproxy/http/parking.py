@@ -48,6 +48,7 @@ from array import array
 from typing import TYPE_CHECKING, Callable
 
 from newproxy import stats
+from newproxy.http.errorlog import address_text
 from newproxy.http.h1 import H1Protocol, idle_due
 from newproxy.stats import ACTIVE, PARKED
 
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 _EVENTS = select.EPOLLIN | select.EPOLLRDHUP
 _GONE = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 TICK = 0.05  # seconds: the granularity of parked connections' timeouts
+_CLOSED, _TIMED_OUT = 1, 2  # why a parked connection is closed (0: a stop), for nginx's info line
 RING = 1024  # slots of TICK (51.2 s): a later deadline waits in its slot, looked at once a turn
 _MASK = RING - 1
 PARK_BATCH = 64  # parked per loop turn
@@ -88,6 +90,10 @@ class ParkingLot:
         self._conn_id = array("q")
         self._requests = array("q")
         self._ctx: list[ConnContext | None] = []
+        # The listen address (a server's shared key) and, where info lines are logged, the client's
+        # address: nginx's lines about a connection that closes or times out while idle.
+        self._listen: list[tuple[str, int] | None] = []
+        self._client: list[str | None] = []
         # Timeouts: a ring of RING lists, one per tick, linked through the descriptors (_next,
         # _prev; -1 ends a list, _prev -1-slot marks its head). Arrays only, made once and grown:
         # Python objects made while parking a burst would sit among the burst's freed memory and
@@ -150,6 +156,7 @@ class ParkingLot:
         except OSError:
             os.close(fd)
             raise
+        listen, client = conn.listen, conn.client_addr[0]
         ctx, conn_id, requests, last, head_start = conn.park()
         transport.set_protocol(_DROPPED)
         transport.abort()  # closes our first descriptor only (on the next loop turn): the socket stays open on fd
@@ -161,6 +168,8 @@ class ParkingLot:
         self._conn_id[fd] = conn_id
         self._requests[fd] = requests
         self._ctx[fd] = ctx
+        self._listen[fd] = listen
+        self._client[fd] = client if ctx.log.enabled("info") else None
         self.connections.discard(conn)
         if self.count == 0:
             self.connections.add(self)
@@ -181,6 +190,8 @@ class ParkingLot:
             self._next.extend(array("i", bytes(4 * missing)))
             self._prev.extend(array("i", bytes(4 * missing)))
             self._ctx.extend([None] * missing)
+            self._listen.extend([None] * missing)
+            self._client.extend([None] * missing)
 
     # -- waking -----------------------------------------------------------------------------
     def _ready(self) -> None:
@@ -191,13 +202,15 @@ class ParkingLot:
         for fd, events in epoll.poll(0):
             if fd >= len(self._due) or not self._due[fd]:
                 continue
-            if events & _GONE and not _readable(fd):
-                self._close(fd)  # closed by the client with nothing to read: as nginx, close
-                continue
+            if events & _GONE:
+                readable, error = _peek(fd)
+                if not readable:
+                    self._close(fd, _CLOSED, error)  # closed by the client with nothing to read: as nginx, close
+                    continue
             ctx = self._ctx[fd]
             assert ctx is not None
             protocol = H1Protocol.resumed(ctx, self._conn_id[fd], self._requests[fd], self._last[fd],
-                                          self._head_start[fd])
+                                          self._head_start[fd], self._listen[fd])
             self._unpark(fd)
             self.loop.create_task(self._attach(protocol, socket.socket(fileno=fd)))
 
@@ -211,6 +224,8 @@ class ParkingLot:
     def _unpark(self, fd: int) -> None:
         self._due[fd] = 0.0
         self._ctx[fd] = None
+        self._listen[fd] = None
+        self._client[fd] = None
         self._unlist(fd)
         assert self._epoll is not None
         self._epoll.unregister(fd)
@@ -219,11 +234,36 @@ class ParkingLot:
         if self.count == 0:
             self.connections.discard(self)
 
-    def _close(self, fd: int) -> None:
-        """Close a parked connection (FIN): timed out, closed by the client, or a stop."""
+    def _close(self, fd: int, why: int = 0, error: int = 0) -> None:
+        """Close a parked connection (FIN): timed out, closed by the client (``error``: how it ended,
+        0 a FIN), or a stop (``why``: 0)."""
+        if why:
+            self._log_close(fd, why, error)
         self._unpark(fd)
         os.close(fd)
         stats.C[ACTIVE] -= 1
+
+    def _log_close(self, fd: int, why: int, error: int) -> None:
+        """nginx's info line for an idle connection that the client closed or reset
+        (ngx_http_keepalive_handler, ngx_http_wait_request_handler), or that sent nothing before
+        client_header_timeout; a kept-alive one's keepalive_timeout passes without a line."""
+        ctx, client = self._ctx[fd], self._client[fd]
+        if ctx is None or client is None or not ctx.log.enabled("info"):
+            return
+        requests = self._requests[fd]
+        if why == _TIMED_OUT:
+            if requests:
+                return
+            what = "client timed out (110: Connection timed out)"
+        else:
+            reason = f" ({error}: {os.strerror(error)})" if error else ""
+            if requests:
+                ctx.log.log("info", f"client {client} closed keepalive connection{reason}", self._conn_id[fd])
+                return
+            what = f"recv() failed{reason}" if error else "client closed connection"
+        listen = self._listen[fd]
+        server = address_text(listen) if listen is not None else ""
+        ctx.log.log("info", f"{what} while waiting for request, client: {client}, server: {server}", self._conn_id[fd])
 
     # -- timeouts ---------------------------------------------------------------------------
     def _bucket(self, fd: int, due: float) -> None:
@@ -275,7 +315,7 @@ class ParkingLot:
                     expired.append(fd)
                 fd = nxt[fd]
             for fd in expired:
-                self._close(fd)
+                self._close(fd, _TIMED_OUT)
         self._visited = now_tick
         if self.count:
             for tick in range(now_tick + 1, now_tick + 1 + RING):  # the next listed slot
@@ -305,13 +345,14 @@ class ParkingLot:
             self._epoll = None
 
 
-def _readable(fd: int) -> bool:
-    """Whether bytes wait on ``fd`` (a FIN after a request still has the request to serve)."""
+def _peek(fd: int) -> tuple[bool, int]:
+    """Whether bytes wait on ``fd`` (a FIN after a request still has the request to serve), and the
+    error the connection ended with (a reset: ECONNRESET; 0: none), which the peek consumes."""
     sock = socket.socket(fileno=fd)
     try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except OSError:
-        return False
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)), 0
+    except OSError as exc:
+        return False, exc.errno or 0
     finally:
         sock.detach()  # the descriptor stays the lot's
 

@@ -201,7 +201,7 @@ class Server:
 
     async def start(self) -> None:
         for sock, key in zip(self.sockets, self._keys):
-            factory = self._protocol if key not in self.tls else self._tls_factory(key)
+            factory = self._h1_factory(key) if key not in self.tls else self._tls_factory(key)
             if key not in self.tls and key in self.h2:
                 factory = self._h2_factory(key)
             if key == self.engine.metrics_address:  # type: ignore[attr-defined]
@@ -244,9 +244,9 @@ class Server:
         """h2c with prior knowledge (nginx 1.22's `listen ... http2` without ssl: no HTTP/1 there)."""
         return lambda: H2Protocol(self.ctx, self.h2[key], listen=key)
 
-    def _protocol(self) -> H1Protocol:
+    def _h1_factory(self, key: tuple[str, int]) -> Callable[[], H1Protocol]:
         # Reads self.ctx at accept time: after a reload, new connections use the new engine.
-        return H1Protocol(self.ctx)
+        return lambda: H1Protocol(self.ctx, listen=key)
 
     def stop_accepting(self) -> None:
         for server in self._servers:

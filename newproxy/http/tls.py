@@ -273,7 +273,7 @@ class TlsConnection(asyncio.Protocol):
     def _plain(self, data: bytes) -> None:
         """Plain HTTP on an ssl port: the HTTP/1.1 protocol reads it and answers 497."""
         self._stop_timer()
-        app = H1Protocol(self.ctx, number=self.number)
+        app = H1Protocol(self.ctx, number=self.number, listen=self.listen.address)
         app.tls = PLAIN_ON_TLS_PORT
         self.raw.set_protocol(app)
         app.connection_made(self.raw)
@@ -303,7 +303,7 @@ class TlsConnection(asyncio.Protocol):
         if http2 is not None and sslobj.selected_alpn_protocol() == "h2":
             self.app = H2Protocol(self.ctx, http2, info, self.number, self.listen.address)  # type: ignore[assignment]
         else:
-            app = self.app = H1Protocol(self.ctx, number=self.number)
+            app = self.app = H1Protocol(self.ctx, number=self.number, listen=self.listen.address)
             app.tls = info
         self.app.connection_made(_AppTransport(self))  # type: ignore[union-attr]
         return True

@@ -71,7 +71,7 @@ class _Lot(ParkingLot):
     def _ready(self) -> None:
         pass
 
-    def _close(self, fd: int) -> None:
+    def _close(self, fd: int, why: int = 0, error: int = 0) -> None:
         self.closed[fd] = self.loop.time()
         self.wake(fd)
 

@@ -167,6 +167,9 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
                 run = asyncio.run(script(port))
                 time.sleep(0.1)
                 started.pool.settle()
+                # The upstream has answered: the proxy's lines about it (a close read after the
+                # answer: "closed keepalive connection") follow within a moment.
+                time.sleep(0.2)
                 # (A connection's lines name the listening address: each target's own port.)
                 lines = [line.replace(f"server: 127.0.0.1:{port}", "server: 127.0.0.1:<port>")
                          for line in request_lines(directory, start, _about_the_client)]

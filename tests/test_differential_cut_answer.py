@@ -17,6 +17,12 @@ compared across the proxies. Compared: the info lines, the access log's request 
 the answer was cut short (and, after a FIN, whether the proxy closed the connection), and that the
 logged $body_bytes_sent is what the client got of the body. A request sent while an answer is
 blocked is read once the answer is out: both answers come whole, in order.
+
+send_timeout (1 s here) runs from the last write that made progress: a client that stops reading
+for longer gets nginx's "client timed out (110: Connection timed out) while sending response to
+client" (a file; "while sending to client" proxied, whatever the upstream's phase), and the
+connection closed as after a FIN. (newproxy looks for progress when its timer comes, so a client
+that took some then stalled is cut between one and two send_timeouts after its last read.)
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ http {
     server {
         listen 127.0.0.1:8080;
         server_name cut.test;
+        send_timeout 1s;
         root ROOT;
         location /p/ { proxy_pass http://127.0.0.1:9000; }
         location /u/ { proxy_buffering off; proxy_pass http://127.0.0.1:9000; }
@@ -49,8 +56,9 @@ http {
 }
 """
 BIG = f"/__big/{SIZE >> 10}"  # the recording upstream's answer of SIZE bytes
-# name: (the requests sent at once, how the client leaves: "fin", "reset" or "stay": a second request
-# after the pause, then everything read)
+# name: (the requests sent at once, how the client leaves: "fin", "reset", "stall": it stops reading
+# for 2 s, past send_timeout, then reads what comes, or "stay": a second request after the pause,
+# then everything read)
 CASES: dict[str, tuple[list[str], str]] = {
     "a file, FIN": (["/big.bin"], "fin"),
     "a file, reset": (["/big.bin"], "reset"),
@@ -59,7 +67,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "proxied, reset": ([f"/p{BIG}/b"], "reset"),
     "proxied unbuffered, FIN": ([f"/u{BIG}/c"], "fin"),
     "proxied unbuffered, reset": ([f"/u{BIG}/d"], "reset"),
-    "a file, then a request while it is blocked": (["/big.bin"], "stay"),
+    "a file, past send_timeout": (["/big.bin"], "stall"),
+    "proxied, past send_timeout": ([f"/p{BIG}/e"], "stall"),
+    "proxied unbuffered, past send_timeout": ([f"/u{BIG}/f"], "stall"),
+    "a file, then a request while it is blocked": (["/big.bin"], "stay"),  # last: two log lines
 }
 
 
@@ -106,6 +117,8 @@ def _client(port: int, paths: list[str], how: str) -> tuple[bytes, bool]:
             return got, True
         if how == "fin":
             sock.shutdown(socket.SHUT_WR)
+        elif how == "stall":
+            time.sleep(1.5)
         else:
             sock.sendall(_get(paths[0]))
         rest, closed = _read_all(sock, 5.0, (lambda data: _both_answers(got + data)) if how == "stay"
@@ -141,15 +154,15 @@ def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path
                 lines = request_lines(directory, start, lambda line: "[info]" in line and "client" in line)
                 answers = len(re.findall(rb"HTTP/1\.1 200 OK\r\n", got))
                 cut = _body_got(got) < SIZE
-                seen.setdefault(name, []).append((answers, cut, closed if how == "fin" else None, lines))
+                seen.setdefault(name, []).append((answers, cut, closed if how in ("fin", "stall") else None, lines))
                 got_of.setdefault(name, []).append(got)
     differing = {name: views for name, views in seen.items() if views[0] != views[1]}
     assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
                                       for name, v in differing.items())
     nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
     assert [line.rsplit(" ", 1)[0] for line in newproxy] == [line.rsplit(" ", 1)[0] for line in nginx]
-    # Each proxy logs the body bytes its client got (after a FIN the client read all that came).
-    fin_cases = [name for name, (_, how) in CASES.items() if how == "fin"]
+    # Each proxy logs the body bytes its client got (after a FIN or a stall, the client read all that came).
+    fin_cases = [name for name, (_, how) in CASES.items() if how in ("fin", "stall")]
     for log in (nginx, newproxy):
         side = 0 if log is nginx else 1
         logged = dict(zip(CASES, (int(line.rsplit(" ", 1)[1]) for line in log), strict=False))
@@ -167,3 +180,6 @@ def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path
         "[info] client prematurely closed connection (104: Connection reset by peer) while sending to client")
     assert seen["a file, then a request while it is blocked"][0][:2] == (2, False)
     assert [line.split()[3] for line in nginx] == ["200"] * len(CASES) + ["200"], nginx
+    assert seen["a file, past send_timeout"][0][3] == [  # type: ignore[index]
+        '[info] client timed out (110: Connection timed out) while sending response to client, client: 127.0.0.1, '
+        'server: cut.test, request: "GET /big.bin HTTP/1.1", host: "cut.test"'], seen["a file, past send_timeout"]

@@ -651,6 +651,30 @@ class H1Protocol(asyncio.Protocol):
         if rec is not None and (not rec.status or not rec.sent):
             rec.status = 499
 
+    def _send_timed_out(self) -> bool:
+        """send_timeout passed with the client taking nothing of an answer: nginx's line ("while
+        sending response to client" for a file, "while sending to client" for a proxied answer, the
+        upstream's work ended), the connection closed (reset with reset_timedout_connection) with
+        what is unsent dropped, the status kept and the bytes counted as far as they went. False: not
+        such an answer (the caller closes as for any timeout)."""
+        ex = self._exchange
+        what = "client timed out (110: Connection timed out)"
+        if type(ex) is FileSender:
+            unsent = ex.unsent()
+            log_for_request(self.ctx.log, self._file_req, "info", f"{what} while sending response to client",
+                            self.conn_id)
+        elif type(ex) is Exchange:
+            unsent = 0
+            ex.log_client_timed_out(what)
+        else:
+            return False
+        self._exchange = None
+        ex.abort()
+        if self.ctx.client.reset_timedout_connection and self.transport is not None:
+            _reset_on_close(self.transport)
+        self._drop_unsent(self._rec, unsent, False)
+        return True
+
     def _cut_answer(self, ex: object, err: OSError | None) -> bool:
         """nginx's ngx_http_test_reading: once an answer is all made but not all written (a file, or
         a proxied answer the upstream has finished, held in nginx's temporary file), a FIN or a reset
@@ -700,6 +724,11 @@ class H1Protocol(asyncio.Protocol):
         self._write_paused = True
         if self.transport is not None:
             self._buffered_seen = self.transport.get_write_buffer_size()
+        if self._busy:  # send_timeout from now (the connection's timer may be set for later)
+            self._last = self.loop.time()
+            due = self._last + self.ctx.client.send_timeout
+            if not self._tick or self._tick > tick_for(due):
+                self._rearm(due)
         if self._exchange is not None:
             self._exchange.pause()
         if self.transport is not None and not self._discard:
@@ -1803,7 +1832,13 @@ class H1Protocol(asyncio.Protocol):
         elif self._stream is not None:  # streaming a body: not timed while the peer holds it up
             due = now + client.body_timeout if self._stream.held else self._last + client.body_timeout
         elif self._busy:
-            # The upstream exchange has its own timers; only a client that stopped reading is ours.
+            # The upstream exchange has its own timers; only a client that stopped reading is ours
+            # (send_timeout: nginx's runs from its last write that made progress).
+            if self._write_paused and self.transport is not None:
+                left = self.transport.get_write_buffer_size()
+                if left < self._buffered_seen:  # the client took some since the last look
+                    self._buffered_seen = left
+                    self._last = now
             due = self._last + client.send_timeout if self._write_paused else now + client.send_timeout
         elif self._in_message and self._req is not None:
             due = self._last + client.body_timeout
@@ -1813,6 +1848,8 @@ class H1Protocol(asyncio.Protocol):
         else:
             due = self._last + client.keepalive_timeout
         if now >= due:
+            if self._busy and self._write_paused and self._stream is None and self._send_timed_out():
+                return
             if self._stream is not None:  # nginx: 408, both connections closed, nothing answered
                 self._stream.flow = None
                 self._stream = None

@@ -1009,6 +1009,11 @@ class Exchange(ExchangeCore):
             action = "reading upstream" if self.buffered or self.paused else "sending to client"
         self._log(f"{message} while {action}", "info")
 
+    def log_client_timed_out(self, message: str) -> None:
+        """send_timeout passed on the client: nginx's downstream handler logs it, whatever the
+        upstream's phase (ngx_http_upstream_process_downstream and its unbuffered twin)."""
+        self._log(f"{message} while sending to client", "info")
+
     def log_sending(self, message: str, level: str = "error") -> None:
         """A line about the client's body logged while it is streamed here (nginx's log action is
         the upstream's then)."""

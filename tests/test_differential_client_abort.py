@@ -12,8 +12,9 @@ the upstream received by stage and when the proxy closed the upstream connection
 upstream's ``/__reads/`` marker, with ``/__delay/`` and ``/__slowbody/``), the info lines, and
 the access log line for line. A FIN after a local answer, or after a proxied answer is complete,
 changes nothing but nginx's "closed keepalive connection" line. With proxy_ignore_client_abort on,
-a FIN or a close does not end the request: the answer is read and written (a reset, which nginx
-also ignores there, is not compared: newproxy still ends the request).
+a FIN or a close does not end the request: the answer is read and written; after a reset, the
+answer is read and its write fails (nginx's "writev() failed (104: ...) while sending to client",
+its status logged with nothing sent).
 
 Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
 works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499; and
@@ -81,6 +82,7 @@ CASES: dict[str, list[Step]] = {
     "FIN after a local answer": [_get("/r"), "fin", 0.6],
     "proxy_ignore_client_abort, FIN": [_get("/ignored/__reads/__delay/1000/n"), GAP, "fin", 1.0],
     "proxy_ignore_client_abort, close": [_get("/ignored/__reads/__delay/1000/o"), GAP, "close", 1.0],
+    "proxy_ignore_client_abort, reset": [_get("/ignored/__reads/__delay/1000/p"), GAP, "reset", 1.0],
     "FIN after a proxied answer": [_get("/p/__reads/i"), GAP, "fin", 0.6],
 }
 _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -")]

@@ -325,10 +325,11 @@ RULES: dict[str, Rule] = {
     "proxy_cookie_path": Rule("exact", "Set-Cookie Path attributes; the cookie is written again as nginx does"),
     "proxy_ignore_client_abort": Rule("caveat", "on: a client that closes its connection (or half-closes it) "
                                                 "while the upstream works does not end the request: the answer "
-                                                "is read and written all the same, as nginx does "
-                                                "(tests/test_differential_client_abort.py). A client's reset (RST) "
-                                                "still ends it with 499 and closes the peer, where nginx reads the "
-                                                "answer on and logs 200"),
+                                                "is read and written all the same, as nginx does; after a reset "
+                                                "(RST) the answer is read, and its write fails as nginx's does "
+                                                "(its status logged, nothing sent) "
+                                                "(tests/test_differential_client_abort.py). Over HTTP/2 a client's "
+                                                "RST_STREAM still ends the request (not compared with nginx)"),
     "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
                                             "401 carries its first WWW-Authenticate over to the page, as nginx "
                                             "1.22 (tests/test_differential_upstream_errors.py)"),

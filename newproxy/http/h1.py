@@ -262,6 +262,7 @@ class H1Protocol(asyncio.Protocol):
         "_peeked",
         "_file_req",
         "_head_piped",
+        "_gone",
         "listen",
         "client_addr",
         "conn_id",
@@ -319,6 +320,9 @@ class H1Protocol(asyncio.Protocol):
         self._buffered_seen = 0
         self._file_req: Request | None = None  # the request a FileSender answers
         self._head_piped = False  # the head being read began in the previous request's read (pipelined)
+        # proxy_ignore_client_abort: the client reset its connection while the upstream works; the
+        # exchange goes on, and this error is found when the answer is written (nginx's writev()).
+        self._gone: OSError | None = None
         # Writing is paused and reading goes on only to see the client's FIN or reset (as nginx
         # sees them through EPOLLRDHUP without reading): bytes that come meanwhile wait here.
         self._peeking = False
@@ -620,6 +624,13 @@ class H1Protocol(asyncio.Protocol):
             self._st = 0
         self._disarm()
         ex = self._exchange
+        if isinstance(exc, OSError) and type(ex) is Exchange and not ex.done and not ex.complete \
+                and self._stream is None and ex.pp.proxy.ignore_client_abort:
+            # nginx does not watch the client then: the answer is read, the reset found on writing it.
+            self._gone = exc
+            self._queue.clear()
+            self._unpace()
+            return
         if ex is not None:
             self._exchange = None
             if self._stream is not None and type(ex) is Exchange and self._rec is not None:
@@ -1548,7 +1559,33 @@ class H1Protocol(asyncio.Protocol):
             self._release = None
             release()
 
+    def _written_to_gone(self, data: bytes | None, status: int = 0) -> None:
+        """The answer (``data``, its head first) or the error page (``status``) of an exchange whose
+        client reset meanwhile (proxy_ignore_client_abort): nginx's write fails ("writev() failed
+        (104: ...) while sending to client"), the peer is closed, and the log has the answer's
+        status with nothing sent."""
+        err = self._gone
+        assert err is not None
+        self._gone = None
+        ex = self._exchange
+        self._exchange = None
+        rec = self._rec
+        if rec is not None:
+            if data is not None:
+                rec.wrote(data)  # its status
+            rec.status = rec.status or status
+            rec.sent = 0
+        if type(ex) is Exchange:
+            if data is not None:
+                ex.log_client_write_failed(err)
+            ex.abort()
+        self._released()
+        self._logged()
+
     def upstream_done(self, keepalive: bool) -> None:
+        if self._gone is not None:
+            self._written_to_gone(None)
+            return
         if self._hold is not None:
             self._unhold()
         pacer = self._pacer
@@ -1600,6 +1637,9 @@ class H1Protocol(asyncio.Protocol):
         self.upstream_done(keepalive)
 
     def upstream_error(self, status: int) -> None:
+        if self._gone is not None:  # (the error page's write: not compared with nginx's line)
+            self._written_to_gone(None, status)
+            return
         if self._hold is not None:
             self._unhold()
         self._unpace()
@@ -1650,6 +1690,9 @@ class H1Protocol(asyncio.Protocol):
         self.upstream_done(resp.keepalive)
 
     def upstream_abort(self) -> None:
+        if self._gone is not None:
+            self._written_to_gone(None, 499)
+            return
         if self._stream is not None:
             self._stream_over()
         self._unpace()
@@ -1700,6 +1743,9 @@ class H1Protocol(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """The ClientSink entry point: through limit_rate's pacing when the answer has one."""
+        if self._gone is not None:
+            self._written_to_gone(data)
+            return
         pacer = self._pacer
         if pacer is None:
             self._write(data)

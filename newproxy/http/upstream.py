@@ -1009,6 +1009,11 @@ class Exchange(ExchangeCore):
             action = "reading upstream" if self.buffered or self.paused else "sending to client"
         self._log(f"{message} while {action}", "info")
 
+    def log_client_write_failed(self, err: OSError) -> None:
+        """The client had reset its connection (proxy_ignore_client_abort on): nginx finds it when
+        it writes the answer."""
+        self._log(f"writev() failed ({err.errno}: {err.strerror}) while sending to client", "info")
+
     def log_client_timed_out(self, message: str) -> None:
         """send_timeout passed on the client: nginx's downstream handler logs it, whatever the
         upstream's phase (ngx_http_upstream_process_downstream and its unbuffered twin)."""

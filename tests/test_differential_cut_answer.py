@@ -34,6 +34,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, StreamEnded, StreamReset
+
 from nginx_parser import parse_config
 from shadow.rewire import plan
 from shadow.runner import started_targets
@@ -47,6 +51,7 @@ http {
     access_log logs/cut.log cut;
     server {
         listen 127.0.0.1:8080;
+        listen 127.0.0.1:8081 http2;
         server_name cut.test;
         send_timeout 1s;
         root ROOT;
@@ -183,3 +188,72 @@ def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path
     assert seen["a file, past send_timeout"][0][3] == [  # type: ignore[index]
         '[info] client timed out (110: Connection timed out) while sending response to client, client: 127.0.0.1, '
         'server: cut.test, request: "GET /big.bin HTTP/1.1", host: "cut.test"'], seen["a file, past send_timeout"]
+
+
+H2_PATHS = {"a file": "/big.bin", "proxied": f"/p{BIG}/h2a", "proxied unbuffered": f"/u{BIG}/h2b"}
+
+
+def _h2_stalled(port: int, path: str) -> tuple[int, list[str]]:
+    """An h2c request whose client never opens its window past the initial 65,535 bytes, read for
+    2.5 s: the DATA bytes it got, and what ended the stream (and after how many whole seconds)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    conn = H2Connection(H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "cut.test")],
+                      end_stream=True)
+    sock.sendall(conn.data_to_send())
+    got, ends = 0, []
+    began = time.monotonic()
+    try:
+        while (left := began + 2.5 - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                ends.append("closed")
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, DataReceived):
+                    got += len(event.data)  # (never acknowledged: the window stays shut)
+                elif isinstance(event, StreamReset):
+                    ends.append(f"reset {event.error_code} after {int(time.monotonic() - began)} s")
+                elif isinstance(event, StreamEnded):
+                    ends.append("ended")
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return got, ends
+
+
+def test_http2_stream_whose_window_stays_shut_times_out_as_in_nginx(tmp_path: Path) -> None:
+    """Over HTTP/2, send_timeout runs while a stream's answer waits for the client's window: nginx
+    then resets the stream (PROTOCOL_ERROR), logs "client timed out (110: Connection timed out)"
+    ("while sending response to client" for a file, "while sending to client" proxied), and logs
+    the answer's status with the body bytes sent (the initial window's 65,535)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONF.replace("ROOT", str(www)))
+    config = parse_config(str(path))
+    dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
+    seen: dict[str, list[object]] = {}
+    with started_targets(config, plan(config), str(tmp_path / "run"), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
+        ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]
+        for name, target in H2_PATHS.items():
+            for port, directory in zip(ports, dirs, strict=True):
+                start = log_size(directory)
+                got, ends = _h2_stalled(port, target)
+                time.sleep(0.2)
+                lines = request_lines(directory, start, lambda line: "[info]" in line and "timed out" in line)
+                seen.setdefault(name, []).append((got, ends, lines))
+    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
+    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
+                                      for name, v in differing.items())
+    nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
+    assert newproxy == nginx
+    assert seen["a file"][0][:2] == (65535, ["reset 1 after 1 s"]), seen["a file"]
+    assert nginx[0] == "GET /big.bin HTTP/2.0 200 65535", nginx

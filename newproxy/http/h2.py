@@ -92,8 +92,10 @@ class _H2Stream:
         "queued",
         "read",
         "req",
+        "send_timer",
         "sent",
         "sid",
+        "stalled",
         "stream",
         "streaming",
         "throttled",
@@ -113,6 +115,10 @@ class _H2Stream:
         self.end_pending = False  # the end comes after what is queued
         self.trailers_pending: Headers | None = None
         self.throttled = False
+        # The client's window shut with answer bytes queued: since when (the last frame sent), and
+        # the timer that looks at it (send_timeout); None: not stalled, no timer.
+        self.stalled: float | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
         self.headers_done = False  # the answer's HEADERS went out
         self.sent = 0  # bytes of the answer's frames written: nginx's $bytes_sent over HTTP/2
         self.later = False  # data waits for the end of this loop iteration (H2Protocol._flush)
@@ -294,7 +300,7 @@ class H2Protocol(asyncio.Protocol):
         for st in streams:
             _stream_stat(-1)
             st.stream.abort()
-            st.stream.framing_done(st.sent)
+            st.stream.framing_done(st.sent, st.queued)
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -564,7 +570,7 @@ class H2Protocol(asyncio.Protocol):
                 # knows its context: a body being streamed upstream, or an upstream at work.
                 st.stream.log_reset(_reset_message(sid, code), st.req)
             st.stream.abort()
-            st.stream.framing_done(st.sent)
+            st.stream.framing_done(st.sent, st.queued)
             self._idle_check()
 
     def on_window(self, sid: int) -> None:
@@ -619,6 +625,7 @@ class H2Protocol(asyncio.Protocol):
         if queue:
             window = core.window(sid)
             chunk_size = self.settings.chunk_size
+            progress = window > 0
             while queue and window > 0:
                 chunk = queue[0]
                 n = len(chunk)
@@ -642,6 +649,13 @@ class H2Protocol(asyncio.Protocol):
                 st.sent += core.send_data(sid, b"", True, 0)
             self.finished(st)
             return
+        if queue:  # the client's window is shut: send_timeout runs from the last frame it let through
+            if progress or st.stalled is None:
+                st.stalled = self.loop.time()
+            if st.send_timer is None:
+                st.send_timer = self.loop.call_at(st.stalled + self.ctx.client.send_timeout, self._send_timed_out, st)
+        else:
+            st.stalled = None
         if st.queued > QUEUE_HIGH and not st.throttled:
             st.throttled = True
             st.stream.pause()
@@ -652,11 +666,31 @@ class H2Protocol(asyncio.Protocol):
     def finished(self, st: _H2Stream) -> None:
         """The stream's answer ended (or it was reset): forget it."""
         self.fed.discard(st)
+        if st.send_timer is not None:
+            st.send_timer.cancel()
+            st.send_timer = None
         if self.streams.pop(st.sid, None) is not None:
             self.core.end_unread(st.sid)
             _stream_stat(-1)
-            st.stream.framing_done(st.sent)
+            st.stream.framing_done(st.sent, st.queued)
             self._idle_check()
+
+    def _send_timed_out(self, st: _H2Stream) -> None:
+        """send_timeout, from the last frame the client's window let through: nginx's line ("client
+        timed out" while sending the answer), the stream reset (PROTOCOL_ERROR, as observed), what
+        produces the answer ended, the status kept and the body counted as far as it went."""
+        st.send_timer = None
+        if self.closed or st.stalled is None or self.streams.get(st.sid) is not st:
+            return
+        due = st.stalled + self.ctx.client.send_timeout
+        if self.loop.time() < due:  # frames went meanwhile
+            st.send_timer = self.loop.call_at(due, self._send_timed_out, st)
+            return
+        st.stream.log_timed_out("client timed out (110: Connection timed out)")
+        self.core.reset(st.sid, PROTOCOL_ERROR)
+        st.stream.abort()
+        self.finished(st)
+        self.written()
 
     def _idle_check(self) -> None:
         if self.streams:

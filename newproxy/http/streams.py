@@ -190,6 +190,7 @@ class Stream:
         "_paused",
         "_release",
         "_trailers",
+        "_unsent",
         "conn_id",
         "ctx",
         "events",
@@ -235,6 +236,7 @@ class Stream:
         # $bytes_sent by the front end's framing (HTTP/2: frame headers and HPACK blocks, as nginx
         # counts them): with ``framed`` -1, the record waits in _held for ``framing_done(bytes)``.
         self.framed = -2  # -2: not framed (the record's own count); -1: waiting; else the bytes
+        self._unsent = 0  # bytes of the answer counted in the record but never sent (an abort's)
         self._held: LogRecord | None = None
         # A request run before its body is in (Request.body_pending: auth_request over HTTP/2):
         # the content handler waiting for the body, or whether the body came first.
@@ -392,6 +394,15 @@ class Stream:
         else:
             log_for_request(self.ctx.log, req, level, message, self.conn_id)
 
+    def log_timed_out(self, what: str) -> None:
+        """send_timeout passed on the answer: nginx's line, from the downstream handler of what
+        produces it ("while sending to client" proxied, "while sending response to client" else)."""
+        ex = self._exchange
+        if type(ex) is Exchange:
+            ex.log_client_timed_out(what)
+        elif self.request is not None:
+            log_for_request(self.ctx.log, self.request, "info", f"{what} while sending response to client", self.conn_id)
+
     def log_reset(self, message: str, req: Request) -> None:
         """The client reset this stream (nginx's line ``message``): logged with the upstream's phase
         while a body streams there or a proxied answer is awaited or relayed. Other phases' context
@@ -476,6 +487,8 @@ class Stream:
         ex = self._exchange
         self._exchange = None
         if ex is not None:
+            if type(ex) is FileSender:
+                self._unsent += ex.unsent()  # counted when the head was written
             ex.abort()
         self._unpace()
         self._released()
@@ -774,16 +787,18 @@ class Stream:
             self._release = None
             release()
 
-    def framing_done(self, sent: int) -> None:
-        """The front end wrote the stream's last frame (or gave up on it): ``sent`` bytes in all."""
+    def framing_done(self, sent: int, unsent: int = 0) -> None:
+        """The front end wrote the stream's last frame (or gave up on it): ``sent`` bytes in all;
+        ``unsent``: bytes of the answer's body it held (a shut window) and never sent."""
         self.framed = sent
+        self._unsent += unsent
         rec = self._held
         if rec is not None:
             self._held = None
             self._log_framed(rec)
 
     def _log_framed(self, rec: LogRecord) -> None:
-        body = rec.sent - rec.header_size  # $body_bytes_sent stays the payload
+        body = max(rec.sent - rec.header_size - self._unsent, 0)  # $body_bytes_sent stays the payload sent
         rec.sent = self.framed
         rec.header_size = max(self.framed - body, 0)
         self.ctx.access.log(rec)  # type: ignore[union-attr]

@@ -37,6 +37,7 @@ from pathlib import Path
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, StreamEnded, StreamReset
+from h2.settings import SettingCodes
 
 from nginx_parser import parse_config
 from shadow.rewire import plan
@@ -257,3 +258,56 @@ def test_http2_stream_whose_window_stays_shut_times_out_as_in_nginx(tmp_path: Pa
     assert newproxy == nginx
     assert seen["a file"][0][:2] == (65535, ["reset 1 after 1 s"]), seen["a file"]
     assert nginx[0] == "GET /big.bin HTTP/2.0 200 65535", nginx
+
+
+def _h2_not_reading(port: int, path: str) -> tuple[int, bool]:
+    """An h2c request with the windows open wide whose client reads nothing for 2.5 s, then what
+    comes: the bytes it got, and whether the proxy closed the connection."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", port))
+    conn = H2Connection(H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    conn.increment_flow_control_window(2**31 - 1 - 65535)
+    conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "cut.test")],
+                      end_stream=True)
+    try:
+        sock.sendall(conn.data_to_send())
+        time.sleep(2.5)
+        data, closed = _read_all(sock, 3.0, lambda data: False)
+        return len(data), closed
+    finally:
+        sock.close()
+
+
+def test_http2_connection_the_client_stops_reading_times_out_as_in_nginx(tmp_path: Path) -> None:
+    """A client that reads nothing of its HTTP/2 connection (its windows open): nginx closes the
+    connection after send_timeout (no line at info), and logs the stream's status with the body
+    bytes the kernel took. How many depends on the kernels' buffers, so compared: that each proxy
+    cut the answer short and closed, and, for the file, logged about what its client got (the
+    frames' headers aside: within 1%). Not for the proxied answer: newproxy relays it all into the
+    connection's buffer before the stall is seen, ends the stream there and logs it whole; nginx
+    counts what the kernel took."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONF.replace("ROOT", str(www)))
+    config = parse_config(str(path))
+    got: dict[str, list[tuple[int, bool]]] = {}
+    with started_targets(config, plan(config), str(tmp_path / "run")) as started:
+        ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]
+        for name, target in {"a file": "/big.bin", "proxied": f"/p{BIG}/h2c"}.items():
+            for port in ports:
+                got.setdefault(name, []).append(_h2_not_reading(port, target))
+        time.sleep(0.2)
+    nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
+    assert [line.rsplit(" ", 1)[0] for line in newproxy] == [line.rsplit(" ", 1)[0] for line in nginx]
+    for side, log in enumerate((nginx, newproxy)):
+        for (name, views), line in zip(got.items(), log, strict=True):
+            received, closed = views[side]
+            logged = int(line.rsplit(" ", 1)[1])
+            assert closed and received < SIZE, (side, name, views)
+            if name == "a file" or side == 0:
+                assert received * 0.99 <= logged <= received, (side, name, logged, received)

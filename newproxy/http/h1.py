@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -38,6 +35,7 @@ from newproxy.engine.types import AuthSubrequest, AwaitBody, Delayed, FileRespon
 from newproxy.engine.logformat import LogRecord
 from newproxy.http.bodyfile import BodyBuffer, BodyFile, buffered
 from newproxy.http.bodystream import BodyStream
+from newproxy.http.closing import reset_on_close, shut_writes
 from newproxy.http.errorlog import ErrorLog, address_text, log_for_request, request_context
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
@@ -61,7 +59,6 @@ PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a pr
 PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEAD_ONLY, _BODY_ONLY = 1, 2  # how an error page is cut (H1Protocol._parse_error)
-_LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}
 # H1Protocol._discard: a request nginx answers without reading its body (newproxy/engine/discard.py)
 # is run once the read that brought its head is parsed (_PENDING: a bad chunk in that read is still
 # a 400), then its body is read and dropped while and after it is answered (_DROPPING).
@@ -76,31 +73,6 @@ _EARLY_PENDING, _EARLY_RUNNING, _EARLY_STREAMING = 1, 2, 3
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 _NEVER = 1 << 62  # a body length no request reaches
 _BODY_BUFFER = 16384  # client_body_buffer_size's default, for an engine that names none
-
-
-def _reset_on_close(transport: asyncio.BaseTransport) -> None:
-    """SO_LINGER 0: closing the socket sends RST (nginx's reset_timedout_connection). Under TLS the
-    transport hides its socket ("socket" is None there, so that files are not sendfile()d)."""
-    sock = transport.get_extra_info("socket") or transport.get_extra_info("tcp_socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        except OSError:
-            pass  # already gone: nothing to reset
-
-
-def _shut_writes(transport: asyncio.BaseTransport) -> None:
-    """Nothing more goes to the socket: a write the loop has queued already would still go out
-    before abort() closes it (at the end of the loop's turn), so the log's count of what went would
-    be short of what the client gets. shutdown() on a duplicate: the transport's socket refuses it."""
-    sock = transport.get_extra_info("socket") or transport.get_extra_info("tcp_socket")
-    if sock is None:
-        return
-    try:
-        with socket.socket(fileno=os.dup(sock.fileno())) as dup:
-            dup.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # already gone
 
 
 def idle_due(client: ClientConfig, requests: int, last: float, head_start: float) -> float:
@@ -682,7 +654,7 @@ class H1Protocol(asyncio.Protocol):
         self._exchange = None
         ex.abort()
         if self.ctx.client.reset_timedout_connection and self.transport is not None:
-            _reset_on_close(self.transport)
+            reset_on_close(self.transport)
         self._drop_unsent(self._rec, unsent, False)
         return True
 
@@ -728,7 +700,7 @@ class H1Protocol(asyncio.Protocol):
         self._closed = True
         if transport is not None:
             if not reset:
-                _shut_writes(transport)
+                shut_writes(transport)
             transport.abort()
 
     def pause_writing(self) -> None:
@@ -1222,7 +1194,7 @@ class H1Protocol(asyncio.Protocol):
         if transport is None:
             return
         if reset:
-            _reset_on_close(transport)
+            reset_on_close(transport)
             transport.abort()
         else:
             transport.close()
@@ -1929,7 +1901,7 @@ class H1Protocol(asyncio.Protocol):
                 # still buffered here means the client stopped reading: nginx would be in send_timeout.
                 if self._in_message or self._head_begun or self._busy or transport.get_write_buffer_size():
                     if client.reset_timedout_connection:
-                        _reset_on_close(transport)
+                        reset_on_close(transport)
                     transport.abort()
                 else:
                     transport.close()

@@ -47,6 +47,7 @@ from newproxy.http.h2core import (
 )
 from newproxy.http.bodyfile import BodyBuffer, buffered
 from newproxy.http.bodystream import BodyStream
+from newproxy.http.closing import reset_on_close, shut_writes
 from newproxy.http.errorlog import address_text
 from newproxy.http.h1parse import INVALID_OTHER, INVALID_UNDERSCORE
 from newproxy.http.streams import Headers, Stream, build_request
@@ -222,6 +223,11 @@ class H2Protocol(asyncio.Protocol):
         self.fed: set[_H2Stream] = set()  # streams whose body goes to an HTTP/1 upstream as it comes
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
+        # The connection's writes stalled (the transport paused): since when (the last progress),
+        # the buffer as last seen, and the send_timeout timer; None: not stalled.
+        self._stalled: float | None = None
+        self._buffered_seen = 0
+        self._send_timer: asyncio.TimerHandle | None = None
         # underscores_in_headers / ignore_invalid_headers (newproxy/http/headerrules.py): a name of
         # an invalid kind below _drop is dropped; _by_host, when the servers of the address differ,
         # gives the threshold of the server :authority (or host) names, for the fields after it.
@@ -294,6 +300,9 @@ class H2Protocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         streams = list(self.streams.values())
         self.streams.clear()
         self.fed.clear()
@@ -306,11 +315,46 @@ class H2Protocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         for st in self.streams.values():
             st.stream.pause()
+        if self.transport is not None:
+            self._stalled = self.loop.time()
+            self._buffered_seen = self.transport.get_write_buffer_size()
+            if self._send_timer is None:
+                self._send_timer = self.loop.call_at(self._stalled + self.ctx.client.send_timeout,
+                                                     self._connection_send_timed_out)
 
     def resume_writing(self) -> None:
+        self._stalled = None
         for st in self.streams.values():
             if not st.throttled:
                 st.stream.resume()
+
+    def _connection_send_timed_out(self) -> None:
+        """send_timeout passed with the client reading nothing of the connection (ngx_http_v2_write_handler,
+        no line at info): nginx finalizes the connection, its streams logged with their status and
+        what went. What the kernel did not take is one stream's answer when only one is open (its
+        frames' few header bytes aside); among several, it is not shared out."""
+        self._send_timer = None
+        transport = self.transport
+        if self.closed or transport is None or self._stalled is None:
+            return
+        now = self.loop.time()
+        left = transport.get_write_buffer_size()
+        if left < self._buffered_seen:  # the client took some since the last look
+            self._buffered_seen = left
+            self._stalled = now
+        due = self._stalled + self.ctx.client.send_timeout
+        if now < due:
+            self._send_timer = self.loop.call_at(due, self._connection_send_timed_out)
+            return
+        if len(self.streams) == 1:
+            st = next(iter(self.streams.values()))
+            st.sent -= left
+            st.queued += left
+        if self.ctx.client.reset_timedout_connection:
+            reset_on_close(transport)
+        else:
+            shut_writes(transport)
+        transport.abort()
 
     # -- H2Core's handler --------------------------------------------------------------------------
     def on_request(self, sid: int, raw: list[tuple[bytes, bytes]], end: bool) -> None:

@@ -24,6 +24,10 @@ from newproxy.http.pacing import RatePacer
 INLINE_MAX = 262144
 CHUNK = 1 << 20  # bytes per sendfile call
 READ_CHUNK = 262144  # bytes per fallback read
+# Bytes read into memory in one turn of the loop before the rest waits for the next: a sink whose
+# writes go out only at the end of the turn (an HTTP/2 or HTTP/3 stream, whose client's window may
+# take it all) would otherwise get the whole file in memory before its transport could pause us.
+TURN_READ_MAX = 4 * READ_CHUNK
 
 
 class Sink(Protocol):
@@ -68,7 +72,7 @@ def body_length(resp: FileResponse) -> int:
 
 
 class FileSender:
-    __slots__ = ("_done", "_fd", "_parts", "_paused", "_rate", "_sink", "_sock", "_timer", "keepalive")
+    __slots__ = ("_done", "_fd", "_parts", "_paused", "_rate", "_sink", "_sock", "_timer", "_turn_due", "keepalive")
 
     def __init__(self, sink: Sink, resp: FileResponse, head_sent: int = 0) -> None:
         self._sink = sink
@@ -79,6 +83,7 @@ class FileSender:
         self._parts = list(reversed(resp.parts))
         self._paused = False
         self._done = False
+        self._turn_due = False  # a _next_turn is scheduled
         self.keepalive = resp.keepalive
         self._fd = resp.fd  # owned from here: closed by _finish
         sock = sink.transport.get_extra_info("socket") if sink.transport is not None else None
@@ -138,9 +143,15 @@ class FileSender:
         if not self._done and not self._paused:
             self._pump()
 
+    def _next_turn(self) -> None:
+        self._turn_due = False
+        if not self._done and not self._paused and self._timer is None:
+            self._pump()
+
     def _pump(self) -> None:
         transport = self._sink.transport
         parts = self._parts
+        read = 0
         try:
             while parts and not self._paused and not self._done:
                 if transport is None or transport.is_closing():
@@ -175,10 +186,16 @@ class FileSender:
                     if sent == 0 and length and os.fstat(self._fd).st_size <= offset:
                         raise EOFError
                 if sent == 0:
+                    if read >= TURN_READ_MAX:
+                        if not self._turn_due:
+                            self._turn_due = True
+                            asyncio.get_running_loop().call_soon(self._next_turn)
+                        return
                     data = os.pread(self._fd, min(length, READ_CHUNK), offset)
                     if not data:
                         raise EOFError
                     sent = len(data)
+                    read += sent
                     transport.write(data)  # may call pause() synchronously
                 left = parts[-1][1] - sent  # type: ignore[index]
                 if not left:

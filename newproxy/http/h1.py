@@ -707,7 +707,9 @@ class H1Protocol(asyncio.Protocol):
         self._write_paused = True
         if self.transport is not None:
             self._buffered_seen = self.transport.get_write_buffer_size()
-        if self._busy:  # send_timeout from now (the connection's timer may be set for later)
+        if self._busy and self._stream is None:
+            # send_timeout from now (the connection's timer may be set for later); a body being
+            # streamed keeps client_body_timeout from its last read.
             self._last = self.loop.time()
             due = self._last + self.ctx.client.send_timeout
             if not self._tick or self._tick > tick_for(due):

@@ -40,9 +40,10 @@ from h2.events import DataReceived, StreamEnded, StreamReset
 from h2.settings import SettingCodes
 
 from nginx_parser import parse_config
+from nginx_parser.ir import NginxConfig
 from shadow.rewire import plan
 from shadow.runner import started_targets
-from tests.staged import access_logs, info_log, log_size, request_lines
+from tests.staged import access_logs, assert_same_views, info_log, log_size, request_lines
 
 SIZE = 8 << 20  # past what the kernel buffers between a proxy and a client that stops reading (~4 MiB here)
 CONF = """
@@ -139,13 +140,18 @@ def _body_got(got: bytes) -> int:
     return len(got) - (got.find(b"\r\n\r\n") + 4)
 
 
-def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path) -> None:
+def _config(tmp_path: Path) -> NginxConfig:
+    """CONF, its root a directory holding big.bin (SIZE bytes)."""
     www = tmp_path / "www"
     www.mkdir()
     (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
     path = tmp_path / "nginx.conf"
     path.write_text(CONF.replace("ROOT", str(www)))
-    config = parse_config(str(path))
+    return parse_config(str(path))
+
+
+def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path) -> None:
+    config = _config(tmp_path)
     dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
     seen: dict[str, list[object]] = {}
     got_of: dict[str, list[bytes]] = {}
@@ -162,9 +168,7 @@ def test_client_that_leaves_a_large_answer_is_handled_as_by_nginx(tmp_path: Path
                 cut = _body_got(got) < SIZE
                 seen.setdefault(name, []).append((answers, cut, closed if how in ("fin", "stall") else None, lines))
                 got_of.setdefault(name, []).append(got)
-    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
-    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
-                                      for name, v in differing.items())
+    assert_same_views(seen)
     nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
     assert [line.rsplit(" ", 1)[0] for line in newproxy] == [line.rsplit(" ", 1)[0] for line in nginx]
     # Each proxy logs the body bytes its client got (after a FIN or a stall, the client read all that came).
@@ -233,12 +237,7 @@ def test_http2_stream_whose_window_stays_shut_times_out_as_in_nginx(tmp_path: Pa
     then resets the stream (PROTOCOL_ERROR), logs "client timed out (110: Connection timed out)"
     ("while sending response to client" for a file, "while sending to client" proxied), and logs
     the answer's status with the body bytes sent (the initial window's 65,535)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
-    path = tmp_path / "nginx.conf"
-    path.write_text(CONF.replace("ROOT", str(www)))
-    config = parse_config(str(path))
+    config = _config(tmp_path)
     dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
     seen: dict[str, list[object]] = {}
     with started_targets(config, plan(config), str(tmp_path / "run"), tweak_reference=info_log(dirs[0]),
@@ -251,9 +250,7 @@ def test_http2_stream_whose_window_stays_shut_times_out_as_in_nginx(tmp_path: Pa
                 time.sleep(0.2)
                 lines = request_lines(directory, start, lambda line: "[info]" in line and "timed out" in line)
                 seen.setdefault(name, []).append((got, ends, lines))
-    differing = {name: views for name, views in seen.items() if views[0] != views[1]}
-    assert not differing, "\n\n".join(f"{name}:\n  nginx:    {v[0]!r}\n  newproxy: {v[1]!r}"
-                                      for name, v in differing.items())
+    assert_same_views(seen)
     nginx, newproxy = access_logs(tmp_path / "run", "logs/cut.log")
     assert newproxy == nginx
     assert seen["a file"][0][:2] == (65535, ["reset 1 after 1 s"]), seen["a file"]
@@ -289,12 +286,7 @@ def test_http2_connection_the_client_stops_reading_times_out_as_in_nginx(tmp_pat
     frames' headers aside: within 1%). Not for the proxied answer: newproxy relays it all into the
     connection's buffer before the stall is seen, ends the stream there and logs it whole; nginx
     counts what the kernel took."""
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "big.bin").write_bytes(b"0123456789abcde\n" * (SIZE // 16))
-    path = tmp_path / "nginx.conf"
-    path.write_text(CONF.replace("ROOT", str(www)))
-    config = parse_config(str(path))
+    config = _config(tmp_path)
     got: dict[str, list[tuple[int, bool]]] = {}
     with started_targets(config, plan(config), str(tmp_path / "run")) as started:
         ports = [t.listen_ports["127.0.0.1:8081"] for t in started.targets]

@@ -67,21 +67,24 @@ CASES = {
 }
 
 
+async def _read(reader: asyncio.StreamReader, quiet: float) -> bytes:
+    """What comes until the server closes, or is quiet for ``quiet`` seconds."""
+    received = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), quiet):
+            received += chunk
+    except (asyncio.TimeoutError, ConnectionResetError):
+        pass
+    return received
+
+
 async def _hold(port: int, data: bytes) -> bytes:
     """Send ``data``, then read until the server closes (at most 4 s)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     if data:
         writer.write(data)
         await writer.drain()
-    received = b""
-    try:
-        while True:
-            chunk = await asyncio.wait_for(reader.read(65536), 4.0)
-            if not chunk:
-                break
-            received += chunk
-    except (asyncio.TimeoutError, ConnectionResetError):
-        pass
+    received = await _read(reader, 4.0)
     writer.close()
     return received
 
@@ -142,25 +145,13 @@ async def _leave(port: int, data: bytes, how: str) -> bytes:
     if data:
         writer.write(data)
         await writer.drain()
-    received = b""
-    try:
-        while True:
-            chunk = await asyncio.wait_for(reader.read(65536), 0.3)
-            if not chunk:
-                break
-            received += chunk
-    except (asyncio.TimeoutError, ConnectionResetError):
-        pass
+    received = await _read(reader, 0.3)
     if how == "reset":  # SO_LINGER 0: close() sends RST
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
         return received
     writer.write_eof()
-    try:
-        while chunk := await asyncio.wait_for(reader.read(65536), 1.0):
-            received += chunk
-    except (asyncio.TimeoutError, ConnectionResetError):
-        pass
+    received += await _read(reader, 1.0)
     writer.close()
     return received
 

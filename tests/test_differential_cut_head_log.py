@@ -14,11 +14,13 @@ import asyncio
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nginx_parser import parse_config
 from shadow.rewire import access_log_name, plan
-from shadow.runner import started_targets
+from shadow.runner import StartedTargets, started_targets
 from tests.staged import assert_same_views, info_log, log_size, request_lines
 
 FORMAT = ("$status|$request|$body_bytes_sent|$bytes_sent|$request_length|$request_uri|$uri|$args|$host|"
@@ -89,6 +91,19 @@ async def _hold(port: int, data: bytes) -> bytes:
     return received
 
 
+@contextmanager
+def _both(tmp_path: Path) -> Iterator[tuple[StartedTargets, list[int], list[Path]]]:
+    """nginx and newproxy on CONF, each also logging at info into run/<label>/info.log: the started
+    targets, their ports and their directories (nginx's first)."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(CONF)
+    config = parse_config(str(conf))
+    dirs = [tmp_path / "run" / label for label in ("nginx", "newproxy")]
+    with started_targets(config, plan(config), str(tmp_path / "run"), tweak_reference=info_log(dirs[0]),
+                         tweak_other=info_log(dirs[1])) as started:
+        yield started, [next(iter(target.listen_ports.values())) for target in started.targets], dirs
+
+
 def _masked(path: Path) -> list[str]:
     lines = path.read_bytes().decode("latin-1").split("\n")[:-1] if path.exists() else []
     out = []
@@ -107,14 +122,8 @@ def test_timed_out_heads_are_logged_as_nginx_logs_them(tmp_path: Path) -> None:
     """Also compared: the info lines, "client timed out (110: Connection timed out) while reading
     client request line" (or "request headers", "pipelined request line"; "waiting for request" for
     a connection that sent nothing), as sorted lists too."""
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(CONF)
-    config = parse_config(str(conf))
     base = tmp_path / "run"
-    dirs = [base / label for label in ("nginx", "newproxy")]
-    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
-                         tweak_other=info_log(dirs[1])) as started:
-        ports = [next(iter(target.listen_ports.values())) for target in started.targets]
+    with _both(tmp_path) as (started, ports, dirs):
 
         async def run() -> list[bytes]:
             return await asyncio.gather(*(_hold(port, data) for port in ports for data in CASES.values()))
@@ -164,15 +173,9 @@ def test_heads_cut_by_the_client_are_logged_as_nginx_logs_them(tmp_path: Path) -
     "request headers", or "pipelined request line"), or for a reset "recv() failed (104: Connection
     reset by peer) while ...". Each case runs on its own, one target after the other, so that the
     info lines can be told apart."""
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(CONF)
-    config = parse_config(str(conf))
     base = tmp_path / "run"
-    dirs = [base / label for label in ("nginx", "newproxy")]
     seen: dict[str, list[object]] = {}
-    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
-                         tweak_other=info_log(dirs[1])) as started:
-        ports = [next(iter(target.listen_ports.values())) for target in started.targets]
+    with _both(tmp_path) as (started, ports, dirs):
         for how in ("fin", "reset"):
             for name, data in CASES.items():
                 for port, directory in zip(ports, dirs, strict=True):
@@ -206,11 +209,6 @@ def test_dropped_header_lines_are_logged_as_nginx_logs_them(tmp_path: Path) -> N
     """nginx logs each header line it drops (ignore_invalid_headers on) at info: "client sent invalid
     header line: "X_U: 1" while reading client request headers", in the context of the head read up
     to it (the Host before it, the server that Host chose, whose underscores_in_headers decides)."""
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(CONF)
-    config = parse_config(str(conf))
-    base = tmp_path / "run"
-    dirs = [base / label for label in ("nginx", "newproxy")]
     seen: dict[str, list[object]] = {}
 
     async def ask(port: int, data: bytes) -> bytes:
@@ -223,9 +221,7 @@ def test_dropped_header_lines_are_logged_as_nginx_logs_them(tmp_path: Path) -> N
         writer.close()
         return answer.split(b"\r\n")[0]
 
-    with started_targets(config, plan(config), str(base), tweak_reference=info_log(dirs[0]),
-                         tweak_other=info_log(dirs[1])) as started:
-        ports = [next(iter(target.listen_ports.values())) for target in started.targets]
+    with _both(tmp_path) as (_, ports, dirs):
         for name, data in DROPPED.items():
             for port, directory in zip(ports, dirs, strict=True):
                 start = log_size(directory)

@@ -329,7 +329,8 @@ RULES: dict[str, Rule] = {
                                                 "(RST) the answer is read, and its write fails as nginx's does "
                                                 "(its status logged, nothing sent) "
                                                 "(tests/test_differential_client_abort.py). Over HTTP/2 a client's "
-                                                "RST_STREAM still ends the request (not compared with nginx)"),
+                                                "RST_STREAM still ends the request with 499 and closes the peer, "
+                                                "where nginx reads the answer on and logs 200 (probed, not built)"),
     "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
                                             "401 carries its first WWW-Authenticate over to the page, as nginx "
                                             "1.22 (tests/test_differential_upstream_errors.py)"),

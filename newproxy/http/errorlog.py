@@ -201,6 +201,11 @@ def _raw(line: str) -> str:
     return line
 
 
+def error_reason(err: OSError | None) -> str:
+    """An error's part of nginx's line: `` (104: Connection reset by peer)``; "" for none."""
+    return f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+
+
 def address_text(address: tuple[str, int]) -> str:
     """A listening address as nginx's log context names it (``server: 127.0.0.1:80``, ``[::1]:80``)."""
     host, port = address[:2]

@@ -36,7 +36,7 @@ from newproxy.engine.logformat import LogRecord
 from newproxy.http.bodyfile import BodyBuffer, BodyFile, buffered
 from newproxy.http.bodystream import BodyStream
 from newproxy.http.closing import reset_on_close, shut_writes
-from newproxy.http.errorlog import ErrorLog, address_text, log_for_request, request_context
+from newproxy.http.errorlog import ErrorLog, address_text, error_reason, log_for_request, request_context
 from newproxy.http.h1parse import ParseError, RequestParser, UpgradeRequest
 from newproxy.http.outbox import outbox_of
 from newproxy.http.timerwheel import tick_for, wheel_of
@@ -515,7 +515,7 @@ class H1Protocol(asyncio.Protocol):
         if self._lingering or self._stopped or self._req is not None or self._closed \
                 or not isinstance(self.parser, RequestParser):
             return
-        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        reason = error_reason(err)
         if self._in_message or self._head_begun:
             self._head_cut("client prematurely closed connection" if err is None else f"recv() failed{reason}", 400)
         elif self._requests:
@@ -635,49 +635,41 @@ class H1Protocol(asyncio.Protocol):
             rec.status = 499
 
     def _send_timed_out(self) -> bool:
-        """send_timeout passed with the client taking nothing of an answer: nginx's line ("while
-        sending response to client" for a file, "while sending to client" for a proxied answer, the
-        upstream's work ended), the connection closed (reset with reset_timedout_connection) with
-        what is unsent dropped, the status kept and the bytes counted as far as they went. False: not
-        such an answer (the caller closes as for any timeout)."""
-        ex = self._exchange
-        what = "client timed out (110: Connection timed out)"
-        if type(ex) is FileSender:
-            unsent = ex.unsent()
-            log_for_request(self.ctx.log, self._file_req, "info", f"{what} while sending response to client",
-                            self.conn_id)
-        elif type(ex) is Exchange:
-            unsent = 0
-            ex.log_client_timed_out(what)
-        else:
-            return False
-        self._exchange = None
-        ex.abort()
-        if self.ctx.client.reset_timedout_connection and self.transport is not None:
-            reset_on_close(self.transport)
-        self._drop_unsent(self._rec, unsent, False)
-        return True
+        """send_timeout passed with the client taking nothing of an answer (the upstream's work, if
+        any, ends too); the connection is reset with reset_timedout_connection. False: not such an
+        answer (the caller closes as for any timeout)."""
+        return self._end_answer(self._exchange, "client timed out (110: Connection timed out)", False,
+                                self.ctx.client.reset_timedout_connection)
 
     def _cut_answer(self, ex: object, err: OSError | None) -> bool:
         """nginx's ngx_http_test_reading: once an answer is all made but not all written (a file, or
         a proxied answer the upstream has finished, held in nginx's temporary file), a FIN or a reset
-        from the client ends it: an info line, the connection closed with what is unsent dropped,
-        the answer's status kept and its bytes counted as far as they went. False: not such an answer."""
-        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
+        from the client ends it. False: not such an answer."""
+        if type(ex) is Exchange and ex.spool_end is None:
+            return False  # the upstream still works: its own broken-connection check (_client_aborted)
+        return self._end_answer(ex, f"client prematurely closed connection{error_reason(err)}", err is not None,
+                                False)
+
+    def _end_answer(self, ex: object, what: str, reset: bool, reset_timed_out: bool) -> bool:
+        """End the answer ``ex`` writes (a file, or a proxied one): nginx's info line ``what`` "while
+        sending response to client" (a file) or "while sending to client" (proxied: the upstream
+        module's action), the connection closed with what is unsent dropped, the answer's status kept
+        and its bytes counted as far as they went. ``reset``: the client reset the connection (the
+        buffer is gone already). False: ``ex`` is not such an answer."""
         if type(ex) is FileSender:
             unsent = ex.unsent()  # counted as sent when the head was written
-            req = self._file_req
-            log_for_request(self.ctx.log, req, "info",
-                            f"client prematurely closed connection{reason} while sending response to client",
+            log_for_request(self.ctx.log, self._file_req, "info", f"{what} while sending response to client",
                             self.conn_id)
-        elif type(ex) is Exchange and ex.spool_end is not None:  # the upstream is done, the spool drains
+        elif type(ex) is Exchange:
             unsent = 0
-            ex.log_client(f"client prematurely closed connection{reason}")
+            ex.log_client_sending(what)
         else:
             return False
         self._exchange = None
         ex.abort()
-        self._drop_unsent(self._rec, unsent, err is not None)
+        if reset_timed_out and self.transport is not None:
+            reset_on_close(self.transport)
+        self._drop_unsent(self._rec, unsent, reset)
         return True
 
     def _drop_unsent(self, rec: LogRecord | None, unsent: int, reset: bool) -> None:

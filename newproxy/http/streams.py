@@ -399,7 +399,7 @@ class Stream:
         produces it ("while sending to client" proxied, "while sending response to client" else)."""
         ex = self._exchange
         if type(ex) is Exchange:
-            ex.log_client_timed_out(what)
+            ex.log_client_sending(what)
         elif self.request is not None:
             log_for_request(self.ctx.log, self.request, "info", f"{what} while sending response to client", self.conn_id)
 

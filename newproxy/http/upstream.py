@@ -34,7 +34,7 @@ from newproxy.engine.proxyurl import adhoc_group
 from newproxy.engine.types import RateLimit
 from newproxy.http.bodyfile import BodyFile
 from newproxy.http.bodystream import BodyStream
-from newproxy.http.errorlog import ErrorLog
+from newproxy.http.errorlog import ErrorLog, error_reason
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
 from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_head
@@ -987,16 +987,13 @@ class Exchange(ExchangeCore):
         apart) while this exchange runs: nginx's broken-connection check sees it at once through
         epoll's RDHUP (ngx_http_upstream_check_broken_connection), logs this line in the phase the
         upstream is in, then closes the peer's connection and ends the request with 499."""
-        reason = f" ({err.errno}: {err.strerror})" if err is not None and err.errno is not None else ""
         self.log_client("epoll_wait() reported that client prematurely closed connection, so upstream "
-                        f"connection is closed too{reason}")
+                        f"connection is closed too{error_reason(err)}")
 
     def log_client(self, message: str) -> None:
-        """An info line about the client, logged as nginx logs it: in the phase (c->log->action) the
-        upstream module set last."""
-        if self.done:  # ngx_http_upstream_finalize_request's, while the rest is written
-            action = "sending to client"
-        elif self.conn is None:
+        """An info line about the client, logged as nginx logs it while the upstream works: in the
+        phase (c->log->action) the upstream module set last."""
+        if self.conn is None:
             action = "connecting to upstream"
         elif not self.got_bytes:  # nginx's action stays until the peer's first read event
             action = "sending request to upstream"
@@ -1014,9 +1011,10 @@ class Exchange(ExchangeCore):
         it writes the answer."""
         self._log(f"writev() failed ({err.errno}: {err.strerror}) while sending to client", "info")
 
-    def log_client_timed_out(self, message: str) -> None:
-        """send_timeout passed on the client: nginx's downstream handler logs it, whatever the
-        upstream's phase (ngx_http_upstream_process_downstream and its unbuffered twin)."""
+    def log_client_sending(self, message: str) -> None:
+        """An info line about the client while its answer is written: send_timeout (nginx's downstream
+        handlers, whatever the upstream's phase) or, the upstream done, the client's close
+        (ngx_http_upstream_finalize_request set the action)."""
         self._log(f"{message} while sending to client", "info")
 
     def log_sending(self, message: str, level: str = "error") -> None:

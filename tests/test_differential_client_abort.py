@@ -18,7 +18,10 @@ its status logged with nothing sent).
 
 Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
 works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499; and
-the connection closed: the peer closed, 499, or 400 for a body being streamed upstream.
+the connection closed: the peer closed, 499, or 400 for a body being streamed upstream. With
+proxy_ignore_client_abort on, the request outlives the reset and the connection's close (counted
+by "client prematurely closed connection while processing HTTP/2 connection"): the answer is read,
+the peer not closed early, and the status logged with nothing sent.
 
 Not compared: a FIN while a buffered answer's body comes. nginx's event pipe holds a part of the
 body smaller than a proxy buffer until the buffer fills or the answer ends, and its write filter
@@ -94,6 +97,8 @@ H2_CASES: dict[str, tuple[str, str, bytes | None]] = {  # path; then "reset" (CA
     "h2: reset while the answer's body comes, unbuffered": ("/unbuffered/__reads/__slowbody/1000/k", "reset", None),
     "h2: connection closed while the answer is awaited": ("/p/__reads/__delay/1000/l", "close", None),
     "h2: connection closed mid-body, streamed": ("/streamed/__reads/m", "close", b"abc"),
+    # nginx does not watch the stream then: the answer is read on, past the connection's close.
+    "h2: proxy_ignore_client_abort, reset": ("/ignored/__reads/__delay/1000/q", "reset", None),
 }
 
 
@@ -187,8 +192,15 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
         "[info] epoll_wait() reported that client prematurely closed connection, so upstream connection is closed "
         "too while sending request to upstream"), info
     assert [line.split()[3] for line in nginx[:3]] == ["499"] * 3, nginx
-    status_of = {line.split()[1].rsplit("/", 1)[-1]: line.split()[3] for line in nginx}
+    line_of = {line.split()[1].rsplit("/", 1)[-1]: line.split() for line in nginx}
+    status_of = {name: fields[3] for name, fields in line_of.items()}
     assert (status_of["l"], status_of["m"]) == ("499", "400"), nginx  # h2: connection closed
+    # h2, proxy_ignore_client_abort: the answer read on after the reset and the connection's close,
+    # logged with its status and nothing sent; the upstream's connection not closed early.
+    assert line_of["q"][-3:] == ["200", "0", "200"], nginx
+    _, _, upstream, info = seen["h2: proxy_ignore_client_abort, reset"][0]  # type: ignore[misc]
+    assert all(got != b"<closed>" for _, got in upstream[0][2]), upstream
+    assert info[-1].startswith("[info] client prematurely closed connection while processing HTTP/2 connection"), info
     *_, info = seen["h2: reset while the answer is awaited"][0]  # type: ignore[misc]
     assert len(info) == 1 and info[0].startswith("[info] client canceled stream 1 while sending request to upstream"), \
         info

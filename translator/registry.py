@@ -329,8 +329,10 @@ RULES: dict[str, Rule] = {
                                                 "(RST) the answer is read, and its write fails as nginx's does "
                                                 "(its status logged, nothing sent) "
                                                 "(tests/test_differential_client_abort.py). Over HTTP/2 a client's "
-                                                "RST_STREAM still ends the request with 499 and closes the peer, "
-                                                "where nginx reads the answer on and logs 200 (probed, not built)"),
+                                                "RST_STREAM does not end it either: the answer is read on, past "
+                                                "the connection's close, and logged with its status and nothing "
+                                                "sent, as nginx does (same test); over HTTP/3 (which nginx 1.22 "
+                                                "lacks) a reset stream still ends the request with 499"),
     "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
                                             "401 carries its first WWW-Authenticate over to the page, as nginx "
                                             "1.22 (tests/test_differential_upstream_errors.py)"),

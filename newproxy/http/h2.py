@@ -189,6 +189,40 @@ class _H2Stream:
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 
 
+class _Orphan:
+    """The events of a stream the client reset while proxy_ignore_client_abort keeps its request
+    going (Stream.orphan): nothing goes out; the answer's end tells the connection, which counts
+    the request as in progress until then (nginx's h2c->processing)."""
+
+    __slots__ = ("ended", "proto")
+
+    def __init__(self, proto: H2Protocol) -> None:
+        self.proto = proto
+        self.ended = False
+
+    def head(self, status: int, headers: Headers, end: bool) -> None:
+        if end:
+            self._end()
+
+    def data(self, chunk: bytes, end: bool) -> None:
+        if end:
+            self._end()
+
+    def trailers(self, headers: Headers) -> None:
+        self._end()
+
+    def reset(self) -> None:
+        self._end()
+
+    def consumed(self, n: int) -> None:
+        pass
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.proto.orphan_ended()
+
+
 def _stream_stat(delta: int) -> None:
     """stub_status: as with nginx 1.22, a stream counts as writing while it lives; its connection is
     the active one (one HTTP/2 connection with one stream: active 1, writing 1, waiting 0)."""
@@ -213,6 +247,7 @@ class H2Protocol(asyncio.Protocol):
         self.core = H2Core(self, max_concurrent_streams=settings.max_concurrent_streams,
                            initial_window=settings.body_preread_size)
         self.streams: dict[int, _H2Stream] = {}
+        self.orphans = 0  # requests whose streams the client reset, still at work (_Orphan)
         self.closed = False
         self.closing = False  # GOAWAY sent: no new streams; close when the last one ends
         self.requests = 0
@@ -283,7 +318,7 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
-        if self.streams and self.ctx.log.enabled("info"):
+        if (self.streams or self.orphans) and self.ctx.log.enabled("info"):
             # nginx's read handler finds the close with streams in progress (ngx_http_v2_read_handler),
             # in the connection's context: the client and the listening address.
             server = address_text(self.listen or self.local_addr)
@@ -613,8 +648,20 @@ class H2Protocol(asyncio.Protocol):
                 # nginx's line for a client's RST_STREAM (ngx_http_v2_state_rst_stream), where newproxy
                 # knows its context: a body being streamed upstream, or an upstream at work.
                 st.stream.log_reset(_reset_message(sid, code), st.req)
-            st.stream.abort()
+            if st.stream.orphan(_Orphan(self)):
+                self.orphans += 1
+            else:
+                st.stream.abort()
+            if st.send_timer is not None:
+                st.send_timer.cancel()
+                st.send_timer = None
             st.stream.framing_done(st.sent, st.queued)
+            self._idle_check()
+
+    def orphan_ended(self) -> None:
+        """A request whose stream the client had reset is over (_Orphan)."""
+        self.orphans -= 1
+        if not self.closed:
             self._idle_check()
 
     def on_window(self, sid: int) -> None:
@@ -737,7 +784,7 @@ class H2Protocol(asyncio.Protocol):
         self.written()
 
     def _idle_check(self) -> None:
-        if self.streams:
+        if self.streams or self.orphans:
             return
         if self.closing:
             self._close_after_flush()

@@ -184,6 +184,7 @@ class Stream:
         "_current",
         "_exchange",
         "_file_left",
+        "_gone",
         "_head",
         "_held",
         "_pacer",
@@ -211,6 +212,9 @@ class Stream:
         self.request_trailers: Headers | None = None
         self.rec: LogRecord | None = None
         self.finished = False  # end, trailers or reset was reported, or the stream was aborted
+        # The client reset the stream while proxy_ignore_client_abort keeps the request going
+        # (orphan): the answer is read on, nothing of it counted as sent.
+        self._gone = False
         # Why reset() came: "close" (a 444), "timeout" (client_body_timeout) or "broken" (after the head).
         self.reset_reason = ""
         self.transport: _FileTransport | None = None  # FileSender's view of the stream
@@ -477,6 +481,24 @@ class Stream:
         if ex is not None:
             ex.resume()
 
+    def orphan(self, events: StreamEvents) -> bool:
+        """The client reset this stream: with proxy_ignore_client_abort on, once the request's body is
+        all in, nginx does not watch the client (ngx_http_upstream_init_request sets no broken
+        connection check): the upstream's answer is read on, its writes go nowhere, and it is logged
+        at its end with its status and what was sent before the reset. ``events`` take the answer's
+        events from now on. False: not such a stream (the caller aborts it)."""
+        ex = self._exchange
+        if self.finished or type(ex) is not Exchange or ex.done or not ex.pp.proxy.ignore_client_abort \
+                or self.streaming_body:
+            return False
+        self.events = events
+        self._gone = True
+        self._unpace()  # nothing is sent: nothing to pace
+        self._paused = False
+        if ex.paused:  # (held by the client's window or by pacing, which no longer matter)
+            ex.resume()
+        return True
+
     def abort(self) -> None:
         """The client's side went away (RST_STREAM, connection lost): drop whatever is in flight."""
         self._stop_body_timer()
@@ -637,8 +659,9 @@ class Stream:
         stats.count_status(head)
         rec = self.rec
         if rec is not None:
-            rec.wrote(head)
-            rec.sent += body
+            rec.wrote(head)  # (the head's size comes off again when the framing's count is logged)
+            if not self._gone:
+                rec.sent += body
 
     def _body(self, data: bytes) -> None:
         if self.finished or not data:
@@ -674,7 +697,7 @@ class Stream:
             if self.rec is not None:
                 self.rec.wrote(head)
             self._head = head
-        if data:
+        if data and not self._gone:
             if self.rec is not None:
                 self.rec.sent += len(data)
             self._flush_head(False)
@@ -767,7 +790,7 @@ class Stream:
         """An upstream's X-Accel-Limit-Rate (newproxy/http/upstream.py), before its answer's head is
         written: the pacing of the answer from now on (None: none), as h1.py's."""
         self._unpace()
-        if limit is not None:
+        if limit is not None and not self._gone:
             self._pacer = PacedWriter(limit, self._write, self._throttle, self.ctx.loop)
 
     def _throttle(self, pause: bool) -> None:

@@ -14,7 +14,9 @@ the access log line for line. A FIN after a local answer, or after a proxied ans
 changes nothing but nginx's "closed keepalive connection" line. With proxy_ignore_client_abort on,
 a FIN or a close does not end the request: the answer is read and written; after a reset, the
 answer is read and its write fails (nginx's "writev() failed (104: ...) while sending to client",
-its status logged with nothing sent).
+its status logged with nothing sent). A FIN or a reset while an auth_request subrequest is at
+work ends the request in the same way (and over HTTP/2, a reset stream): nginx watches the client
+for the subrequest too, and its line names the subrequest.
 
 Over HTTP/2 (nginx checks no connection for a stream), a client's RST_STREAM while the upstream
 works: nginx's "client canceled stream N" line in the upstream's phase, the peer closed, 499; and
@@ -62,6 +64,8 @@ http {
         location /hole/ { proxy_connect_timeout 5s; proxy_pass http://127.0.0.1:9006; }
         location /ignored/ { proxy_ignore_client_abort on; proxy_pass http://127.0.0.1:9000; }
         location = /r { return 200 "local\\n"; }
+        location /authed/ { auth_request /auth; proxy_pass http://127.0.0.1:9000; }
+        location = /auth { internal; proxy_pass http://127.0.0.1:9000/__reads/__delay/1000/auth; }
     }
 }
 """
@@ -87,6 +91,8 @@ CASES: dict[str, list[Step]] = {
     "proxy_ignore_client_abort, close": [_get("/ignored/__reads/__delay/1000/o"), GAP, "close", 1.0],
     "proxy_ignore_client_abort, reset": [_get("/ignored/__reads/__delay/1000/p"), GAP, "reset", 1.0],
     "FIN after a proxied answer": [_get("/p/__reads/i"), GAP, "fin", 0.6],
+    "FIN while the auth_request subrequest is awaited": [_get("/authed/s"), GAP, "fin", 1.0],
+    "reset while the auth_request subrequest is awaited": [_get("/authed/t"), GAP, "reset", 1.0],
 }
 _NOISE = [(re.compile(rb"Date: [^\r]*"), b"Date: -"), (re.compile(rb"Server: [^\r]*"), b"Server: -")]
 
@@ -99,6 +105,7 @@ H2_CASES: dict[str, tuple[str, str, bytes | None]] = {  # path; then "reset" (CA
     "h2: connection closed mid-body, streamed": ("/streamed/__reads/m", "close", b"abc"),
     # nginx does not watch the stream then: the answer is read on, past the connection's close.
     "h2: proxy_ignore_client_abort, reset": ("/ignored/__reads/__delay/1000/q", "reset", None),
+    "h2: reset while the auth_request subrequest is awaited": ("/authed/u", "reset", None),
 }
 
 
@@ -195,6 +202,11 @@ def test_client_that_goes_away_is_handled_as_by_nginx(tmp_path: Path) -> None:
     line_of = {line.split()[1].rsplit("/", 1)[-1]: line.split() for line in nginx}
     status_of = {name: fields[3] for name, fields in line_of.items()}
     assert (status_of["l"], status_of["m"]) == ("499", "400"), nginx  # h2: connection closed
+    # The auth_request subrequest is watched as the request is: its peer closed, 499, the line
+    # names the subrequest.
+    assert (status_of["s"], status_of["t"]) == ("499", "499"), nginx
+    *_, info = seen["FIN while the auth_request subrequest is awaited"][0]  # type: ignore[misc]
+    assert len(info) == 1 and ', subrequest: "/auth", upstream: ' in info[0], info
     # h2, proxy_ignore_client_abort: the answer read on after the reset and the connection's close,
     # logged with its status and nothing sent; the upstream's connection not closed early.
     assert line_of["q"][-3:] == ["200", "0", "200"], nginx

@@ -447,7 +447,10 @@ RULES: dict[str, Rule] = {
                                    "GET, the client's Content-Length as nginx sends it); a proxied one goes through "
                                    "the upstream client, others are answered at once; the subrequest goes out before "
                                    "the request body is read, a refusal is answered at once and the body discarded, "
-                                   "as nginx does (HTTP/1, HTTP/2, and HTTP/3 as nginx's HTTP/2); "
+                                   "as nginx does (HTTP/1, HTTP/2, and HTTP/3 as nginx's HTTP/2); a "
+                                   "client that closes, resets or cancels its stream while the subrequest "
+                                   "is at work ends it as nginx does, the line naming the subrequest "
+                                   "(tests/test_differential_client_abort.py); "
                                    "proxy_intercept_errors in the auth location is not applied; a limit_req "
                                    "delay inside it is answered 500"),
     "auth_request_set": Rule("exact", "$upstream_status, $upstream_http_NAME of the subrequest and any variable "

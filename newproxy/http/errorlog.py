@@ -212,9 +212,10 @@ def address_text(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def request_context(req: Request, server: str, upstream: str = "") -> str:
-    """ngx_http_log_error_handler's tail: ``, client: A, server: S, request: "LINE"[, upstream:
-    "U"], host: "H"[, referrer: "R"]``."""
+def request_context(req: Request, server: str, upstream: str = "", subrequest: str | None = None) -> str:
+    """ngx_http_log_error_handler's tail: ``, client: A, server: S, request: "LINE"[, subrequest:
+    "URI"][, upstream: "U"], host: "H"[, referrer: "R"]``; ``subrequest``: the URI of the
+    subrequest (auth_request's) the line is about."""
     host = referer = None
     for name, value in req.headers:
         lower = name.lower()
@@ -224,6 +225,8 @@ def request_context(req: Request, server: str, upstream: str = "") -> str:
             referer = value
     out = (f', client: {req.client_addr[0]}, server: {server}, request: "{req.method.decode("latin-1")} '
            f'{req.target.decode("latin-1")} HTTP/{req.version.decode("latin-1")}"')
+    if subrequest is not None:
+        out += f', subrequest: "{subrequest}"'
     if upstream:
         out += f', upstream: "{upstream}"'
     if host is not None:

@@ -160,7 +160,8 @@ class ExchangeCore:
         if upstream is None:
             upstream = self._upstream_url() if self.peer is not None else ""
         server = ctx.server.primary_name if ctx is not None else ""
-        log.log(level, message + request_context(self.pp.request, server, upstream), self.sink.conn_id)
+        subrequest = ctx.uri if ctx is not None and ctx.subrequest else None
+        log.log(level, message + request_context(self.pp.request, server, upstream, subrequest), self.sink.conn_id)
 
     def _log_no_live(self) -> None:
         """ngx_http_upstream_connect's NGX_BUSY: the round robin's failed get names the group

@@ -72,6 +72,9 @@ _PENDING, _DROPPING = 1, 2
 _EARLY_PENDING, _EARLY_RUNNING, _EARLY_STREAMING = 1, 2, 3
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 _NEVER = 1 << 62  # a body length no request reaches
+# The exchanges whose upstream work a client's FIN or reset ends (nginx's broken-connection check):
+# the request's, and its auth_request subrequest's.
+_WATCHED = (Exchange, AuthExchange)
 _BODY_BUFFER = 16384  # client_body_buffer_size's default, for an engine that names none
 
 
@@ -487,10 +490,10 @@ class H1Protocol(asyncio.Protocol):
             return True
         if self._stream is not None:
             return False  # the body's end is missing: as a close (connection_lost)
-        if type(ex) is Exchange and not ex.done and not ex.complete and not ex.pp.proxy.ignore_client_abort:
+        if type(ex) in _WATCHED and not ex.done and not ex.complete and not ex.pp.proxy.ignore_client_abort:
             # nginx's broken-connection check: a FIN (epoll's RDHUP, a half-close as a close) while
-            # the upstream works ends the request (499) and the peer's connection; what the client
-            # pipelined behind it is dropped.
+            # the upstream works, for the request or its auth_request subrequest, ends the request
+            # (499) and the peer's connection; what the client pipelined behind it is dropped.
             self._client_aborted(ex, None)
             return False
         if self._cut_answer(ex, None):
@@ -608,7 +611,7 @@ class H1Protocol(asyncio.Protocol):
             if self._stream is not None and type(ex) is Exchange and self._rec is not None:
                 self._rec.status = ex.client_closed()
                 self._count_streamed()
-            elif isinstance(exc, OSError) and type(ex) is Exchange and not ex.done and not ex.complete:
+            elif isinstance(exc, OSError) and type(ex) in _WATCHED and not ex.done and not ex.complete:
                 self._client_aborted(ex, exc)  # a reset (a FIN came by eof_received; our own close has no exc)
             elif isinstance(exc, OSError):
                 self._cut_answer(ex, exc)

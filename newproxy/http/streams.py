@@ -410,9 +410,10 @@ class Stream:
     def log_reset(self, message: str, req: Request) -> None:
         """The client reset this stream (nginx's line ``message``): logged with the upstream's phase
         while a body streams there or a proxied answer is awaited or relayed. Other phases' context
-        is not known to newproxy: nothing is logged there."""
+        is not known to newproxy: nothing is logged there. An auth_request subrequest at work: its
+        line, in its upstream's phase."""
         ex = self._exchange
-        if self.finished or type(ex) is not Exchange:
+        if self.finished or (type(ex) is not Exchange and type(ex) is not AuthExchange):
             return
         if self.streaming_body:
             self.log_body("info", message, req)

@@ -32,7 +32,7 @@ from shadow.h3 import (
     h3_traffic,
     shadow_h3,
 )
-from shadow.rewire import Wiring, plan, rewire
+from shadow.rewire import Wiring, access_log_name, plan, rewire
 from shadow.runner import StartedTargets, free_ports, started_targets
 from shadow.traffic import Request
 from tests.processes import stop_group
@@ -41,6 +41,7 @@ from translator.translate import translate
 CONFIG = """
 events {{}}
 http {{
+    log_format ignored '$request $status $body_bytes_sent';
     server {{
         listen 127.0.0.1:8443 ssl http2;
         listen 127.0.0.1:8443 quic reuseport;
@@ -62,6 +63,11 @@ http {{
         location /small/ {{ client_max_body_size 10; proxy_pass http://127.0.0.1:9001; }}
         location = /redirect {{ return 302 /elsewhere; }}
         location = /close {{ return 444; }}
+        location /ignored/ {{
+            proxy_ignore_client_abort on;
+            proxy_pass http://127.0.0.1:9001;
+            access_log logs/ignored.log ignored;
+        }}
     }}
     server {{
         listen 127.0.0.1:8443 ssl;
@@ -263,6 +269,27 @@ def test_client_cancels_streams_mid_answer(started: StartedTargets) -> None:
 
     assert asyncio.run(run()) == [200, 200, 200]
     time.sleep(0.3)  # the delayed upstream answer arrives for a stream that is gone
+    _no_tracebacks(started)
+
+
+def test_proxy_ignore_client_abort_outlives_a_reset_stream(started: StartedTargets) -> None:
+    """proxy_ignore_client_abort on: a cancelled stream's request goes on to the upstream's answer,
+    which is dropped, and is logged with its status and nothing sent, as nginx does over HTTP/2
+    (tests/test_differential_client_abort.py); without it, the request ends with 499."""
+    port = started.targets[1].listen_ports[QUIC]
+
+    async def run() -> None:
+        async with connect("127.0.0.1", port, configuration=client_configuration("h3.test"),
+                           create_protocol=H3Client) as client:
+            proto: H3Client = client  # type: ignore[assignment]
+            gone = await asyncio.gather(proto.cancel(b"GET", b"/ignored/__delay/300/kept", b"h3.test", 0.05))
+            assert all(answer.reset and answer.status is None for answer in gone), gone
+            await asyncio.sleep(0.6)  # the upstream answers meanwhile, to nobody
+
+    asyncio.run(run())
+    log = started.targets[1].workdir / access_log_name("logs/ignored.log")  # type: ignore[attr-defined]
+    lines = [line for line in log.read_text().splitlines() if "/kept " in line]  # (other tests' traffic too)
+    assert lines == ["GET /ignored/__delay/300/kept HTTP/3.0 200 0"]
     _no_tracebacks(started)
 
 

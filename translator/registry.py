@@ -332,7 +332,7 @@ RULES: dict[str, Rule] = {
                                                 "RST_STREAM does not end it either: the answer is read on, past "
                                                 "the connection's close, and logged with its status and nothing "
                                                 "sent, as nginx does (same test); over HTTP/3 (which nginx 1.22 "
-                                                "lacks) a reset stream still ends the request with 499"),
+                                                "lacks) a reset stream likewise (tests/test_h3.py)"),
     "proxy_intercept_errors": Rule("exact", "the error_page replaces the upstream's response; an intercepted "
                                             "401 carries its first WWW-Authenticate over to the page, as nginx "
                                             "1.22 (tests/test_differential_upstream_errors.py)"),

@@ -498,11 +498,13 @@ class QuicConn:
             pending.stream.start(req)
 
     def _stream_gone(self, sid: int) -> None:
-        """The client reset a request stream: drop its answer."""
+        """The client reset a request stream: drop its answer; with proxy_ignore_client_abort on, its
+        request goes on to its end as over HTTP/2 (Stream.orphan), the answer going nowhere: its
+        _StreamOut sends nothing for a stream no longer in ``streams``."""
         self.pending.pop(sid, None)
         self.throttled.pop(sid, None)
         stream = self.streams.pop(sid, None)
-        if stream is not None:
+        if stream is not None and not stream.orphan(stream.events):
             stream.abort()
 
     def _terminated(self) -> None:

@@ -9,7 +9,10 @@ Starts, on free 127.0.0.1 ports:
   ``proxy_http_version 1.1`` and ``Connection ""``);
 - newproxy on the very same nginx config, translated on load by its nginx adapter;
 then loads each proxy with ``wrk --latency`` (a short warm-up first) and prints req/s, p50 and p99
-for each and the newproxy/nginx ratio. ``--workers 1,2`` runs both proxies with each
+for each and the newproxy/nginx ratio, and the CPU time its workers spent per request in the
+measured run, in user space and in the kernel (/proc/PID/stat over wrk's request count): the
+DESIGN's budget is single-digit µs of Python a request, and the kernel's share is the same work
+for both. ``--workers 1,2`` runs both proxies with each
 ``worker_processes`` value in turn (default 1) and prints how each scales against the first value
 (issue 10's target: newproxy at 2 workers >= 1.8x its 1-worker throughput; it needs a free core per
 worker besides wrk's and the upstream's). Everything it starts is stopped on exit, even on errors.
@@ -33,7 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from common import NGINX, missing_tool, server_command, work_directory
+
+from tests.procstat import cpu_seconds, workers_of
 
 WRK = os.environ.get("BENCH_WRK", "wrk")
 
@@ -95,6 +102,9 @@ class Result:
     upstream_connections: int = 0  # accepted by the upstream during the measured run
     workers: int = 1
     round: int = 1
+    # The workers' CPU time per request in the measured run, in µs: user space and kernel.
+    user_us: float = 0.0
+    system_us: float = 0.0
 
 
 def upstream_accepts(status_port: int) -> int:
@@ -229,12 +239,18 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 for round_number in range(1, args.rounds + 1):
                     for name, port in (("nginx", nginx_port), ("newproxy", newproxy_port)):
-                        with started(name, server_command(name, work, work / f"{name}.conf"), port, work):
+                        with started(name, server_command(name, work, work / f"{name}.conf"), port, work) as process:
                             if args.warmup not in ("0", "0s"):
                                 run_wrk(name, port, args.warmup, args.connections, args.threads)
                             accepts = upstream_accepts(status_port)
+                            pids = workers_of(process.pid)
+                            cpu_before = cpu_seconds(pids)
                             result = run_wrk(name, port, args.duration, args.connections, args.threads)
+                            cpu_after = cpu_seconds(pids)
                             result.upstream_connections = upstream_accepts(status_port) - accepts
+                            if result.requests:
+                                result.user_us = (cpu_after[0] - cpu_before[0]) / result.requests * 1e6
+                                result.system_us = (cpu_after[1] - cpu_before[1]) / result.requests * 1e6
                             result.workers = workers
                             result.round = round_number
                             results.append(result)
@@ -253,7 +269,8 @@ def report_rounds(results: list[Result], args: argparse.Namespace) -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, upstream body {args.body_size} B, "
         f"keepalive 32 to the upstream, {args.rounds} rounds"
     )
-    print(f"{'workers':>7} {'round':>5} {'nginx req/s':>12} {'newproxy req/s':>15} {'throughput':>11} {'p99':>6}")
+    print(f"{'workers':>7} {'round':>5} {'nginx req/s':>12} {'newproxy req/s':>15} {'throughput':>11} {'p99':>6}"
+          f" {'nginx cpu us/req':>17} {'newproxy cpu us/req':>20}")
     for workers in sorted({r.workers for r in results}):
         ratios: list[float] = []
         p99s: list[float] = []
@@ -263,10 +280,19 @@ def report_rounds(results: list[Result], args: argparse.Namespace) -> None:
             ratios.append(newproxy.requests_per_sec / nginx.requests_per_sec)
             p99s.append(newproxy.p99_ms / nginx.p99_ms)
             print(f"{workers:>7} {round_number:>5} {nginx.requests_per_sec:>12.0f} {newproxy.requests_per_sec:>15.0f} "
-                  f"{ratios[-1]:>10.2f}x {p99s[-1]:>5.2f}x")
+                  f"{ratios[-1]:>10.2f}x {p99s[-1]:>5.2f}x {_cpu(nginx):>17} {_cpu(newproxy):>20}")
         print(f"newproxy/nginx ({workers} workers), median of {args.rounds} rounds: throughput "
               f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), "
               f"p99 {statistics.median(p99s):.2f}x ({min(p99s):.2f}-{max(p99s):.2f})")
+        for name in ("nginx", "newproxy"):
+            runs = [r for r in results if r.workers == workers and r.name == name]
+            print(f"{name} workers' CPU per request, median: {statistics.median(r.user_us for r in runs):.1f} us "
+                  f"user + {statistics.median(r.system_us for r in runs):.1f} us system")
+
+
+def _cpu(result: Result) -> str:
+    """The workers' CPU per request: user + system µs."""
+    return f"{result.user_us:.1f}+{result.system_us:.1f}"
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
@@ -274,11 +300,12 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, "
         f"upstream body {args.body_size} B, keepalive 32 to the upstream"
     )
-    print(f"{'proxy':<10} {'workers':>7} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'upstream conns':>15}")
+    print(f"{'proxy':<10} {'workers':>7} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'upstream conns':>15}"
+          f" {'cpu us/req (user+sys)':>22}")
     for r in results:
         print(
             f"{r.name:<10} {r.workers:>7} {r.requests_per_sec:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
-            f"{r.upstream_connections:>15}"
+            f"{r.upstream_connections:>15} {_cpu(r):>22}"
         )
     by_key = {(r.name, r.workers): r for r in results}
     counts = sorted({r.workers for r in results})

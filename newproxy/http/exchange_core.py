@@ -29,7 +29,7 @@ class ExchangeCore:
     peer: Peer | None
     selection: PeerSelection | None
     connect_task: Any  # asyncio.Task[None] | None
-    pool: Any  # the exchange's own _Pool | None
+    pool: Any  # the group's KeepalivePool | None
     attempt: list[Any] | None
     log: LogRecord | None
     out: list[bytes]

@@ -44,6 +44,7 @@ from newproxy import connnum
 from newproxy.engine.proxy import carry_www_authenticate
 from newproxy.engine.status import REASONS
 from newproxy.http.exchange_core import ExchangeCore
+from newproxy.http.keepalive import KeepalivePool
 from newproxy.http.upstream_tls import client_context, name_matches, server_hostname
 
 if TYPE_CHECKING:
@@ -73,73 +74,18 @@ def _host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
-class _Pool:
-    """Idle h2 connections of one upstream group (nginx's ``keepalive N``): at most ``size``, the
-    oldest closed to make room; one closed when idle past ``timeout`` (checked when taken, and by
-    one timer per pool) or after ``requests`` calls."""
-
-    __slots__ = ("_loop", "_sweeper", "idle", "requests", "size", "timeout")
-
-    def __init__(self, group: UpstreamGroup, loop: asyncio.AbstractEventLoop) -> None:
-        self.idle: list[GrpcConn] = []
-        self.size = group.keepalive
-        self.timeout = group.keepalive_timeout
-        self.requests = group.keepalive_requests
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._loop = loop
-
-    def get(self, peer_name: str) -> GrpcConn | None:
-        now = self._loop.time()
-        for i in range(len(self.idle) - 1, -1, -1):  # newest first
-            conn = self.idle[i]
-            if conn.peer_name == peer_name:
-                del self.idle[i]
-                conn.pool = None
-                if conn.closed or conn.goaway or now - conn.idle_since >= self.timeout:
-                    conn.close()
-                    continue
-                return conn
-        return None
-
-    def put(self, conn: GrpcConn) -> None:
-        if len(self.idle) >= self.size:
-            oldest = self.idle.pop(0)
-            oldest.pool = None
-            oldest.close()
-        conn.idle_since = self._loop.time()
-        conn.pool = self
-        self.idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_at(self.idle[0].idle_since + self.timeout, self._sweep)
-
-    def remove(self, conn: GrpcConn) -> None:
-        conn.pool = None
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-
-    def _sweep(self) -> None:
-        self._sweeper = None
-        deadline = self._loop.time() - self.timeout
-        while self.idle and self.idle[0].idle_since <= deadline:
-            self.idle[0].discard()
-        if self.idle:
-            self._sweeper = self._loop.call_at(self.idle[0].idle_since + self.timeout, self._sweep)
-
-
 # The gRPC pools of each upstream client (one per event loop), by group name: kept beside the client
 # so that its HTTP/1 pools and this module stay apart.
-_POOLS: weakref.WeakKeyDictionary[UpstreamClient, dict[str, _Pool]] = weakref.WeakKeyDictionary()
+_POOLS: weakref.WeakKeyDictionary[UpstreamClient, dict[str, KeepalivePool[GrpcConn]]] = weakref.WeakKeyDictionary()
 
 
-def _pool(client: UpstreamClient, group: UpstreamGroup) -> _Pool:
+def _pool(client: UpstreamClient, group: UpstreamGroup) -> KeepalivePool[GrpcConn]:
     pools = _POOLS.get(client)
     if pools is None:
         pools = _POOLS[client] = {}
     pool = pools.get(group.name)
     if pool is None:
-        pool = pools[group.name] = _Pool(group, client.loop)
+        pool = pools[group.name] = KeepalivePool(group, client.loop)
     return pool
 
 
@@ -155,7 +101,8 @@ class GrpcConn(asyncio.Protocol):
         self.closed = False
         self.goaway = False  # the peer said GOAWAY: no further stream on this connection
         self.peer_name = peer_name
-        self.pool: _Pool | None = None  # set while idle in a pool
+        # The group's pool, which it may wait in between calls (None: the group keeps none).
+        self.pool: KeepalivePool[GrpcConn] | None = exchange.pool
         self.requests = 0
         self.idle_since = 0.0
         h2 = self.h2 = H2Connection(_CONFIG)
@@ -207,9 +154,9 @@ class GrpcConn(asyncio.Protocol):
         self.flush()
 
     def discard(self) -> None:
-        """Out of the pool, closed."""
+        """Out of the pool (if it was waiting there), closed."""
         if self.pool is not None:
-            self.pool.remove(self)
+            self.pool.discard(self)
         self.close()
 
     def eof_received(self) -> bool | None:
@@ -218,7 +165,7 @@ class GrpcConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.pool is not None:
-            self.pool.remove(self)
+            self.pool.discard(self)
         ex = self.exchange
         if ex is not None:
             self.exchange = None

@@ -37,6 +37,7 @@ from newproxy.http.bodystream import BodyStream
 from newproxy.http.errorlog import ErrorLog, error_reason
 from newproxy.http.exchange_core import ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
+from newproxy.http.keepalive import KeepalivePool
 from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_head
 from newproxy.http.outbox import outbox_of
 from newproxy.http.resolver import Resolver, ResolveError
@@ -153,7 +154,7 @@ class UpstreamConn(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, pool: _Pool, peer_name: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: KeepalivePool[UpstreamConn], peer_name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.transport: asyncio.Transport | None = None
         self.peer_name = peer_name
         self.pool = pool
@@ -447,74 +448,6 @@ class _Discard:
         pass
 
 
-class _Pool:
-    """Idle keep-alive connections of one upstream group (nginx's ``keepalive N`` cache).
-
-    ``idle`` is ordered oldest first; at most ``size`` connections are kept, the oldest is closed
-    to make room. One timer per pool closes connections idle longer than ``timeout``.
-    """
-
-    __slots__ = ("_loop", "_sweeper", "idle", "requests", "size", "timeout")
-
-    def __init__(self, group: UpstreamGroup, loop: asyncio.AbstractEventLoop) -> None:
-        self.idle: list[UpstreamConn] = []
-        self.size = group.keepalive
-        self.timeout = group.keepalive_timeout
-        self.requests = group.keepalive_requests
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._loop = loop
-
-    def get(self, peer_name: str) -> UpstreamConn | None:
-        idle = self.idle
-        i = len(idle) - 1
-        while i >= 0:  # newest first: the most likely to be still open
-            conn = idle[i]
-            if conn.peer_name == peer_name:
-                del idle[i]
-                if conn.closed:
-                    i -= 1
-                    continue
-                if self._loop.time() - conn.idle_since >= self.timeout:
-                    conn.close()
-                    i -= 1
-                    continue
-                return conn
-            i -= 1
-        return None
-
-    def put(self, conn: UpstreamConn) -> None:
-        idle = self.idle
-        if len(idle) >= self.size:
-            idle.pop(0).close()
-        conn.idle_since = self._loop.time()
-        idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_at(idle[0].idle_since + self.timeout, self._sweep)
-
-    def discard(self, conn: UpstreamConn) -> None:
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-
-    def _sweep(self) -> None:
-        self._sweeper = None
-        idle = self.idle
-        deadline = self._loop.time() - self.timeout
-        while idle and idle[0].idle_since <= deadline:
-            idle.pop(0).close()
-        if idle:
-            self._sweeper = self._loop.call_at(idle[0].idle_since + self.timeout, self._sweep)
-
-    def close_all(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        idle, self.idle = self.idle, []
-        for conn in idle:
-            conn.close()
-
-
 class _Deadlines:
     """The inactivity timeouts of the exchanges in flight, checked by one shared periodic tick.
 
@@ -562,23 +495,23 @@ class UpstreamClient:
         self.loop = loop
         self.client_response_head = client_response_head
         self.log = log
-        self.pools: dict[str, _Pool] = {}
+        self.pools: dict[str, KeepalivePool[UpstreamConn]] = {}
         self.deadlines = _Deadlines(loop)
         self.connections_opened = 0  # for tests and metrics
         self.resolver: Resolver | None = None  # made for the first proxy_pass URL that names a host
-        self._unpooled: _Pool | None = None
+        self._unpooled: KeepalivePool[UpstreamConn] | None = None
 
-    def pool(self, group: UpstreamGroup) -> _Pool:
+    def pool(self, group: UpstreamGroup) -> KeepalivePool[UpstreamConn]:
         pool = self.pools.get(group.name)
         if pool is None:
-            pool = self.pools[group.name] = _Pool(group, self.loop)
+            pool = self.pools[group.name] = KeepalivePool(group, self.loop)
         return pool
 
-    def unpooled(self, group: UpstreamGroup) -> _Pool:
+    def unpooled(self, group: UpstreamGroup) -> KeepalivePool[UpstreamConn]:
         """The pool object of connections that are never kept (no ``keepalive``): one, shared, so
         that groups made per request (proxy_pass with variables naming any host) leave nothing."""
         if self._unpooled is None:
-            self._unpooled = _Pool(group, self.loop)
+            self._unpooled = KeepalivePool(group, self.loop)
         return self._unpooled
 
     def exchange(self, pp: ProxyPass, sink: ClientSink) -> Exchange:

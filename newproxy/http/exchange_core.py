@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from newproxy.http.errorlog import request_context
 
+# The methods nginx does not send to another peer once the request went out, unless
+# proxy_next_upstream has non_idempotent (ngx_http_upstream_next, NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT).
+NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
+
 if TYPE_CHECKING:
     import zlib
 
@@ -168,6 +172,49 @@ class ExchangeCore:
         (pc->name = peers->name) where a peer would be, with the URI it would have been sent."""
         self._log("no live upstreams while connecting to upstream",
                   upstream=self._upstream_url(self.pp.upstream.name))
+
+    def _failed(self, kind: str, message: str) -> None:
+        """An attempt failed (``kind``: "error", "timeout", "invalid_header") before anything reached
+        the client: the next peer, or an error page (ngx_http_upstream_next)."""
+        timeout = kind == "timeout"
+        if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
+            self._log(message)
+        self._cancel_timer()
+        self._drop_attempt()
+        status = 504 if timeout else 502
+        if self.attempt is not None:
+            self.attempt[1] = status
+            self._timed(5)
+            self.attempt = None
+        self._peer_failed(message.rpartition(" while ")[2])
+        if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
+            self._log(message)
+        next_upstream = self.pp.proxy.next_upstream
+        if kind in next_upstream and not (
+            self.sent and self.pp.request.method in NON_IDEMPOTENT and "non_idempotent" not in next_upstream
+        ) and self._may_retry():
+            self.fail_status = status
+            self.sent = False
+            self.header_done = False
+            self._reset_for_retry()
+            self._next_peer()
+        else:
+            self._respond_error(status)
+
+    def _drop_attempt(self) -> None:
+        """The failed attempt's connection closed, and whatever it still did stopped."""
+        raise NotImplementedError
+
+    def _may_retry(self) -> bool:
+        """Whether another peer may be tried, besides proxy_next_upstream's own conditions."""
+        raise NotImplementedError
+
+    def _reset_for_retry(self) -> None:
+        """The failed attempt's state that the next one must not see."""
+        raise NotImplementedError
+
+    def _next_peer(self) -> None:
+        raise NotImplementedError  # each exchange chooses and reaches its peers its own way
 
     def _peer_failed(self, phase: str) -> None:
         """Count a failure of the current peer (ngx_http_upstream_next's free with NGX_PEER_FAILED);

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from newproxy.engine.upstreams import Peer, UpstreamGroup
     from newproxy.http.upstream import ClientSink, UpstreamClient
 
-_NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
 _MAX_WINDOW = 2**31 - 1  # nginx's grpc module opens its windows wide (NGX_HTTP_V2_MAX_WINDOW)
 _CRLF = b"\r\n"
 _CONFIG = H2Configuration(client_side=True, header_encoding=None,
@@ -618,37 +617,18 @@ class GrpcExchange(ExchangeCore):
         else:
             self._failed("invalid_header", message + " while reading response header from upstream")
 
-    def _failed(self, kind: str, message: str) -> None:
-        """An attempt failed before anything reached the client: next peer, or an error page."""
-        timeout = kind == "timeout"
-        if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
-            self._log(message)
-        self._cancel_timer()
+    def _drop_attempt(self) -> None:
         conn = self.conn
         self.conn = None
         if conn is not None:
             conn.abort()
-        status = 504 if kind == "timeout" else 502
-        if self.attempt is not None:
-            self.attempt[1] = status
-            self._timed(5)
-            self.attempt = None
-        self._peer_failed(message.rpartition(" while ")[2])
-        if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
-            self._log(message)
-        next_upstream = self.pp.proxy.next_upstream
-        retry = kind in next_upstream and not (
-            self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream) \
-            and not self.streamed  # a streamed body is gone: nginx does not retry an unbuffered one either
-        if retry:
-            self.fail_status = status
-            self.sent = False
-            self.header_done = False
-            self.out.clear()
-            self.trailers = []
-            self._next_peer()
-        else:
-            self._respond_error(status)
+
+    def _may_retry(self) -> bool:
+        return not self.streamed  # a streamed body is gone: nginx does not retry an unbuffered one either
+
+    def _reset_for_retry(self) -> None:
+        self.out.clear()
+        self.trailers = []
 
     def _abort_client(self) -> None:
         self._timed(5)

@@ -35,7 +35,7 @@ from newproxy.engine.types import RateLimit
 from newproxy.http.bodyfile import BodyFile
 from newproxy.http.bodystream import BodyStream
 from newproxy.http.errorlog import ErrorLog, error_reason
-from newproxy.http.exchange_core import ExchangeCore
+from newproxy.http.exchange_core import NON_IDEMPOTENT, ExchangeCore
 from newproxy.http.invalidheader import invalid_header_message
 from newproxy.http.keepalive import KeepalivePool
 from newproxy.http.lenienthead import HEAD_DONE, HEAD_MORE, llhttp_head, nginx_head
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 ClientResponseHead = Callable[["ProxyPass", int, bytes, "list[tuple[bytes, bytes]]", str], "tuple[bytes, str]"]
 
-# nginx does not retry these methods once the request reached a peer, unless
-# ``proxy_next_upstream non_idempotent`` says so.
-_NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
 # proxy_next_upstream http_NNN: the statuses whose answer is dropped for the next peer
 # (ngx_http_upstream_next_errors); 403 and 404 do not count as the peer's failure.
 _NEXT_STATUS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504", 403: "http_403",
@@ -1360,39 +1357,21 @@ class Exchange(ExchangeCore):
             self._failed("invalid_header", invalid_header_message(self.head_bytes))
 
     # -- failures --------------------------------------------------------------------------
-    def _failed(self, kind: str, message: str) -> None:
-        """An attempt failed before anything reached the client: next peer, or an error page."""
-        timeout = kind == "timeout"
-        if not timeout:  # logged where it happened, before ngx_http_upstream_next frees the peer
-            self._log(message)
-        self._cancel_timer()
+    def _drop_attempt(self) -> None:
         self._stop_streaming()
         conn = self.conn
         self.conn = None
         if conn is not None:
             conn.exchange = None
             conn.abort()
-        status = 504 if kind == "timeout" else 502
-        if self.attempt is not None:
-            self.attempt[1] = status
-            self._timed(5)
-            self.attempt = None
-        self._peer_failed(message.rpartition(" while ")[2])
-        if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
-            self._log(message)
-        next_upstream = self.pp.proxy.next_upstream
-        retry = kind in next_upstream and not (
-            self.sent and self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream
-        ) and self.selection.tries_left > 0 and not self._out_of_time() and not self._body_gone()
-        if retry:
-            self.fail_status = status
-            self.sent = False
-            self.header_done = False
-            self.got_bytes = False
-            self.out.clear()
-            self._next_peer()
-        else:
-            self._respond_error(status)
+
+    def _may_retry(self) -> bool:
+        assert self.selection is not None
+        return self.selection.tries_left > 0 and not self._out_of_time() and not self._body_gone()
+
+    def _reset_for_retry(self) -> None:
+        self.got_bytes = False
+        self.out.clear()
 
     def _out_of_time(self) -> bool:
         timeout = self.pp.proxy.next_upstream_timeout
@@ -1405,7 +1384,7 @@ class Exchange(ExchangeCore):
         next_upstream = proxy.next_upstream
         if _NEXT_STATUS[status] not in next_upstream:
             return False
-        if self.pp.request.method in _NON_IDEMPOTENT and "non_idempotent" not in next_upstream:
+        if self.pp.request.method in NON_IDEMPOTENT and "non_idempotent" not in next_upstream:
             return False
         assert self.selection is not None
         return self.selection.tries_left > 1 and not self._out_of_time() and not self._body_gone()

@@ -1,6 +1,7 @@
 """What an HTTP/1 exchange (newproxy/http/upstream.py) and a gRPC one (grpc_upstream.py) do alike:
 the inactivity timer, access-log timings, handing buffered output and errors to the client sink,
-read flow control, and the error-log line naming the request and the upstream.
+read flow control, the error-log line naming the request and the upstream, and what follows a
+failed attempt (the next peer or the error page).
 
 A mixin without slots of its own: the exchanges keep the attributes in their ``__slots__``;
 ``_begin`` sets the ones both have to their starting values."""

@@ -7,7 +7,7 @@ against itself. What must agree is where the requests go in aggregate:
 - random / random two: 700 requests each; each peer's share is within 0.07 of what nginx's
   algorithm gives in theory, for nginx and newproxy alike, and nginx's and newproxy's shares are
   within 0.095 of each other (3.5 standard deviations or more: see the constants); a down peer
-  gets none;
+  gets none. A sample out of those bounds is drawn once more before the test fails;
 - least_conn: 240 requests, 12 at a time, each held 40 ms by the upstream: shares agree within 0.1;
 - max_conns: bursts of requests held 600 ms: peers at their limit are skipped and, when every
   peer is, the request gets 502 ("no live upstreams"): the counts must be equal.
@@ -47,6 +47,17 @@ def _random_two(weights: dict[str, int]) -> dict[str, float]:
 
 
 def test_random_distribution_matches_nginx(tmp_path: Path) -> None:
+    # A sample outside the tolerances is drawn again, once: the checks are 12 bounds at ~3.5
+    # standard deviations, and a full test run once saw nginx's own share of a peer 5 deviations off
+    # (67 of 700 where 117 were due; nginx's error log clean). A wrong balancer fails both samples.
+    failure = _random_sample_failure(tmp_path / "first")
+    if failure is not None:
+        failure = _random_sample_failure(tmp_path / "second")
+    assert failure is None, failure
+
+
+def _random_sample_failure(work: Path) -> str | None:
+    """700 requests per random method to each proxy; what is out of tolerance, or None."""
     def plain(plan: Plan) -> list[Request]:
         return [get(next(iter(plan.listens)), f"/rnd/{i}", "r.test", "random") for i in range(N)]
 
@@ -55,13 +66,14 @@ def test_random_distribution_matches_nginx(tmp_path: Path) -> None:
 
     # Plain random ignores connection counts: sent 8 at a time. random two is sequential, where the
     # model below holds.
-    first = peer_counts(CONF, make_requests=plain, workdir=str(tmp_path / "plain"), concurrency=8)
-    second = peer_counts(CONF, make_requests=two, workdir=str(tmp_path / "two"))
+    first = peer_counts(CONF, make_requests=plain, workdir=str(work / "plain"), concurrency=8)
+    second = peer_counts(CONF, make_requests=two, workdir=str(work / "two"))
     nginx, ours = first["nginx"], first["newproxy"]
     for label in ("nginx", "newproxy"):
         assert first[label].statuses == second[label].statuses == {"200": N}, label
     nginx.upstreams.update(second["nginx"].upstreams)
     ours.upstreams.update(second["newproxy"].upstreams)
+    assert "127.0.0.1:9603" not in ours.upstreams  # down
     expected = {
         "127.0.0.1:960": {"127.0.0.1:9601": 0.5, "127.0.0.1:9602": 1 / 6, "127.0.0.1:9604": 1 / 3},
         "127.0.0.1:961": _random_two({"127.0.0.1:9611": 2, "127.0.0.1:9612": 1, "127.0.0.1:9613": 2}),
@@ -69,10 +81,13 @@ def test_random_distribution_matches_nginx(tmp_path: Path) -> None:
     for prefix, theory in expected.items():
         a = shares(_only(nginx.upstreams, prefix))
         b = shares(_only(ours.upstreams, prefix))
-        assert _close(a, theory, THEORY_TOLERANCE), ("nginx", a, theory)  # the model of nginx is right
-        assert _close(b, theory, THEORY_TOLERANCE), ("newproxy", b, theory)
-        assert _close(a, b, PAIR_TOLERANCE), (a, b)
-    assert "127.0.0.1:9603" not in ours.upstreams  # down
+        if not _close(a, theory, THEORY_TOLERANCE):  # the model of nginx is right
+            return f"nginx {a} against the model's {theory}"
+        if not _close(b, theory, THEORY_TOLERANCE):
+            return f"newproxy {b} against the model's {theory}"
+        if not _close(a, b, PAIR_TOLERANCE):
+            return f"nginx {a} against newproxy {b}"
+    return None
 
 
 def test_least_conn_under_load_matches_nginx(tmp_path: Path) -> None:

@@ -200,7 +200,7 @@ H2_PATHS = {"a file": "/big.bin", "proxied": f"/p{BIG}/h2a", "proxied unbuffered
 
 def _h2_stalled(port: int, path: str) -> tuple[int, list[str]]:
     """An h2c request whose client never opens its window past the initial 65,535 bytes, read for
-    2.5 s: the DATA bytes it got, and what ended the stream (and after how many whole seconds)."""
+    2.5 s: the DATA bytes it got, and what ended the stream (and after how many seconds, rounded)."""
     sock = socket.create_connection(("127.0.0.1", port))
     conn = H2Connection(H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -223,7 +223,9 @@ def _h2_stalled(port: int, path: str) -> tuple[int, list[str]]:
                 if isinstance(event, DataReceived):
                     got += len(event.data)  # (never acknowledged: the window stays shut)
                 elif isinstance(event, StreamReset):
-                    ends.append(f"reset {event.error_code} after {int(time.monotonic() - began)} s")
+                    # Rounded, not truncated: nginx's timer fires up to a few ms before the wall
+                    # clock's second (its time is cached per event loop turn), so "0.99 s" is 1 s.
+                    ends.append(f"reset {event.error_code} after {round(time.monotonic() - began)} s")
                 elif isinstance(event, StreamEnded):
                     ends.append("ended")
             sock.sendall(conn.data_to_send())

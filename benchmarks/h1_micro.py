@@ -30,6 +30,7 @@ import uvloop
 
 import engine_micro
 from engine_micro import load_engine
+from newproxy import native
 from newproxy.engine.engine import Engine
 from newproxy.engine.proxy import client_response_head
 from newproxy.http.h1 import ConnContext, H1Protocol
@@ -135,6 +136,7 @@ def main() -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return
     runs = [uvloop.run(run(engine, args.number, args.connections)) for _ in range(args.repeat)]
+    print(f"hot path: {native.STATUS}")
     print(f"proxied request, whole Python path: {min(runs) / args.number * 1e6:.2f} us/request "
           f"(best of {args.repeat} runs of {args.number})")
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import NGINX, missing_tool, server_command, work_directory
 
+from newproxy import native
 from tests.procstat import cpu_seconds, workers_of
 
 WRK = os.environ.get("BENCH_WRK", "wrk")
@@ -269,6 +270,7 @@ def report_rounds(results: list[Result], args: argparse.Namespace) -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, upstream body {args.body_size} B, "
         f"keepalive 32 to the upstream, {args.rounds} rounds"
     )
+    print(f"newproxy's hot path: {native.STATUS}")  # the workers import the same files with the same environment
     print(f"{'workers':>7} {'round':>5} {'nginx req/s':>12} {'newproxy req/s':>15} {'throughput':>11} {'p99':>6}"
           f" {'nginx cpu us/req':>17} {'newproxy cpu us/req':>20}")
     for workers in sorted({r.workers for r in results}):

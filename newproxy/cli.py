@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, NoReturn
 
-from newproxy import __version__
+from newproxy import __version__, native
 from newproxy.config import NewproxyConfig
 from newproxy.configfile import ConfigError, load_newproxy_config
 from newproxy.http.errorlog import targets_of
@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(
                 f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}, httptools {httptools.__version__}\n"
             )
+            sys.stderr.write(f"hot path: {native.STATUS}\n")
         if not opts.test:
             return 0
     try:

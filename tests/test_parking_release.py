@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from newproxy.http.errorlog import ErrorLog
 from newproxy.http.h1 import ConnContext, H1Protocol
+from newproxy.http.upstream import UpstreamClient
 
 
 class _Engine:
@@ -19,6 +21,10 @@ class _Engine:
     def error_response(self, *args: object) -> None:
         raise AssertionError("no request is made here")
 
+    @staticmethod
+    def client_response_head(*args: object) -> None:
+        raise AssertionError("nothing is proxied here")
+
 
 def _protocols() -> int:
     return sum(1 for obj in gc.get_objects() if type(obj) is H1Protocol)
@@ -27,7 +33,8 @@ def _protocols() -> int:
 def test_a_parked_protocol_is_freed_without_a_garbage_collection() -> None:
     async def scenario() -> tuple[int, int, int]:
         loop = asyncio.get_running_loop()
-        ctx = ConnContext(_Engine(), None, loop, None)  # type: ignore[arg-type]
+        log = ErrorLog()
+        ctx = ConnContext(_Engine(), UpstreamClient(loop, _Engine.client_response_head, log), loop, log)
         now = loop.time()
         protocol = H1Protocol.resumed(ctx, 7, 1, now, now, None)
         with_one = _protocols()

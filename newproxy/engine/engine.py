@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import cast
 
 from newproxy import stats
 from newproxy.config import LocationConfig, NewproxyConfig
@@ -24,7 +25,7 @@ from newproxy.engine.requestfacts import uses_request_facts
 from newproxy.engine.responses import CLOSE_CODES, REDIRECT_CODES, ResponseMaker
 from newproxy.engine.status import CLOSE_AFTER
 from newproxy.engine.servers import InvalidHost, ServerRouter, canonical_address, covering, normalise_host
-from newproxy.engine.types import AwaitBody, LocationFix, ProxyPass, Request, Response, Result, deferred
+from newproxy.engine.types import AwaitBody, FileResponse, LocationFix, ProxyPass, Request, Response, Result, deferred
 from newproxy.engine.upstreams import UpstreamGroup
 from newproxy.reqmetrics import RequestMetrics, lanes_for
 from newproxy.engine.uri import BadRequest, parse_target
@@ -94,14 +95,14 @@ class Engine:
                 request.keepalive = False
                 page = self._fail(ctx, 497)
                 if isinstance(page, Response):
-                    return self._output(ctx, page)  # type: ignore[return-value]
+                    return cast(Response, self._output(ctx, page))  # the filters keep a Response one
         answer = self.maker.error(status, request, keepalive)
         if status == 413 and request is not None and self.filters_headers:
             # client_max_body_size: found once the location was, whose headers filter applies.
             ctx = self._context(request)
             if isinstance(ctx, RequestContext):
                 ctx.location = self._find_location(ctx)
-                return filter_answer(answer, ctx, self.maker.date.second)  # type: ignore[return-value]
+                return filter_answer(answer, ctx, self.maker.date.second)
         return self._early(answer, request, local_addr)
 
     def _early(self, answer: Response, request: Request | None, local_addr: tuple[str, int] | None = None
@@ -201,7 +202,7 @@ class Engine:
             realip.apply(ctx, ctx.server.real_ip)
         answer = self._output(ctx, self._serve(ctx, _SERVER_REWRITE))
         if memo is not None and ctx.static_file is not None and type(answer) is Response and answer.status == 200:
-            memo.store(request, ctx, answer, *ctx.static_file)  # type: ignore[arg-type]
+            memo.store(request, ctx, answer, *ctx.static_file)  # type: ignore[arg-type]  # (path, stat_result)
         return answer
 
     def subrequest(self, sub: RequestContext) -> Result:
@@ -217,15 +218,15 @@ class Engine:
         later = deferred(answer, self._output, ctx)  # the filters run over the answer it resumes with
         if later is not None:
             return later
-        if self.filters_headers and not isinstance(answer, ProxyPass):  # proxied: in client_response_head
-            answer = filter_answer(answer, ctx, self.maker.date.second)  # type: ignore[arg-type]
+        if self.filters_headers and isinstance(answer, (Response, FileResponse)):  # proxied: in client_response_head
+            answer = filter_answer(answer, ctx, self.maker.date.second)
         if self.gzips and isinstance(answer, Response):  # after the headers filter, as in nginx
             self._gzip(ctx, answer)
         if self.limits_on:
             limits.finish(ctx, answer, self.zones)
         return answer
 
-    def _serve(self, ctx: RequestContext, entry: int) -> Response | ProxyPass:
+    def _serve(self, ctx: RequestContext, entry: int) -> Result:
         """The phases from ``entry``: the server rewrite phase (a new request, or an internal redirect),
         or the location rewrite phase of ``ctx.location`` (a named location)."""
         request = ctx.request
@@ -361,14 +362,14 @@ class Engine:
             return self._stub_status(ctx)
         return self._static(ctx)
 
-    def _stub_status(self, ctx: RequestContext) -> Response:
+    def _stub_status(self, ctx: RequestContext) -> Result:
         """ngx_http_stub_status_handler: GET and HEAD only, text/plain, counts of every worker."""
         request = ctx.request
         if request.method not in (b"GET", b"HEAD"):
-            return self._fail(ctx, 405)  # type: ignore[return-value]
+            return self._fail(ctx, 405)
         return self.maker.text(200, request, request.keepalive, b"text/plain", stats.stub_status_text())
 
-    def _try_files(self, ctx: RequestContext, try_files: CompiledTryFiles) -> Response | ProxyPass | None:
+    def _try_files(self, ctx: RequestContext, try_files: CompiledTryFiles) -> Result | None:
         """ngx_http_core_try_files_phase. None: a file exists, $uri is now its name, go on to content."""
         for value, directory in try_files.files:
             name = value.render(ctx)  # a directory's value without its "/" (and $uri becomes that)
@@ -405,13 +406,13 @@ class Engine:
         ctx.location = None
         return self._serve(ctx, _SERVER_REWRITE)
 
-    def _static(self, ctx: RequestContext) -> Response | ProxyPass:
+    def _static(self, ctx: RequestContext) -> Result:
         """nginx's index and static handlers (newproxy/engine/static.py); a FileResponse for a file."""
-        return static.serve(self, ctx)  # type: ignore[return-value]
+        return static.serve(self, ctx)
 
     # -- errors and error_page ---------------------------------------------------------------
 
-    def upstream_failed(self, pp: ProxyPass, status: int) -> Response | ProxyPass:
+    def upstream_failed(self, pp: ProxyPass, status: int) -> Result:
         """The upstream client got no usable answer (502, 504): what nginx's special response handler
         does with that status for the request's location: its error_page (an internal redirect whose
         result may be another ProxyPass, a redirect, a =code answer) or the built-in page."""
@@ -419,18 +420,18 @@ class Engine:
         if not isinstance(ctx, RequestContext):
             return self.maker.error(status, pp.request, pp.keepalive)
         if pp.redirect is not None:  # the upstream's X-Accel-Redirect, not a failure
-            return accel.follow(self, ctx, pp, self._output)  # type: ignore[arg-type,return-value]
+            return accel.follow(self, ctx, pp, self._output)
         answer = self._fail(ctx, status)
         if ctx.www_authenticate:  # an intercepted 401's (engine/proxy.py carry_www_authenticate)
-            answer = access.with_www_authenticate(ctx, answer)  # type: ignore[assignment]
+            answer = access.with_www_authenticate(ctx, answer)
         return self._output(ctx, answer)
 
     # -- internal redirects made outside the phases (X-Accel-Redirect: newproxy/engine/accel.py) ------
 
-    def fail(self, ctx: RequestContext, status: int) -> Response | ProxyPass:
+    def fail(self, ctx: RequestContext, status: int) -> Result:
         return self._fail(ctx, status)
 
-    def uri_redirect(self, ctx: RequestContext, uri: str, args: str) -> Response | ProxyPass:
+    def uri_redirect(self, ctx: RequestContext, uri: str, args: str) -> Result:
         """ngx_http_internal_redirect: the phases again from the server rewrite phase, for ``uri``;
         the 11th redirect of a request is a 500 (\"rewrite or internal redirection cycle\")."""
         ctx.uri_changes -= 1
@@ -444,7 +445,7 @@ class Engine:
         ctx.location = None
         return self._serve(ctx, _SERVER_REWRITE)
 
-    def named_redirect(self, ctx: RequestContext, name: str) -> Response | ProxyPass:
+    def named_redirect(self, ctx: RequestContext, name: str) -> Result:
         """ngx_http_named_location: the named location's rewrite phase, $uri unchanged; an unknown
         name or a cycle is a 500."""
         ctx.uri_changes -= 1
@@ -468,7 +469,7 @@ class Engine:
         if where.gzip is not None and not ctx.gzip_filtered:
             gzip.filter_response(where.gzip, ctx.request, ctx.method or ctx.request.method, answer)
 
-    def _fail(self, ctx: RequestContext, status: int) -> Response | ProxyPass:
+    def _fail(self, ctx: RequestContext, status: int) -> Result:
         """ngx_http_special_response_handler: the error_page for ``status`` if there is one, else the
         built-in page."""
         request = ctx.request
@@ -522,7 +523,7 @@ class Engine:
 
     # -- what the rewrite phase answers with -------------------------------------------------
 
-    def rewrite_return(self, ctx: RequestContext, step: CompiledReturn) -> Response:
+    def rewrite_return(self, ctx: RequestContext, step: CompiledReturn) -> Result:
         where = ctx.location if ctx.location is not None else ctx.server
         return self._return(ctx, step, ctx.accel_type or where.content_type(ctx.uri))
 
@@ -591,7 +592,7 @@ class Engine:
         found = ctx.server.locations.find(ctx.uri)
         return found.value if found is not None else None
 
-    def _return(self, ctx: RequestContext, step: CompiledReturn, content_type: bytes) -> Response:
+    def _return(self, ctx: RequestContext, step: CompiledReturn, content_type: bytes) -> Result:
         request = ctx.request
         if step.text is None and step.status in CLOSE_CODES:
             return self.maker.close()
@@ -603,7 +604,7 @@ class Engine:
         if text is not None:
             return self.maker.text(status, request, request.keepalive, content_type, text.encode("latin-1"))
         if step.status >= 400:
-            return self._fail(ctx, step.status)  # type: ignore[return-value]
+            return self._fail(ctx, step.status)
         # Below 400 with no page: nginx sends an empty body with the default type.
         return self.maker.text(status, request, request.keepalive, content_type, b"")
 

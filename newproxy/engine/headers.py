@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from newproxy.engine.types import FileResponse, Response
 from newproxy.engine.variables import Template
+
+_Answer = TypeVar("_Answer", bound="Response | FileResponse")  # filter_answer changes an answer in place
 
 if TYPE_CHECKING:
     from newproxy.engine.context import RequestContext
@@ -332,7 +334,7 @@ def chunk_body(body: bytes, trailers: bytes) -> bytes:
 _NO_CHUNKS = frozenset({204, 304})
 
 
-def filter_answer(answer: Response | FileResponse, ctx: RequestContext, now: int) -> Response | FileResponse:
+def filter_answer(answer: _Answer, ctx: RequestContext, now: int) -> _Answer:
     """The headers filter on a response the engine made (file, return, redirect, error page), with
     the program of the location in effect when it was sent (the server's outside any location)."""
     where = ctx.location if ctx.location is not None else ctx.server

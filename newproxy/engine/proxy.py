@@ -183,9 +183,9 @@ def upstream_head(ctx: RequestContext, proxy: CompiledProxy, uri: bytes | None =
             parts.append(prefix + value.encode("latin-1") + b"\r\n")
     if proxy.config.pass_request_headers:
         suppressed = proxy.suppressed
-        for name, value in ctx.request.headers:
+        for name, header_value in ctx.request.headers:
             if name.lower() not in suppressed:
-                parts += (name, b": ", value, b"\r\n")  # joined once below: no bytes made per line
+                parts += (name, b": ", header_value, b"\r\n")  # joined once below: no bytes made per line
     parts.append(b"\r\n")
     return b"".join(parts)
 

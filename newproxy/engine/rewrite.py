@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Union
 
 from newproxy.engine import trace
 from newproxy.engine.context import RequestContext, set_captures
-from newproxy.engine.types import Response
+from newproxy.engine.types import Response, Result
 from newproxy.engine.variables import Template
 
 if TYPE_CHECKING:
@@ -112,11 +112,12 @@ class Actions(Protocol):
 
     def rewrite_redirect(self, ctx: RequestContext, status: int, target: str) -> Response: ...
 
-    def rewrite_return(self, ctx: RequestContext, step: CompiledReturn) -> Response: ...
+    def rewrite_return(self, ctx: RequestContext, step: CompiledReturn) -> Result: ...
 
 
-def run(actions: Actions, ctx: RequestContext, steps: list[Step]) -> Response | None:
-    """Run a rewrite phase. Returns None when the phase ends, else the response that ends the request."""
+def run(actions: Actions, ctx: RequestContext, steps: list[Step]) -> Result | None:
+    """Run a rewrite phase. Returns None when the phase ends, else the answer that ends the request
+    (a ``return`` with an error_page may lead anywhere: a proxied location, a limit_req delay...)."""
     result = _run(actions, ctx, steps)
     return None if result is _GO_ON or result is _STOP else result  # type: ignore[return-value]
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from newproxy.http.bodyfile import BodyFile
     from newproxy.http.bodystream import BodyStream
     from newproxy.engine.context import RequestContext
+    from newproxy.engine.logformat import LogRecord
     from newproxy.engine.proxy import ResponseRelay
     from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.upstreams import UpstreamGroup
@@ -37,10 +38,10 @@ class Request:
     context: object = None
     # The access-log record the IO layer fills for this request (newproxy/http/accesslog.py); None
     # when no access_log is configured.
-    log: object = None
+    log: LogRecord | None = None
     # The TLS session of the connection (newproxy/http/tls.py TlsInfo) for $ssl_* variables; None
     # on plain connections.
-    tls: object = None
+    tls: TlsInfo | None = None
     # HTTP/2 and HTTP/3: the front end appended the Content-Length of a body read whole (nginx's
     # ngx_http_v2_read_request_body); grpc_pass, which nginx reads unbuffered, takes it out again.
     length_added: bool = False

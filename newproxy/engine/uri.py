@@ -106,12 +106,12 @@ def parse_uncached(target: bytes, merge_slashes: bool = True) -> ParsedTarget:
         if not sep or not _SCHEME.fullmatch(scheme):
             raise BadRequest("invalid request target")
         slash = rest.find(b"/")
-        query = rest.find(b"?")
-        if 0 <= query < slash or slash < 0 <= query:
+        question = rest.find(b"?")
+        if 0 <= question < slash or slash < 0 <= question:
             # "http://h?a": nginx's $uri is "/" (empty_path_in_uri) but its unparsed URI, hence
             # $request_uri and what proxy_pass without a URI sends, starts at the "?".
-            authority, path_and_query = rest[:query], b"/" + rest[query:]
-            request_uri = rest[query:]
+            authority, path_and_query = rest[:question], b"/" + rest[question:]
+            request_uri = rest[question:]
         else:
             authority, path_and_query = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
             request_uri = path_and_query

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from newproxy.http.upstream import Exchange
 
 if TYPE_CHECKING:
-    from newproxy.http.upstream import UpstreamConn
+    from newproxy.engine.types import ProxyPass
+    from newproxy.http.upstream import ClientSink, UpstreamClient, UpstreamConn
 
 Done = Callable[[int, "list[tuple[bytes, bytes]]"], None]
 
@@ -27,8 +28,8 @@ class AuthExchange(Exchange):
     __slots__ = ("answer",)
     follows_accel = False  # the subrequest's status is the upstream's, X-Accel-Redirect or not
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
+        super().__init__(client, pp, sink)
         self.answer: tuple[int, list[tuple[bytes, bytes]]] | None = None
 
     def on_head(self, conn: UpstreamConn, status: int) -> None:

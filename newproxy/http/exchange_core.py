@@ -3,13 +3,15 @@ the inactivity timer, access-log timings, handing buffered output and errors to 
 read flow control, the error-log line naming the request and the upstream, and what follows a
 failed attempt (the next peer or the error page).
 
-A mixin without slots of its own: the exchanges keep the attributes in their ``__slots__``;
-``_begin`` sets the ones both have to their starting values."""
+The base of both: it holds the attributes they share (each exchange's ``__slots__`` adds its
+own); ``_begin`` sets them to their starting values."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+
+from mypy_extensions import mypyc_attr
 
 from newproxy.http.errorlog import request_context
 
@@ -24,8 +26,37 @@ if TYPE_CHECKING:
     from newproxy.engine.upstreams import Peer, PeerSelection
 
 
+# Compiled (newproxy/native.py), it stays open to grpc_upstream's GrpcExchange, which is not.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ExchangeCore:
-    __slots__ = ()
+    __slots__ = (
+        "attempt",
+        "bodiless",
+        "chunked_out",
+        "client",
+        "close_out",
+        "conn",
+        "connect_task",
+        "deflate",
+        "done",
+        "fail_status",
+        "got_bytes",
+        "header_done",
+        "last",
+        "log",
+        "out",
+        "paused",
+        "peer",
+        "pool",
+        "pp",
+        "reused",
+        "selection",
+        "sending",
+        "sent",
+        "sink",
+        "stale_retried",
+        "timeout",
+    )
 
     client: Any
     sink: Any
@@ -104,6 +135,10 @@ class ExchangeCore:
         self.timeout = timeout
         self.last = self.client.loop.time()
         self.client.deadlines.add(self)
+
+    def on_deadline(self, now: float) -> None:
+        """The deadlines' tick (upstream._Deadlines): act if the armed timeout has passed."""
+        raise NotImplementedError  # each exchange times out its own way
 
     def _cancel_timer(self) -> None:
         self.client.deadlines.active.discard(self)

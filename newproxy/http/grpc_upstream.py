@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import errno as _errno
 import ssl
-import weakref
 from typing import TYPE_CHECKING
 
 from h2.config import H2Configuration
@@ -73,15 +72,9 @@ def _host_of(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
-# The gRPC pools of each upstream client (one per event loop), by group name: kept beside the client
-# so that its HTTP/1 pools and this module stay apart.
-_POOLS: weakref.WeakKeyDictionary[UpstreamClient, dict[str, KeepalivePool[GrpcConn]]] = weakref.WeakKeyDictionary()
-
-
 def _pool(client: UpstreamClient, group: UpstreamGroup) -> KeepalivePool[GrpcConn]:
-    pools = _POOLS.get(client)
-    if pools is None:
-        pools = _POOLS[client] = {}
+    """The group's pool of idle h2 connections, on the upstream client (one per event loop)."""
+    pools = client.grpc_pools
     pool = pools.get(group.name)
     if pool is None:
         pool = pools[group.name] = KeepalivePool(group, client.loop)
@@ -192,45 +185,19 @@ class GrpcExchange(ExchangeCore):
     """One grpc_pass request: peer selection, retries, timeouts, relaying the stream."""
 
     __slots__ = (
-        "attempt",
-        "bodiless",
         "body",
         "body_end",
-        "chunked_out",
-        "client",
-        "close_out",
-        "conn",
-        "connect_task",
-        "deflate",
-        "done",
         "ended_out",
-        "fail_status",
-        "got_bytes",
-        "header_done",
-        "last",
-        "log",
-        "out",
-        "paused",
-        "peer",
-        "pool",
-        "pp",
-        "reused",
-        "selection",
-        "sending",
-        "sent",
-        "sink",
         "split",
-        "stale_retried",
         "stream",
         "streamed",
         "streaming",
-        "timeout",
         "trailers",
-    )
+    )  # and ExchangeCore's
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
         self._begin(client, pp, sink)
-        self.conn: GrpcConn | None = None
+        self.conn = None  # GrpcConn, while an attempt has one (ExchangeCore.conn: Any)
         self.stream = 1  # this call's stream id on its connection
         self.body = b""  # request DATA not yet within the peer's flow-control window
         # Request body streaming (``open_body``/``feed``): the client's DATA goes upstream as it comes,

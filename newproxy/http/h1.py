@@ -25,7 +25,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 
 from newproxy.config import ClientConfig
@@ -72,9 +72,6 @@ _PENDING, _DROPPING = 1, 2
 _EARLY_PENDING, _EARLY_RUNNING, _EARLY_STREAMING = 1, 2, 3
 _DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
 _NEVER = 1 << 62  # a body length no request reaches
-# The exchanges whose upstream work a client's FIN or reset ends (nginx's broken-connection check):
-# the request's, and its auth_request subrequest's.
-_WATCHED = (Exchange, AuthExchange)
 _BODY_BUFFER = 16384  # client_body_buffer_size's default, for an engine that names none
 
 
@@ -256,8 +253,10 @@ class H1Protocol(asyncio.Protocol):
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         client = ctx.client
-        self.parser = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
-                                    client.large_header_buffers)
+        # A RequestParser; while a tunnel or a held upgrade has the connection, a _Tunnel or _Hold
+        # (feed_data alone); None once the connection is gone.
+        self.parser: Any = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
+                                         client.large_header_buffers)
         # conn_id given: a parked connection resumes (parking.py); number given: taken at accept (tls.py)
         self.conn_id = conn_id or number or ctx.next_id()
         self._resumed = conn_id != 0
@@ -279,7 +278,9 @@ class H1Protocol(asyncio.Protocol):
         self._early_req: Request | None = None
         self._early_wait: AwaitBody | None = None  # its content handler, once the body is all in
         self._stream: BodyStream | None = None  # the body being sent upstream as it comes (_EARLY_STREAMING)
-        self._exchange: Exchange | None = None
+        # What the current request waits on: an Exchange (or GrpcExchange), a limit_req DelayWait,
+        # a FileSender; None.
+        self._exchange: Any = None
         self._hold: _Hold | None = None  # set while an upgrade request is proxied
         self._current: ProxyPass | None = None
         self._release: Callable[[], None] | None = None  # limit_conn: what the answer in flight holds
@@ -342,7 +343,7 @@ class H1Protocol(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (checked when compiled)
         self._addresses(transport)
         rules = self.ctx.header_rules
         if rules is not None:  # some server changes underscores_in_headers / ignore_invalid_headers
@@ -393,7 +394,7 @@ class H1Protocol(asyncio.Protocol):
         # This object and its parser point at each other, and at the transport: without the cycle
         # broken here, a parked connection's ~2.6 KB lives on until a full garbage collection,
         # which an idle worker may not run for a long time.
-        self.parser = None  # type: ignore[assignment]
+        self.parser = None
         self.transport = None
         return self.ctx, self.conn_id, self._requests, self._last, self._head_start
 
@@ -450,12 +451,12 @@ class H1Protocol(asyncio.Protocol):
                 self._close()
         except _Stop:
             pass  # a callback answered the request with an error
-        except ParseError as exc:
-            self._parse_error(exc)
-        except UpgradeRequest as exc:
+        except ParseError as error:  # (each exception its own name: compiled, a name has one type)
+            self._parse_error(error)
+        except UpgradeRequest as upgrade:
             # The parser pauses after a request with "Connection: upgrade"; nginx ignores the
             # upgrade (unless proxied with the Upgrade header set), so go on with what follows it.
-            self._feed_after_upgrade(exc.rest)
+            self._feed_after_upgrade(upgrade.rest)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one connection, not the process
             if not self._stopped:
                 self.ctx.log.error(f"request processing failed: {exc!r}", self.conn_id)
@@ -465,7 +466,7 @@ class H1Protocol(asyncio.Protocol):
         if self._busy and not self._queue and not self._stopped and type(self._exchange) is Exchange:
             # The upgrade request is being proxied: keep what follows until the peer answers.
             hold = self._hold = _Hold(self.parser, rest)
-            self.parser = hold  # type: ignore[assignment]
+            self.parser = hold
             return
         while rest and not self._stopped and not self._closed:
             try:
@@ -490,7 +491,7 @@ class H1Protocol(asyncio.Protocol):
             return True
         if self._stream is not None:
             return False  # the body's end is missing: as a close (connection_lost)
-        if type(ex) in _WATCHED and not ex.done and not ex.complete and not ex.pp.proxy.ignore_client_abort:
+        if isinstance(ex, Exchange) and not ex.done and not ex.complete and not ex.pp.proxy.ignore_client_abort:
             # nginx's broken-connection check: a FIN (epoll's RDHUP, a half-close as a close) while
             # the upstream works, for the request or its auth_request subrequest, ends the request
             # (499) and the peer's connection; what the client pipelined behind it is dropped.
@@ -611,7 +612,7 @@ class H1Protocol(asyncio.Protocol):
             if self._stream is not None and type(ex) is Exchange and self._rec is not None:
                 self._rec.status = ex.client_closed()
                 self._count_streamed()
-            elif isinstance(exc, OSError) and type(ex) in _WATCHED and not ex.done and not ex.complete:
+            elif isinstance(exc, OSError) and isinstance(ex, Exchange) and not ex.done and not ex.complete:
                 self._client_aborted(ex, exc)  # a reset (a FIN came by eof_received; our own close has no exc)
             elif isinstance(exc, OSError):
                 self._cut_answer(ex, exc)
@@ -840,10 +841,10 @@ class H1Protocol(asyncio.Protocol):
         body = self._body
         if body is None:
             self._body = [data]
-        elif type(body) is list:
+        elif isinstance(body, list):
             body.append(data)
         else:
-            self._to_buffer(body, data)  # type: ignore[arg-type]
+            self._to_buffer(body, data)
         self._body_len += len(data)
         if self._limit and self._body_len > self._limit:
             self._reject(413, self._req)
@@ -1029,11 +1030,11 @@ class H1Protocol(asyncio.Protocol):
         body = self._body
         self._body = None
         if body:
-            if type(body) is list:
+            if isinstance(body, list):
                 stream.add(body[0] if len(body) == 1 else b"".join(body))
             else:
-                kept = body.take()  # type: ignore[union-attr]  # a BodyBuffer: one long first read
-                stream.add(kept.read(0, len(kept)) if type(kept) is BodyFile else kept)  # type: ignore[arg-type]
+                kept = body.take()  # a BodyBuffer: one long first read
+                stream.add(kept.read(0, len(kept)) if isinstance(kept, BodyFile) else kept)
 
     def _stream_read(self) -> None:
         """The body bytes of one read go upstream together (a chunked body: as one chunk)."""
@@ -1208,7 +1209,7 @@ class H1Protocol(asyncio.Protocol):
             self._tick = 0
 
     # -- front-end checks (before any location is known) --------------------------------------
-    def _check(self, req: Request, version: bytes) -> int:
+    def _check(self, req: Request, version: bytes | None) -> int:
         """The status nginx answers once the head is read, before finding a location, or 0
         (ngx_http_process_request_header; the parser refused what nginx refuses while reading:
         request line, header lines, duplicate unique headers, an invalid Host, the sizes)."""
@@ -1237,7 +1238,7 @@ class H1Protocol(asyncio.Protocol):
         """An ssl listen: https and the session for $ssl_*, or 497 for plain HTTP (nginx checks it
         once the header is read and Host chose the server, in ngx_http_process_request)."""
         tls = self.tls
-        if tls == PLAIN_ON_TLS_PORT:
+        if not isinstance(tls, TlsInfo):  # PLAIN_ON_TLS_PORT
             return self._check(req, version) or 497
         req.scheme = "https"
         req.tls = tls
@@ -1302,7 +1303,7 @@ class H1Protocol(asyncio.Protocol):
         resp = self._error_response(status, req, False)
         self._head_due = True
         if self.ctx.access is not None:
-            self._rec = req.log if req is not None and req.log is not None else self._prec  # type: ignore[assignment]
+            self._rec = req.log if req is not None and req.log is not None else self._prec
             self._prec = None
         self._v09 = bool(cut & _BODY_ONLY)
         self._write(resp.head + (b"" if cut & _HEAD_ONLY else resp.body))
@@ -1319,7 +1320,7 @@ class H1Protocol(asyncio.Protocol):
 
     # -- dispatch ---------------------------------------------------------------------------
     def _dispatch(self, req: Request) -> None:
-        self._rec = req.log  # type: ignore[assignment]
+        self._rec = req.log
         self._head_due = True
         self._v09 = req.version == b"0.9"
         try:
@@ -1397,7 +1398,7 @@ class H1Protocol(asyncio.Protocol):
             # Like an exchange in flight: later pipelined requests wait, connection loss cancels it.
             self._busy = True
             timer = self.loop.call_later(result.seconds, self._resume, result, req)
-            self._exchange = DelayWait(timer)  # type: ignore[assignment]
+            self._exchange = DelayWait(timer)
             return
         if isinstance(result, Response):
             if result.close_without_response:
@@ -1461,7 +1462,7 @@ class H1Protocol(asyncio.Protocol):
         if self._out:
             self._flush()
         self._busy = True
-        self._exchange = sender  # type: ignore[assignment]
+        self._exchange = sender
         sender.start()
 
     def _drain(self) -> None:
@@ -1495,7 +1496,7 @@ class H1Protocol(asyncio.Protocol):
         client's bytes going to ``forward`` untouched (no parsing, no HTTP timeouts of ours)."""
         hold = self._hold
         self._hold = None
-        self.parser = _Tunnel(forward)  # type: ignore[assignment]
+        self.parser = _Tunnel(forward)
         if hold is not None and hold.data:
             forward(hold.data)
 
@@ -1808,7 +1809,7 @@ class H1Protocol(asyncio.Protocol):
         req = Request(parser.method, b"" if line is not None else parser.target,
                       parser.version, [] if line is not None else parser.headers, b"", self.client_addr,
                       self.local_addr, "http", False)
-        if self.tls is not None and self.tls != PLAIN_ON_TLS_PORT:
+        if isinstance(self.tls, TlsInfo):
             req.scheme = "https"
             req.tls = self.tls
         return req, line

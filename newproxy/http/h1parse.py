@@ -42,6 +42,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from newproxy.engine.servers import host_valid
 
 CR = 13
@@ -53,9 +55,6 @@ MAX_OFF_T = (1 << 63) - 1
 # Debian's nginx 1.22.1 carries the max_headers limit of later nginx (default 1000): the header
 # line past it is refused as "too many header lines" (494).
 MAX_HEADERS = 1000
-# A finished request's parser holds no header list: every head starts a new one before adding to it
-# (a tuple, so that a path that did not would fail loudly instead of sharing headers).
-_NO_HEADERS: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
 
 
 def _logged_line(line: bytes, value: bytes) -> bytes:
@@ -147,6 +146,9 @@ _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,14})\r\n").match  # 14 digits never n
 _HEAD, _BODY, _CHUNKED = range(3)
 
 
+# Compiled (newproxy/native.py), it stays open to tests/test_h1parse.py's parsers that take one
+# path alone.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestParser:
     """One connection's requests, in order. Invariants: ``_buf[_pos:]`` is what is not parsed yet;
     while a head is being read ``_buf[_start:]`` holds all of it (offsets index ``_buf``); the
@@ -226,7 +228,7 @@ class RequestParser:
         self._chunk_new = False
         self.target = b""
         self.version = b"1.0"  # b"1.1" (any HTTP/1.x over 1.0), b"1.0", b"0.9"
-        self.headers: list[tuple[bytes, bytes]] = _NO_HEADERS
+        self.headers: list[tuple[bytes, bytes]] = []
         self.head_length = 0
         self.body_bytes = 0
         self.keepalive = False
@@ -486,7 +488,8 @@ class RequestParser:
             kind = kinds.get(name)
             if kind is None:
                 kind = _classify(name)
-            if kind < 0:  # type: ignore[operator]
+                assert kind is not None  # the loop above returned False for a name without a kind
+            if kind < 0:
                 if kind < self._drop:
                     self._note_dropped(_logged_line(line, value))
                     continue
@@ -495,7 +498,7 @@ class RequestParser:
                 raise self._fail(494)
             value = value.strip(b" ")
             if kind:
-                self._special(kind, name, value)  # type: ignore[arg-type]
+                self._special(kind, name, value)
             self.headers.append((name, value))
         # The blank line ending the head is a line of its own for the buffers.
         pos = line_end
@@ -930,7 +933,7 @@ class RequestParser:
         self._rl_state = RL_START
         self._h_state = H_START
         self.method = self.target = b""
-        self.headers = _NO_HEADERS  # the request has them: an idle connection need not
+        self.headers = []  # the request has its own: an idle connection holds none (each head starts a new one)
         self.http_version = 1000
         self.host = self.content_length = self.te = None
         self.connection = 0

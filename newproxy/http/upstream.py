@@ -24,7 +24,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -155,7 +155,8 @@ class UpstreamConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_name = peer_name
         self.pool = pool
-        self.parser = response_parser(self)
+        # httptools' parser; a _Raw (a tunnel, an unframed body) or _Discard once the answer needs no parsing.
+        self.parser: Any = response_parser(self)
         self.exchange: Exchange | None = None
         self.requests = 0
         self.idle_since = 0.0
@@ -179,7 +180,7 @@ class UpstreamConn(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (checked when compiled)
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
@@ -288,7 +289,7 @@ class UpstreamConn(asyncio.Protocol):
         # The parser calls back this object's bound methods and the transport holds this protocol:
         # cycles that would leave every closed connection (a dozen objects) to the cyclic GC, whose
         # passes cost ~1% of a worker under upstream connection churn. Nothing reads either now.
-        self.parser = _Discard()  # type: ignore[assignment]
+        self.parser = _Discard()
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -458,10 +459,10 @@ class _Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.active: set[Exchange] = set()
+        self.active: set[ExchangeCore] = set()  # HTTP/1 and gRPC exchanges alike
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, exchange: Exchange) -> None:
+    def add(self, exchange: ExchangeCore) -> None:
         self.active.add(exchange)
         if self.handle is None:
             self.handle = self.loop.call_later(self.TICK, self._tick)
@@ -493,6 +494,8 @@ class UpstreamClient:
         self.client_response_head = client_response_head
         self.log = log
         self.pools: dict[str, KeepalivePool[UpstreamConn]] = {}
+        # grpc_upstream.py's pools of h2 connections, by group name: kept on the client, filled there.
+        self.grpc_pools: dict[str, KeepalivePool[Any]] = {}
         self.deadlines = _Deadlines(loop)
         self.connections_opened = 0  # for tests and metrics
         self.resolver: Resolver | None = None  # made for the first proxy_pass URL that names a host
@@ -531,54 +534,28 @@ class Exchange(ExchangeCore):
     follows_accel = True
 
     __slots__ = (
-        "attempt",
-        "bodiless",
         "buffered",
-        "chunked_out",
-        "client",
-        "close_out",
         "complete",
-        "conn",
-        "connect_task",
-        "deflate",
-        "done",
-        "fail_status",
         "framing",
-        "got_bytes",
         "head_bytes",
         "head_seen",
-        "header_done",
         "intercepted",
         "interim",
         "is_head",
-        "last",
-        "log",
-        "out",
-        "paused",
-        "peer",
-        "pool",
-        "pp",
         "pump_piece",
         "pumped",
-        "reused",
-        "selection",
-        "sending",
         "retry_status",
-        "sent",
         "send_now",
-        "sink",
         "spool",
         "spool_end",
-        "stale_retried",
         "started",
         "streaming",
-        "timeout",
         "upgraded",
-    )
+    )  # and ExchangeCore's
 
     def __init__(self, client: UpstreamClient, pp: ProxyPass, sink: ClientSink) -> None:
         self._begin(client, pp, sink)
-        self.conn: UpstreamConn | None = None
+        self.conn = None  # UpstreamConn, while an attempt has one (ExchangeCore.conn: Any)
         self.head_seen = 0  # bytes of the response head read so far (proxy_buffer_size)
         self.head_bytes = b""  # those bytes (from the attempt's first read: head_seen == 0)
         self.complete = False
@@ -692,45 +669,45 @@ class Exchange(ExchangeCore):
                 if peer.path is not None:  # a unix socket peer (nginx's server unix:PATH)
                     _, conn = await client.loop.create_unix_connection(
                         lambda: UpstreamConn(pool, peer.name, client.loop), peer.path,
-                        **kwargs  # type: ignore[arg-type]
+                        **kwargs
                     )
                 else:
                     _, conn = await client.loop.create_connection(
                         lambda: UpstreamConn(pool, peer.name, client.loop), peer.host, peer.port,
-                        **kwargs  # type: ignore[arg-type]
+                        **kwargs
                     )
             finally:
                 if "server_hostname" in kwargs:
                     release(kwargs["server_hostname"])
         except asyncio.CancelledError:
             return  # the client went away, or proxy_connect_timeout passed (on_deadline)
-        except ssl.SSLCertVerificationError as exc:
+        except ssl.SSLCertVerificationError as verify_error:
             # nginx completes the handshake and then reads the verification's result
             # (ngx_http_upstream_ssl_handshake); Python's ssl stops the handshake: the same line.
             self.connect_task = None
             if not self.done:
-                self._failed("error", f"upstream SSL certificate verify error: ({exc.verify_code}:"
-                                      f"{exc.verify_message}) while SSL handshaking to upstream")
+                self._failed("error", f"upstream SSL certificate verify error: ({verify_error.verify_code}:"
+                                      f"{verify_error.verify_message}) while SSL handshaking to upstream")
             return
         except TimeoutError:  # the kernel's own ETIMEDOUT
             self.connect_task = None
             if not self.done:
                 self._failed("timeout", "upstream timed out (110: Connection timed out) while connecting to upstream")
             return
-        except OSError as exc:
+        except OSError as os_error:
             self.connect_task = None
             if not self.done:
-                code = exc.errno if exc.errno is not None else _errno.ECONNREFUSED
+                code = os_error.errno if os_error.errno is not None else _errno.ECONNREFUSED
                 # A unix socket's connect fails at once, where ngx_event_connect_peer names the
                 # peer; a TCP one's is found later (ngx_http_upstream_test_connect), without it.
                 where = f" to {peer.name}" if peer.path is not None else ""
-                self._failed("error", f"connect(){where} failed ({code}: {exc.strerror or exc}) "
+                self._failed("error", f"connect(){where} failed ({code}: {os_error.strerror or os_error}) "
                                       "while connecting to upstream")
             return
-        except Exception as exc:  # noqa: BLE001 - a fault here fails this attempt at once (not at proxy_connect_timeout)
+        except Exception as other:  # noqa: BLE001 - a fault here fails this attempt at once (not at proxy_connect_timeout)
             self.connect_task = None
             if not self.done:
-                self._failed("error", f"connect() failed ({exc!r}) while connecting to upstream")
+                self._failed("error", f"connect() failed ({other!r}) while connecting to upstream")
             return
         self.connect_task = None
         client.connections_opened += 1
@@ -1193,7 +1170,7 @@ class Exchange(ExchangeCore):
         self.bodiless = False
         self.framing = "close"
         self.close_out = True
-        conn.parser = _Raw(self)  # type: ignore[assignment]
+        conn.parser = _Raw(self)
         upgraded = getattr(self.sink, "upgraded", None)
         if upgraded is not None and any(len(n) == 7 and n.lower() == b"upgrade" for n, _ in self.pp.request.headers):
             self.flush()  # the 101 head, at once (nginx flushes it when switching)
@@ -1223,7 +1200,7 @@ class Exchange(ExchangeCore):
         self.header_done = True
         self.framing = "close"
         self.bodiless = self.is_head
-        conn.parser = _Discard() if self.is_head else _Raw(self)  # type: ignore[assignment]
+        conn.parser = _Discard() if self.is_head else _Raw(self)
         if not self.is_head:
             self.out.append(data)
             self.flush()

@@ -63,6 +63,10 @@ http {{
         server 127.0.0.1:{dead} fail_timeout=30s;
         server 127.0.0.1:{dead} fail_timeout=30s;
     }}
+    upstream nolive {{
+        server 127.0.0.1:{dead} max_fails=0;
+        server 127.0.0.1:{dead} fail_timeout=30s;
+    }}
     upstream kept {{
         server 127.0.0.1:{up};
         keepalive 2;
@@ -97,6 +101,7 @@ http {{
         location /group/ {{ grpc_pass grpc://backend; }}
         location /gone/ {{ grpc_pass grpc://gone; }}
         location /kept/ {{ grpc_pass grpc://kept; }}
+        location /nolive/ {{ grpc_pass grpc://nolive; }}
         location /err/ {{
             grpc_pass grpc://127.0.0.1:{up};
             grpc_intercept_errors on;
@@ -349,6 +354,39 @@ def test_failing_peers_error_log(targets: Targets) -> None:
         ("[error] connect() failed (111: Connection refused)", dead),
         ("[warn] upstream server temporarily disabled", dead),
         ("[error] no live upstreams", "grpc://gone")]
+
+
+def _error_lines(log: Path, start: int) -> list[str]:
+    """The [error] and [warn] lines written to ``log`` past ``start``, without time and ids."""
+    with log.open(encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        return [f"[{m.group(1)}] {m.group(2)}" for m in map(_LOG_LINE.match, f.read().splitlines())
+                if m and m.group(1) in ("error", "warn")]
+
+
+def test_no_live_peer_after_a_failed_try(targets: Targets) -> None:
+    """`nolive`: two refusing peers, the first never disabled (max_fails=0). The first call is
+    refused by both (the second is disabled then): 502 once the tries are spent. The second call is
+    refused by the first with a try left, and finds no usable peer: nginx's "no live upstreams"
+    (NGX_HTTP_UPSTREAM_FT_NOLIVE) names the group. (Only a connect can fail over here: nginx does
+    not retry a gRPC call once sent, its body being unbuffered.)"""
+    seen = []
+    for name in ("nginx", "newproxy"):
+        log = targets.base / name / "error.log"
+        start = log.stat().st_size
+        statuses = [h2_call(targets.ports[name]["h2"], f"/nolive/{n}", [b"x"]).headers[0] for n in ("a", "b")]
+        time.sleep(0.05)
+        seen.append((statuses, _error_lines(log, start)))
+    assert seen[1] == seen[0], seen
+    statuses, lines = seen[0]
+    assert statuses == [(":status", "502")] * 2
+    dead = f"grpc://127.0.0.1:{targets.dead_port}"
+    assert [(line.split(" while ")[0], line.split('upstream: "')[1].split('"')[0]) for line in lines] == [
+        ("[error] connect() failed (111: Connection refused)", dead),
+        ("[error] connect() failed (111: Connection refused)", dead),
+        ("[warn] upstream server temporarily disabled", dead),
+        ("[error] connect() failed (111: Connection refused)", dead),
+        ("[error] no live upstreams", "grpc://nolive")]
 
 
 def test_set_and_hide_headers_tls_groups_intercept(targets: Targets) -> None:

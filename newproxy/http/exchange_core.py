@@ -203,11 +203,16 @@ class ExchangeCore:
         subrequest = ctx.uri if ctx is not None and ctx.subrequest else None
         log.log(level, message + request_context(self.pp.request, server, upstream, subrequest), self.sink.conn_id)
 
-    def _log_no_live(self) -> None:
-        """ngx_http_upstream_connect's NGX_BUSY: the round robin's failed get names the group
+    def _no_live_peer(self) -> None:
+        """Tries are left (an exhausted count ends in _failed) but no peer is usable: nginx's
+        NGX_BUSY from ngx_http_upstream_connect, then NGX_HTTP_UPSTREAM_FT_NOLIVE, a 502 whatever
+        the previous attempts' statuses were. The round robin's failed get names the group
         (pc->name = peers->name) where a peer would be, with the URI it would have been sent."""
         self._log("no live upstreams while connecting to upstream",
                   upstream=self._upstream_url(self.pp.upstream.name))
+        if self.log is not None:  # nginx logs the group's name with a 502
+            self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
+        self._respond_error(502)
 
     def _failed(self, kind: str, message: str) -> None:
         """An attempt failed (``kind``: "error", "timeout", "invalid_header") before anything reached

@@ -224,11 +224,7 @@ class GrpcExchange(ExchangeCore):
         assert self.selection is not None
         peer = self.selection.next()
         if peer is None:
-            if self.fail_status == 502 and not self.sent and self.peer is None:
-                self._log_no_live()
-                if self.log is not None:
-                    self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
-            self._respond_error(self.fail_status)
+            self._no_live_peer()
             return
         self.peer = peer
         if self.log is not None:
@@ -591,7 +587,9 @@ class GrpcExchange(ExchangeCore):
             conn.abort()
 
     def _may_retry(self) -> bool:
-        return not self.streamed  # a streamed body is gone: nginx does not retry an unbuffered one either
+        assert self.selection is not None
+        # A streamed body is gone: nginx does not retry an unbuffered one either.
+        return self.selection.tries_left > 0 and not self.streamed
 
     def _reset_for_retry(self) -> None:
         self.out.clear()

@@ -623,12 +623,7 @@ class Exchange(ExchangeCore):
         assert self.selection is not None
         peer = self.selection.next()
         if peer is None:
-            # Tries are left (an exhausted count ends in _failed) but no peer is usable: nginx's
-            # NGX_HTTP_UPSTREAM_FT_NOLIVE, a 502 whatever the previous attempts' statuses were.
-            self._log_no_live()
-            if self.log is not None:  # nginx logs the group's name with a 502
-                self.log.upstream_attempt(self.pp.upstream.name)[1] = 502
-            self._respond_error(502)
+            self._no_live_peer()
             return
         self.peer = peer
         if self.log is not None:

@@ -41,6 +41,7 @@ from tests.grpc_upstream import (
     h2_conversation,
     unframe,
 )
+from tests.blackhole import black_hole
 from tests.processes import stop_group
 
 CONFIG = """
@@ -66,6 +67,14 @@ http {{
     upstream nolive {{
         server 127.0.0.1:{dead} max_fails=0;
         server 127.0.0.1:{dead} fail_timeout=30s;
+    }}
+    upstream holefirst {{
+        server 127.0.0.1:{hole};
+        server 127.0.0.1:{up};
+    }}
+    upstream holetimed {{
+        server 127.0.0.1:{hole};
+        server 127.0.0.1:{up};
     }}
     upstream kept {{
         server 127.0.0.1:{up};
@@ -102,6 +111,12 @@ http {{
         location /gone/ {{ grpc_pass grpc://gone; }}
         location /kept/ {{ grpc_pass grpc://kept; }}
         location /nolive/ {{ grpc_pass grpc://nolive; }}
+        # (Connects shorter than client_body_timeout: nginx's timer for the unbuffered body runs
+        # while the connect waits, and would reset the stream first.)
+        location /holefirst/ {{ grpc_pass grpc://holefirst; grpc_connect_timeout 500ms; }}
+        location /holetimed/ {{
+            grpc_pass grpc://holetimed; grpc_connect_timeout 500ms; grpc_next_upstream_timeout 200ms;
+        }}
         location /err/ {{
             grpc_pass grpc://127.0.0.1:{up};
             grpc_intercept_errors on;
@@ -181,24 +196,25 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
     processes: list[subprocess.Popen[bytes]] = []
     ports: dict[str, dict[str, int]] = {}
     try:
-        for name in ("nginx", "newproxy"):
-            directory = tmp / name
-            directory.mkdir()
-            ports[name] = {"h1": _free_port(), "h2": _free_port()}
-            conf = directory / "nginx.conf"
-            conf.write_text(CONFIG.format(dir=directory, up=up.port, tls=tls_up.port, dead=dead.getsockname()[1],
-                                          **ports[name]))
-            if name == "nginx":
-                command = ["nginx", "-p", f"{directory}/", "-c", str(conf), "-e", str(directory / "error.log"),
-                           "-g", "daemon off;"]
-            else:
-                command = [sys.executable, "-m", "newproxy", "-p", str(directory), "-c", str(conf)]
-            process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            processes.append(process)
-            for port in ports[name].values():
-                _wait_port(port, process)
-        yield Targets(up, tls_up, ports, tmp, dead.getsockname()[1])
+        with black_hole() as hole:  # a peer whose connects hang (grpc_connect_timeout)
+            for name in ("nginx", "newproxy"):
+                directory = tmp / name
+                directory.mkdir()
+                ports[name] = {"h1": _free_port(), "h2": _free_port()}
+                conf = directory / "nginx.conf"
+                conf.write_text(CONFIG.format(dir=directory, up=up.port, tls=tls_up.port, dead=dead.getsockname()[1],
+                                              hole=hole, **ports[name]))
+                if name == "nginx":
+                    command = ["nginx", "-p", f"{directory}/", "-c", str(conf), "-e", str(directory / "error.log"),
+                               "-g", "daemon off;"]
+                else:
+                    command = [sys.executable, "-m", "newproxy", "-p", str(directory), "-c", str(conf)]
+                process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+                processes.append(process)
+                for port in ports[name].values():
+                    _wait_port(port, process)
+            yield Targets(up, tls_up, ports, tmp, dead.getsockname()[1])
     finally:
         for process in processes:
             stop_group(process)
@@ -387,6 +403,25 @@ def test_no_live_peer_after_a_failed_try(targets: Targets) -> None:
         ("[warn] upstream server temporarily disabled", dead),
         ("[error] connect() failed (111: Connection refused)", dead),
         ("[error] no live upstreams", "grpc://nolive")]
+
+
+def test_next_upstream_timeout(targets: Targets) -> None:
+    """Two groups whose first peer never completes a connect (500 ms grpc_connect_timeout):
+    without grpc_next_upstream_timeout the call goes on to the second peer; with 200 ms, which the
+    failed connect outlasted, it ends there (504)."""
+    client, upstream = _both_h2(targets, "/holefirst/Unary", [b"a"])
+    assert client["headers"][0] == (":status", "200") and len(upstream) == 1
+    seen = []
+    for name in ("nginx", "newproxy"):
+        log = targets.base / name / "error.log"
+        start = log.stat().st_size
+        answer = h2_call(targets.ports[name]["h2"], "/holetimed/Unary", [b"b"])
+        time.sleep(0.05)
+        seen.append((answer.headers[0], targets.drain(), [line.split(", client:")[0] for line in _error_lines(log, start)]))
+    assert seen[1] == seen[0], seen
+    assert seen[0] == ((":status", "504"), [], [  # (a timeout is logged after the peer's free warns)
+        "[warn] upstream server temporarily disabled while connecting to upstream",
+        "[error] upstream timed out (110: Connection timed out) while connecting to upstream"]), seen[0]
 
 
 def test_set_and_hide_headers_tls_groups_intercept(targets: Targets) -> None:

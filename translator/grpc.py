@@ -94,6 +94,7 @@ def grpc_config(tr: Translator, directive: Directive, chain: _Chain) -> ProxyCon
         read_timeout=_time(chain, "grpc_read_timeout"),
         next_upstream=_next_upstream(chain),
         next_upstream_tries=_tries(chain),
+        next_upstream_timeout=_time(chain, "grpc_next_upstream_timeout", 0.0),
         intercept_errors=_flag(chain, "grpc_intercept_errors"),
         hide_headers=_hidden_headers(chain, "grpc_hide_header", "grpc_pass_header", GRPC_DEFAULT_HIDDEN),
         tls=upstream_tls(tr, chain, prefix="grpc") if ssl else None,
@@ -101,10 +102,10 @@ def grpc_config(tr: Translator, directive: Directive, chain: _Chain) -> ProxyCon
     )
 
 
-def _time(chain: _Chain, name: str) -> float:
+def _time(chain: _Chain, name: str, default: float = 60.0) -> float:
     directive = chain.scalar(name)
     if directive is None:
-        return 60.0
+        return default
     try:
         return parse_time(directive.args[0], directive)
     except ConfigError:  # ngx_conf_set_msec_slot's words

@@ -357,6 +357,8 @@ RULES: dict[str, Rule] = {
                                          "answer) and non_idempotent retry the next peer; the http_* statuses "
                                          "are not acted on for grpc"),
     "grpc_next_upstream_tries": Rule("exact"),
+    "grpc_next_upstream_timeout": Rule("exact", "counted from the first try; a retry is not started once it "
+                                                "has passed (tests/test_differential_grpc.py)"),
     "grpc_intercept_errors": Rule("caveat", "the error_page replaces the upstream's answer (a status >= 300 that "
                                             "has one), as proxy_intercept_errors"),
     "grpc_ignore_headers": Rule("exact", "newproxy has no cache and acts on none of these headers (X-Accel-*, "

@@ -55,6 +55,7 @@ class ExchangeCore:
         "sent",
         "sink",
         "stale_retried",
+        "started",
         "timeout",
     )
 
@@ -76,6 +77,7 @@ class ExchangeCore:
     sending: bool
     reused: bool
     stale_retried: bool
+    started: float
     got_bytes: bool
     sent: bool
     header_done: bool
@@ -99,6 +101,7 @@ class ExchangeCore:
         self.sending = False
         self.reused = False  # the connection came from the pool
         self.stale_retried = False
+        self.started = 0.0  # when the first peer was tried (next_upstream_timeout counts from it)
         self.got_bytes = False  # the peer sent anything since this exchange began on its connection
         self.sent = False
         self.header_done = False
@@ -202,6 +205,12 @@ class ExchangeCore:
         server = ctx.server.primary_name if ctx is not None else ""
         subrequest = ctx.uri if ctx is not None and ctx.subrequest else None
         log.log(level, message + request_context(self.pp.request, server, upstream, subrequest), self.sink.conn_id)
+
+    def _out_of_time(self) -> bool:
+        """proxy_next_upstream_timeout (grpc_...): no next peer once this long has passed since the
+        first try (ngx_http_upstream_next: ngx_current_msec - u->peer.start_time >= timeout)."""
+        timeout = self.pp.proxy.next_upstream_timeout
+        return bool(timeout) and self.client.loop.time() - self.started >= timeout
 
     def _no_live_peer(self) -> None:
         """Tries are left (an exhausted count ends in _failed) but no peer is usable: nginx's

@@ -218,6 +218,7 @@ class GrpcExchange(ExchangeCore):
         if group.keepalive > 0:
             self.pool = _pool(self.client, group)
         self.selection = group.begin(self.pp.proxy.next_upstream_tries, self.pp.balance_key)
+        self.started = self.client.loop.time()
         self._next_peer()
 
     def _next_peer(self) -> None:
@@ -589,7 +590,7 @@ class GrpcExchange(ExchangeCore):
     def _may_retry(self) -> bool:
         assert self.selection is not None
         # A streamed body is gone: nginx does not retry an unbuffered one either.
-        return self.selection.tries_left > 0 and not self.streamed
+        return self.selection.tries_left > 0 and not self._out_of_time() and not self.streamed
 
     def _reset_for_retry(self) -> None:
         self.out.clear()

@@ -548,7 +548,6 @@ class Exchange(ExchangeCore):
         "send_now",
         "spool",
         "spool_end",
-        "started",
         "streaming",
         "upgraded",
     )  # and ExchangeCore's
@@ -565,7 +564,6 @@ class Exchange(ExchangeCore):
         self.upgraded = False  # a 101 switched protocols: a byte tunnel between client and peer
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
-        self.started = 0.0  # when the first peer was tried (proxy_next_upstream_timeout counts from it)
         self.spool: Spool | None = None  # the answer held for a slow client (proxy_buffering on)
         self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
@@ -1344,10 +1342,6 @@ class Exchange(ExchangeCore):
     def _reset_for_retry(self) -> None:
         self.got_bytes = False
         self.out.clear()
-
-    def _out_of_time(self) -> bool:
-        timeout = self.pp.proxy.next_upstream_timeout
-        return bool(timeout) and self.client.loop.time() - self.started >= timeout
 
     def _next_on_status(self, status: int) -> bool:
         """ngx_http_upstream_test_next: whether this answer's status sends the request to the next

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The compiled hot path (newproxy/native.py): rebuilt when any newproxy source changed, since a
 # build only runs while it matches them all. A failed build leaves newproxy interpreted, and says why.
 NATIVE := newproxy/_native/manifest.json
-NEWPROXY_SOURCES := $(shell find newproxy -name '*.py' -not -path '*/_native/*')
+NEWPROXY_SOURCES := $(shell find newproxy -name '*.py' -not -path '*/_native*')
 
 setup: $(STAMP) system-deps $(NATIVE)
 
@@ -72,4 +72,4 @@ bench: setup
 	$(BIN)/python benchmarks/h1_proxy.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis newproxy/_native
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis newproxy/_native newproxy/_native.new

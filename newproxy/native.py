@@ -54,7 +54,7 @@ def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
     digest = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         relative = path.relative_to(package_dir)
-        if relative.parts[0] == "_native":
+        if relative.parts[0].startswith("_native"):  # the build (and one being staged: native_build.py)
             continue
         digest.update(str(relative).encode() + b"\0")
         digest.update(path.read_bytes())

@@ -77,8 +77,12 @@ def build() -> str | None:
                 return f"mypyc made no {relative}"
         manifest = {"sources": sources, "modules": modules, "soabi": build_tag()}
         (out / MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n")
+        # Whole or not at all: a newproxy starting meanwhile finds the old build, none, or the new.
+        staged = NATIVE_DIR.with_name(NATIVE_DIR.name + ".new")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(out, staged, ignore=shutil.ignore_patterns("*.c", "*.o"))
         shutil.rmtree(NATIVE_DIR, ignore_errors=True)
-        shutil.copytree(out, NATIVE_DIR, ignore=shutil.ignore_patterns("*.c", "*.o"))
+        staged.rename(NATIVE_DIR)
     return None
 
 

@@ -34,6 +34,8 @@ def test_digest_follows_every_source_file(tmp_path: Path) -> None:
     (tmp_path / "_native").mkdir()
     first = native.source_digest(tmp_path)
     (tmp_path / "_native" / "c.py").write_text("ignored = True\n")  # the build's own tree is not a source
+    (tmp_path / "_native.new").mkdir()
+    (tmp_path / "_native.new" / "d.py").write_text("ignored = True\n")  # nor one being staged
     assert native.source_digest(tmp_path) == first
     (tmp_path / "sub" / "b.py").write_text("y = 3\n")
     assert native.source_digest(tmp_path) != first

@@ -64,7 +64,10 @@ def build() -> str | None:
         command = [sys.executable, str(setup_py), "build_ext", "--build-lib", str(out),
                    "--build-temp", str(scratch_dir / "tmp"), "--", *paths]
         env = dict(os.environ, NEWPROXY_NATIVE="0", PYTHONPATH=str(ROOT))
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        try:  # (about a minute on a 2-core machine)
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            return "mypyc ran for 30 minutes without finishing"
         if done.returncode != 0:
             return "mypyc failed:\n" + (done.stdout[-4000:] + done.stderr[-4000:]).strip()
         if source_digest() != sources:

@@ -2,8 +2,9 @@
 
 Compiles :data:`newproxy.native.COMPILED` with mypyc into a scratch directory, then replaces
 ``newproxy/_native/`` with the result and its manifest (see ``newproxy/native.py``). The type
-check is mypy's, strict about the compiled modules: a compiled module checks its annotations at
-run time, so one that lies would become a TypeError on some request instead of a wrong guess.
+check is mypy's, strict about the compiled modules and the interpreted subclasses of their classes
+(:data:`~newproxy.native.CHECKED_ONLY`): a compiled module checks its annotations at run time, so
+one that lies would become a TypeError on some request instead of a wrong guess.
 Exit status 0 on success; on failure (no C compiler, no Python headers, a type error) it says why,
 removes any older build, and exits 1: newproxy then runs interpreted.
 """
@@ -22,7 +23,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from newproxy.native import COMPILED, GROUP, MANIFEST, NATIVE_DIR, PACKAGE_DIR, build_tag, source_digest
+from newproxy.native import CHECKED_ONLY, COMPILED, GROUP, MANIFEST, NATIVE_DIR, PACKAGE_DIR, build_tag, source_digest
 
 ROOT = PACKAGE_DIR.parent
 
@@ -31,10 +32,15 @@ _SETUP = textwrap.dedent("""\
     from setuptools import setup
     from mypyc.build import mypycify
 
+    compiled = {compiled!r}
     setup(name="newproxy-native", ext_modules=mypycify(
-        ["--ignore-missing-imports", "--follow-imports=silent", *sys.argv[sys.argv.index("--") + 1:]],
-        opt_level="3", group_name={group!r}, target_dir={target!r}), script_args=sys.argv[1:sys.argv.index("--")])
+        ["--ignore-missing-imports", "--follow-imports=silent", *compiled, *{checked_only!r}],
+        only_compile_paths=compiled, opt_level="3", group_name={group!r}, target_dir={target!r}))
 """)
+
+
+def _paths(modules: tuple[str, ...]) -> list[str]:
+    return [str(Path(*name.split(".")).with_suffix(".py")) for name in modules]
 
 
 def _missing_prerequisite() -> str | None:
@@ -58,11 +64,11 @@ def build() -> str | None:
     with tempfile.TemporaryDirectory(prefix="newproxy-native-") as scratch:
         scratch_dir = Path(scratch)
         setup_py = scratch_dir / "setup.py"
-        setup_py.write_text(_SETUP.format(group=GROUP, target=str(scratch_dir / "c")))
+        setup_py.write_text(_SETUP.format(compiled=_paths(COMPILED), checked_only=_paths(CHECKED_ONLY), group=GROUP,
+                                          target=str(scratch_dir / "c")))
         out = scratch_dir / "out"
-        paths = [str(Path(*name.split(".")).with_suffix(".py")) for name in COMPILED]
         command = [sys.executable, str(setup_py), "build_ext", "--build-lib", str(out),
-                   "--build-temp", str(scratch_dir / "tmp"), "--", *paths]
+                   "--build-temp", str(scratch_dir / "tmp")]
         env = dict(os.environ, NEWPROXY_NATIVE="0", PYTHONPATH=str(ROOT))
         try:  # (about a minute on a 2-core machine)
             done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

@@ -240,9 +240,10 @@ class ExchangeCore:
         if timeout:  # ngx_http_upstream_next writes "upstream timed out" after the free's warning
             self._log(message)
         next_upstream = self.pp.proxy.next_upstream
+        assert self.selection is not None
         if kind in next_upstream and not (
             self.sent and self.pp.request.method in NON_IDEMPOTENT and "non_idempotent" not in next_upstream
-        ) and self._may_retry():
+        ) and self.selection.tries_left > 0 and not self._out_of_time() and not self._body_gone():
             self.fail_status = status
             self.sent = False
             self.header_done = False
@@ -255,8 +256,9 @@ class ExchangeCore:
         """The failed attempt's connection closed, and whatever it still did stopped."""
         raise NotImplementedError
 
-    def _may_retry(self) -> bool:
-        """Whether another peer may be tried, besides proxy_next_upstream's own conditions."""
+    def _body_gone(self) -> bool:
+        """A body sent as it arrived cannot be sent again: nginx tries no other peer once the
+        request was sent (u->request_sent && r->request_body_no_buffering)."""
         raise NotImplementedError
 
     def _reset_for_retry(self) -> None:

@@ -424,7 +424,7 @@ class GrpcExchange(ExchangeCore):
             if self.conn is not None:
                 self.conn.goaway = True  # never pooled again
             if (event.last_stream_id or 0) < self.stream and not self.header_done:
-                self._failed("invalid_header", f"upstream sent goaway with error {int(event.error_code)} "
+                self._failed("invalid_header", f"upstream sent goaway with error {int(event.error_code or 0)} "
                                                "while reading response header from upstream")
         elif isinstance(event, InformationalResponseReceived):
             pass  # 1xx (103 Early Hints): not relayed
@@ -587,10 +587,8 @@ class GrpcExchange(ExchangeCore):
         if conn is not None:
             conn.abort()
 
-    def _may_retry(self) -> bool:
-        assert self.selection is not None
-        # A streamed body is gone: nginx does not retry an unbuffered one either.
-        return self.selection.tries_left > 0 and not self._out_of_time() and not self.streamed
+    def _body_gone(self) -> bool:
+        return self.streamed > 0  # a streamed body is gone: nginx does not retry an unbuffered one either
 
     def _reset_for_retry(self) -> None:
         self.out.clear()

@@ -1335,10 +1335,6 @@ class Exchange(ExchangeCore):
             conn.exchange = None
             conn.abort()
 
-    def _may_retry(self) -> bool:
-        assert self.selection is not None
-        return self.selection.tries_left > 0 and not self._out_of_time() and not self._body_gone()
-
     def _reset_for_retry(self) -> None:
         self.got_bytes = False
         self.out.clear()
@@ -1356,8 +1352,7 @@ class Exchange(ExchangeCore):
         return self.selection.tries_left > 1 and not self._out_of_time() and not self._body_gone()
 
     def _body_gone(self) -> bool:
-        """A body sent as it arrived cannot be sent again: nginx tries no other peer once the
-        request was sent (u->request_sent && r->request_body_no_buffering)."""
+        """(ExchangeCore's) A body streamed upstream as it arrived (BodyStream) once sent."""
         return self.sent and type(self.pp.body) is BodyStream
 
     def _stop_streaming(self) -> None:

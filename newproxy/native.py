@@ -40,6 +40,12 @@ COMPILED = (
     "newproxy.http.authrequest",  # its AuthExchange subclasses upstream's Exchange
     "newproxy.http.outbox",
     "newproxy.http.keepalive",
+    "newproxy.engine.types",
+    "newproxy.engine.context",
+    "newproxy.engine.locations",
+    "newproxy.engine.servers",
+    "newproxy.engine.uri",
+    "newproxy.engine.upstreams",
 )
 # Checked by the build's mypy with them, not compiled: interpreted subclasses of compiled classes
 # (GrpcExchange of ExchangeCore), whose overrides compiled callers check at run time.

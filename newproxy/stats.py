@@ -27,9 +27,16 @@ Cost per request: a few integer adds on a memoryview; per connection: three.
 from __future__ import annotations
 
 import mmap
+from typing import Final
 
 # PARKED: idle connections among the active ones that newproxy/http/parking.py holds without a transport.
-ACCEPTED, HANDLED, REQUESTS, ACTIVE, READING, WRITING, PARKED = range(7)
+ACCEPTED: Final = 0
+HANDLED: Final = 1
+REQUESTS: Final = 2
+ACTIVE: Final = 3
+READING: Final = 4
+WRITING: Final = 5
+PARKED: Final = 6
 COUNTED = 7
 FIELDS = 8  # 7 used; 8 keeps a slot on a 64-byte cache line of its own
 SLOTS = 256  # workers alive at once, over every generation still draining

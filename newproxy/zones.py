@@ -58,7 +58,7 @@ from newproxy.engine.limits import (
     CONN_OK,
     _slot,
 )
-from newproxy.engine.upstreams import Peer
+from newproxy.engine.peer import Peer
 
 if TYPE_CHECKING:
     from newproxy.engine.engine import Engine

@@ -18,7 +18,6 @@ subrequest the engine answers itself (``return``, a file, an error) is resolved 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -266,7 +265,7 @@ class _Phase:
         ctx = self.ctx
         if ctx.vars is None:
             ctx.vars = {}
-        request = dataclasses.replace(ctx.request, method=b"GET", body=b"", body_pending=False)
+        request = ctx.request.without_body(b"GET")
         sub = RequestContext(
             request=request, server=ctx.server, host=ctx.host, uri=uri, args="", request_uri=ctx.request_uri,
             uri_needs_escape=False, redirect_host=ctx.redirect_host, vars=ctx.vars, internal=True,

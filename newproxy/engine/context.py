@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newproxy.engine.types import Request
@@ -12,8 +11,11 @@ if TYPE_CHECKING:
     from newproxy.engine.compiled import CompiledLocation, CompiledServer
 
 
-@dataclass(slots=True)
 class RequestContext:
+    """What the phases know of a request (nginx's ngx_http_request_t beyond the request as read). A
+    plain class, not a dataclass: compiled (newproxy/native.py), the phases read and write it
+    without Python's generic attribute lookup."""
+
     request: Request
     server: CompiledServer
     host: str  # $host
@@ -70,6 +72,25 @@ class RequestContext:
     # Error-log messages (level, text) the phases noted, written by the IO layer (newproxy/engine/errors.py).
     errors: list[tuple[int, str]] | None = None
     start_sec: int = 0  # nginx's r->start_sec, kept when limit_req delays the request (0: now is close enough)
+
+    def __init__(self, request: Request, server: CompiledServer, host: str, uri: str, args: str, request_uri: str,
+                 uri_needs_escape: bool, redirect_host: str, vars: dict[str, str] | None = None,
+                 internal: bool = False, valid_unparsed_uri: bool = True, method: bytes | None = None,
+                 subrequest: bool = False, realip_from: tuple[str, int] | None = None) -> None:
+        self.request = request
+        self.server = server
+        self.host = host
+        self.uri = uri
+        self.args = args
+        self.request_uri = request_uri
+        self.uri_needs_escape = uri_needs_escape
+        self.redirect_host = redirect_host
+        self.vars = vars
+        self.internal = internal
+        self.valid_unparsed_uri = valid_unparsed_uri
+        self.method = method
+        self.subrequest = subrequest
+        self.realip_from = realip_from
 
 
 def set_captures(ctx: RequestContext, match: re.Match[str]) -> None:

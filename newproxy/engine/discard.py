@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Final
 
 from newproxy.engine import rewrite, trace
 from newproxy.engine.compiled import CompiledLocation, CompiledReturn, CompiledServer
@@ -66,7 +67,10 @@ class _Probe:
 _ANSWERED = Response(0, b"", b"", False)
 
 
-READ, DISCARD, AUTH_FIRST, STREAM = 0, 1, 2, 3
+READ: Final = 0
+DISCARD: Final = 1
+AUTH_FIRST: Final = 2
+STREAM: Final = 3
 
 
 def discards(ctx: RequestContext) -> bool:

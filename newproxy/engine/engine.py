@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import cast
+from typing import Final, cast
 
 from newproxy import stats
 from newproxy.config import LocationConfig, NewproxyConfig
@@ -31,9 +31,11 @@ from newproxy.reqmetrics import RequestMetrics, lanes_for
 from newproxy.engine.uri import BadRequest, parse_target
 
 
-_SERVER_REWRITE, _FIND, _NAMED = range(3)
+_SERVER_REWRITE: Final = 0
+_FIND: Final = 1
+_NAMED: Final = 2
 # client_body_buffer_size and client_body_temp_path when no proxied location reads the body.
-_DEFAULT_BODY_BUFFER: tuple[int, str | None, bool] = (16384, None, True)
+_DEFAULT_BODY_BUFFER: Final[tuple[int, str | None, bool]] = (16384, None, True)
 
 
 class Engine:

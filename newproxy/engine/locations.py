@@ -10,42 +10,42 @@ answers a URI one "/" short of it with a 301 (nginx's ``auto_redirect``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 L = TypeVar("L")
 
 
-@dataclass(slots=True)
 class LocationNode(Generic[L]):
-    match: str  # LocationConfig.match
-    path: str
-    value: L
-    auto_redirect: bool = False
-    regex: re.Pattern[str] | None = None
-    children: LocationLevel[L] | None = None
-    # The answer for a plain match of this location (no redirect, no captures), made once: the
-    # lookup runs per request, and nothing changes a Found once made.
-    found: Found[L] = field(init=False)
+    """One location of a level. Plain classes here, not dataclasses: compiled (newproxy/native.py),
+    the lookup, which runs per request, reads them without Python's generic attribute lookup."""
 
-    def __post_init__(self) -> None:
-        self.found = Found(self.value)
+    def __init__(self, match: str, path: str, value: L, auto_redirect: bool = False,
+                 regex: re.Pattern[str] | None = None, children: LocationLevel[L] | None = None) -> None:
+        self.match = match  # LocationConfig.match
+        self.path = path
+        self.value = value
+        self.auto_redirect = auto_redirect
+        self.regex = regex
+        self.children = children
+        # The answer for a plain match of this location (no redirect, no captures), made once: the
+        # lookup runs per request, and nothing changes a Found once made.
+        self.found: Found[L] = Found(value)
 
 
-@dataclass(slots=True)
 class Found(Generic[L]):
-    value: L | None
-    redirect: bool = False  # the auto_redirect 301 to ``path + "/"``
-    match: re.Match[str] | None = None
+    def __init__(self, value: L | None, redirect: bool = False, match: re.Match[str] | None = None) -> None:
+        self.value = value
+        self.redirect = redirect  # the auto_redirect 301 to ``path + "/"``
+        self.match = match
 
 
-@dataclass(slots=True)
 class LocationLevel(Generic[L]):
-    exact: dict[str, LocationNode[L]] = field(default_factory=dict)
-    # Prefix locations grouped by length, longest first: a lookup is one dict probe per length.
-    prefixes_by_length: list[tuple[int, dict[str, LocationNode[L]]]] = field(default_factory=list)
-    regexes: list[LocationNode[L]] = field(default_factory=list)
-    redirects: dict[str, LocationNode[L]] = field(default_factory=dict)  # path without its final "/"
+    def __init__(self) -> None:
+        self.exact: dict[str, LocationNode[L]] = {}
+        # Prefix locations grouped by length, longest first: a lookup is one dict probe per length.
+        self.prefixes_by_length: list[tuple[int, dict[str, LocationNode[L]]]] = []
+        self.regexes: list[LocationNode[L]] = []
+        self.redirects: dict[str, LocationNode[L]] = {}  # path without its final "/"
 
     @classmethod
     def build(cls, nodes: list[LocationNode[L]]) -> LocationLevel[L]:
@@ -123,4 +123,7 @@ class LocationLevel(Generic[L]):
         return state[0]
 
 
-_OK, _AGAIN, _DONE, _DECLINED = range(4)
+_OK: Final = 0
+_AGAIN: Final = 1
+_DONE: Final = 2
+_DECLINED: Final = 3

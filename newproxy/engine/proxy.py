@@ -14,7 +14,7 @@ Location and Last-Modified keep their place in the list).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from newproxy.engine.context import RequestContext
 from newproxy.engine.gzip import CompiledGzip, rewrite_head
@@ -46,11 +46,27 @@ class ResponseRelay:
     upstream_answer: bool = False
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
-_ESCAPE = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
-_ESCAPED = {byte: b"%%%02X" % byte for byte in _ESCAPE}
+_ESCAPE: Final = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
+_ESCAPED: Final = {byte: b"%%%02X" % byte for byte in _ESCAPE}
 
 # Upstream response headers nginx never relays (it frames the body itself).
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
+_HOP_BY_HOP: Final = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
+
+# header name -> its lower case. Names repeat across requests (the request parser's are even the
+# same objects, whose hash bytes keep): a lookup costs a fraction of a lower() call. Emptied when
+# full: names come from clients and peers.
+_LOWER: Final[dict[bytes, bytes]] = {}
+_LOWER_MAX: Final = 4096
+
+
+def lower_name(name: bytes) -> bytes:
+    low = _LOWER.get(name)
+    if low is None:
+        low = name.lower()
+        if len(_LOWER) >= _LOWER_MAX:
+            _LOWER.clear()
+        _LOWER[name] = low
+    return low
 
 
 def escape_uri(uri: str) -> bytes:
@@ -184,7 +200,7 @@ def upstream_head(ctx: RequestContext, proxy: CompiledProxy, uri: bytes | None =
     if proxy.config.pass_request_headers:
         suppressed = proxy.suppressed
         for name, header_value in ctx.request.headers:
-            if name.lower() not in suppressed:
+            if lower_name(name) not in suppressed:
                 parts += (name, b": ", header_value, b"\r\n")  # joined once below: no bytes made per line
     parts.append(b"\r\n")
     return b"".join(parts)
@@ -225,7 +241,7 @@ def client_response_head(
     rewrites = pp.relay.rewrites
     location_at = -1  # proxy_redirect: the last Location a rule rewrote (nginx's headers_out.location)
     for name, value in headers:
-        low = name.lower()
+        low = lower_name(name)
         if low in hidden:
             continue
         if low == b"content-type":

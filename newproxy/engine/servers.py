@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from newproxy.config import ServerConfig
 from newproxy.engine.regex import compile_regex
@@ -22,18 +21,18 @@ class InvalidHost(ValueError):
     pass
 
 
-_PLAIN_HOST = re.compile(rb"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+_PLAIN_HOST: Final = re.compile(rb"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
 
 
 # nginx 1.22 refuses a Host with a space, a control byte, DEL, "/" or ".." anywhere, port included.
-_HOST_BAD = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
+_HOST_BAD: Final = re.compile(rb"[\x00-\x20\x7f/]|\.\.").search
 
 
 # Valid Host values already normalised: a client sends the same Host on every request, and the
 # general check (a regex miss for "name:port", then the port and dot scans) costs ~1 µs where a
 # dict probe costs ~0.05. Cleared when full, so a client making up names cannot grow it.
-_KNOWN_HOSTS: dict[bytes, str] = {}
-_KNOWN_HOSTS_MAX = 1024
+_KNOWN_HOSTS: Final[dict[bytes, str]] = {}
+_KNOWN_HOSTS_MAX: Final = 1024
 
 
 def normalise_host(raw: bytes) -> str:
@@ -77,22 +76,23 @@ def host_valid(raw: bytes) -> bool:
     return True
 
 
-@dataclass(slots=True)
 class NameTable(Generic[S]):
-    """All the server names reachable on one address:port."""
+    """All the server names reachable on one address:port. A plain class, not a dataclass: compiled
+    (newproxy/native.py), its lookup, which runs per request, reads it without Python's generic
+    attribute lookup."""
 
-    default: S
-    exact: dict[str, S] = field(default_factory=dict)
-    leading: list[tuple[str, S]] = field(default_factory=list)  # ".example.com" suffixes, longest first
-    trailing: list[tuple[str, S]] = field(default_factory=list)  # "www.example." prefixes, longest first
-    regexes: list[tuple[re.Pattern[str], S]] = field(default_factory=list)
-
-    # The names already taken, as ngx_hash_add_key tracks them to refuse a later duplicate ("conflicting
-    # server name ... ignored"): ".example.com" takes "example.com" in the exact keys even when its
-    # wildcard half then conflicts, and shares its key with "*.example.com".
-    exact_keys: set[str] = field(default_factory=set)
-    head_keys: set[str] = field(default_factory=set)
-    tail_keys: set[str] = field(default_factory=set)
+    def __init__(self, default: S) -> None:
+        self.default = default
+        self.exact: dict[str, S] = {}
+        self.leading: list[tuple[str, S]] = []  # ".example.com" suffixes, longest first
+        self.trailing: list[tuple[str, S]] = []  # "www.example." prefixes, longest first
+        self.regexes: list[tuple[re.Pattern[str], S]] = []
+        # The names already taken, as ngx_hash_add_key tracks them to refuse a later duplicate
+        # ("conflicting server name ... ignored"): ".example.com" takes "example.com" in the exact
+        # keys even when its wildcard half then conflicts, and shares its key with "*.example.com".
+        self.exact_keys: set[str] = set()
+        self.head_keys: set[str] = set()
+        self.tail_keys: set[str] = set()
 
     def add(self, name: str, server: S) -> None:
         if name.startswith("~"):

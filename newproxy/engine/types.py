@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from newproxy.engine.upstreams import UpstreamGroup
 
 
-@dataclass(slots=True)
 class Request:
+    """A request as the front end read it. A plain class, not a dataclass: compiled (newproxy/native.py),
+    its fields are read and its instances made without Python's generic attribute lookup, on every request."""
+
     method: bytes  # b"GET", as received
     target: bytes  # the raw request-target, as received
     version: bytes  # b"1.1", b"1.0"
@@ -31,17 +33,17 @@ class Request:
     body: bytes | BodyFile
     client_addr: tuple[str, int]
     local_addr: tuple[str, int]  # the address and port the request arrived on
-    scheme: str = "http"
+    scheme: str
     # Set by the front end from the Connection header and the version (HTTP/1.1 defaults to keep-alive).
-    keepalive: bool = True
+    keepalive: bool
     # The engine's RequestContext once the request has been processed (the log phase reads it).
-    context: object = None
+    context: object
     # The access-log record the IO layer fills for this request (newproxy/http/accesslog.py); None
     # when no access_log is configured.
-    log: LogRecord | None = None
+    log: LogRecord | None
     # The TLS session of the connection (newproxy/http/tls.py TlsInfo) for $ssl_* variables; None
     # on plain connections.
-    tls: TlsInfo | None = None
+    tls: TlsInfo | None
     # HTTP/2 and HTTP/3: the front end appended the Content-Length of a body read whole (nginx's
     # ngx_http_v2_read_request_body); grpc_pass, which nginx reads unbuffered, takes it out again.
     length_added: bool = False
@@ -61,6 +63,35 @@ class Request:
     # Set by the engine when the front end asks for the body's limit (Engine.max_body_size): the
     # location's client_body_buffer_size, client_body_temp_path and proxy_request_buffering.
     body_buffer: tuple[int, str | None, bool] | None = None
+
+    def __init__(self, method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes | BodyFile, client_addr: tuple[str, int], local_addr: tuple[str, int],
+                 scheme: str = "http", keepalive: bool = True, context: object = None,
+                 log: LogRecord | None = None, tls: TlsInfo | None = None) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.client_addr = client_addr
+        self.local_addr = local_addr
+        self.scheme = scheme
+        self.keepalive = keepalive
+        self.context = context
+        self.log = log
+        self.tls = tls
+
+    def without_body(self, method: bytes) -> Request:
+        """A copy for an auth_request subrequest: ``method``, no body, and nothing of this one's body
+        (ngx_http_subrequest shares the headers, the connection and the variables)."""
+        copy = Request(method, self.target, self.version, self.headers, b"", self.client_addr, self.local_addr,
+                       self.scheme, self.keepalive, self.context, self.log, self.tls)
+        copy.length_added = self.length_added
+        copy.chunked_late = self.chunked_late
+        copy.body_parts = self.body_parts
+        copy.body_stream = self.body_stream
+        copy.body_buffer = self.body_buffer
+        return copy
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,9 +154,9 @@ class LocationFix:
     port: bytes
 
 
-@dataclass(slots=True)
 class ProxyPass:
-    """Forward ``head`` + ``body`` to a peer of ``upstream`` and relay its answer."""
+    """Forward ``head`` + ``body`` to a peer of ``upstream`` and relay its answer. A plain class, for
+    the reason Request is one."""
 
     upstream: UpstreamGroup
     head: bytes  # request line and headers for the upstream, ending with the blank line
@@ -171,6 +202,35 @@ class ProxyPass:
     # grpc_pass (newproxy/engine/grpc.py): the HTTP/2 request headers, pseudo-headers first, lower-case
     # names; ``head`` is then empty and newproxy/http/grpc_upstream.py sends them as a HEADERS frame.
     grpc_headers: list[tuple[bytes, bytes]] | None = None
+
+    def __init__(self, upstream: UpstreamGroup, head: bytes, body: bytes | BodyFile | BodyStream,
+                 proxy: ProxyConfig, request: Request, keepalive: bool, relay: ResponseRelay,
+                 status_override: int = 0, context: object = None, intercept: frozenset[int] = frozenset(),
+                 release: Callable[[], None] | None = None, rate: RateLimit | None = None,
+                 last_chunk: bytes = b"0\r\n\r\n", location_rewrite: LocationFix | None = None,
+                 balance_key: bytes = b"", resolve: Resolve | None = None,
+                 tls: UpstreamTlsConfig | None = None, tls_name: str = "", extra_head: bytes = b"",
+                 grpc_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.upstream = upstream
+        self.head = head
+        self.body = body
+        self.proxy = proxy
+        self.request = request
+        self.keepalive = keepalive
+        self.relay = relay
+        self.status_override = status_override
+        self.context = context
+        self.intercept = intercept
+        self.release = release
+        self.rate = rate
+        self.last_chunk = last_chunk
+        self.location_rewrite = location_rewrite
+        self.balance_key = balance_key
+        self.resolve = resolve
+        self.tls = tls
+        self.tls_name = tls_name
+        self.extra_head = extra_head
+        self.grpc_headers = grpc_headers
 
 
 @dataclass(slots=True)

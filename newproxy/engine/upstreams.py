@@ -23,53 +23,15 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from newproxy.config import UpstreamConfig, UpstreamServerConfig
+from newproxy.config import UpstreamConfig
+from newproxy.engine.peer import Peer
 
 if TYPE_CHECKING:
-    import ssl
-
     from newproxy.engine.variables import Template
 
-_HASH_TRIES = 20  # nginx: after 20 unlucky hash/random picks, plain round robin decides
-
-
-@dataclass(slots=True, eq=False)
-class Peer:
-    host: str
-    port: int
-    name: str
-    weight: int
-    max_fails: int
-    fail_timeout: float
-    down: bool
-    max_conns: int = 0
-    server: bytes = b""  # the address as written in the config: hash consistent's points
-    path: str | None = None  # a unix socket (name "unix:PATH", as nginx's $upstream_addr says it)
-    current_weight: int = 0
-    effective_weight: int = 0
-    fails: int = 0
-    conns: int = 0
-    accessed: float = 0.0
-    checked: float = 0.0
-    # The TLS session an https:// upstream last handed out on a connection to this peer, offered on
-    # the next one (newproxy/http/upstream_tls.py): per worker, as nginx keeps it without a zone.
-    tls_session: ssl.SSLSession | None = None
-
-    @classmethod
-    def from_config(cls, server: UpstreamServerConfig) -> Peer:
-        host = server.host
-        if server.unix_path is not None:
-            name = f"unix:{server.unix_path}"
-        else:
-            name = f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
-        return cls(
-            host=host, port=server.port, name=name, weight=server.weight, max_fails=server.max_fails,
-            fail_timeout=server.fail_timeout, down=server.down, max_conns=server.max_conns,
-            server=(server.name or name).encode("latin-1"), effective_weight=server.weight,
-            path=server.unix_path,
-        )
+_HASH_TRIES: Final = 20  # nginx: after 20 unlucky hash/random picks, plain round robin decides
 
 
 @dataclass(slots=True)
@@ -387,17 +349,19 @@ class UpstreamGroup:
         return self._hashed(sel, now)
 
 
-@dataclass(slots=True)
 class PeerSelection:
-    group: UpstreamGroup
-    tries_left: int
-    tried: set[int] = field(default_factory=set)
-    using_backup: bool = False
-    key: bytes = b""
-    hash: int = 0  # ip_hash's running hash, hash's sum, or hash consistent's point index
-    rehash: int = 0
-    hash_tries: int = 0  # misses so far (nginx's hp->tries / iphp->tries / rp->tries)
-    current: Peer | None = None  # the peer chosen and not yet freed (its conns counted)
+    """The peers one request tries. A plain class, not a dataclass: one is made per request."""
+
+    def __init__(self, group: UpstreamGroup, tries_left: int) -> None:
+        self.group = group
+        self.tries_left = tries_left
+        self.tried: set[int] = set()
+        self.using_backup = False
+        self.key = b""
+        self.hash = 0  # ip_hash's running hash, hash's sum, or hash consistent's point index
+        self.rehash = 0
+        self.hash_tries = 0  # misses so far (nginx's hp->tries / iphp->tries / rp->tries)
+        self.current: Peer | None = None  # the peer chosen and not yet freed (its conns counted)
 
     def next(self) -> Peer | None:
         lock = self.group.lock

@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Final, Mapping
 
 from newproxy import stats
 from newproxy.engine.htpasswd import basic_credentials
@@ -31,7 +31,7 @@ class UnknownVariable(ValueError):
 # $http_NAME of the headers nginx reads itself (ngx_http_core_variables): the header of exactly that
 # name. Any other NAME is ngx_http_variable_unknown_header, where a '_' of the header's name (kept
 # with underscores_in_headers or ignore_invalid_headers off) matches too: $http_x_u reads "X_U".
-_OWN_HEADERS = frozenset({b"host", b"user-agent", b"referer", b"via", b"x-forwarded-for", b"cookie"})
+_OWN_HEADERS: Final = frozenset({b"host", b"user-agent", b"referer", b"via", b"x-forwarded-for", b"cookie"})
 
 
 def header_matches(key: bytes, lower_name: bytes) -> bool:
@@ -204,10 +204,10 @@ def _remote_user(ctx: RequestContext) -> str:
     credentials = basic_credentials(ctx.request.headers)
     return credentials[0].decode("latin-1") if credentials is not None else ""
 
-_HOSTNAME = socket.gethostname()
+_HOSTNAME: Final = socket.gethostname()
 
 
-_SIMPLE: dict[str, Getter] = {
+_SIMPLE: Final[dict[str, Getter]] = {
     "host": lambda ctx: ctx.host,
     "uri": lambda ctx: ctx.uri,
     "document_uri": lambda ctx: ctx.uri,
@@ -265,7 +265,7 @@ _SIMPLE: dict[str, Getter] = {
     "connections_waiting": lambda ctx: str(stats.connections()[3]),
 }
 
-_PREFIXED: dict[str, Callable[[str], Getter]] = {
+_PREFIXED: Final[dict[str, Callable[[str], Getter]]] = {
     "http_": _http_getter,
     "arg_": _arg_getter,
     "cookie_": _cookie_getter,
@@ -274,8 +274,8 @@ _PREFIXED: dict[str, Callable[[str], Getter]] = {
 _SIMPLE.update(requestfacts.SIMPLE)
 _PREFIXED.update(requestfacts.PREFIXED)
 
-KNOWN_VARIABLES: frozenset[str] = frozenset(_SIMPLE)
-KNOWN_PREFIXES: tuple[str, ...] = tuple(_PREFIXED)
+KNOWN_VARIABLES: Final[frozenset[str]] = frozenset(_SIMPLE)
+KNOWN_PREFIXES: Final[tuple[str, ...]] = tuple(_PREFIXED)
 
 
 def _capture_getter(key: int | str) -> Getter:
@@ -326,7 +326,7 @@ def variable_getter(name: str, capture_names: frozenset[str] = frozenset(),
 
 
 # $name, ${name}; nginx variable names are [A-Za-z0-9_].
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+_VARIABLE: Final = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
 def variable_names(template: str) -> list[str]:

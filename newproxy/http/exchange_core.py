@@ -9,7 +9,7 @@ own); ``_begin`` sets them to their starting values."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -17,13 +17,14 @@ from newproxy.http.errorlog import request_context
 
 # The methods nginx does not send to another peer once the request went out, unless
 # proxy_next_upstream has non_idempotent (ngx_http_upstream_next, NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT).
-NON_IDEMPOTENT = frozenset((b"POST", b"LOCK", b"PATCH"))
+NON_IDEMPOTENT: Final = frozenset((b"POST", b"LOCK", b"PATCH"))
 
 if TYPE_CHECKING:
     import zlib
 
     from newproxy.engine.logformat import LogRecord
-    from newproxy.engine.upstreams import Peer, PeerSelection
+    from newproxy.engine.peer import Peer
+    from newproxy.engine.upstreams import PeerSelection
 
 
 # Compiled (newproxy/native.py), it stays open to grpc_upstream's GrpcExchange, which is not.

@@ -49,7 +49,8 @@ from newproxy.http.upstream_tls import client_context, name_matches, server_host
 if TYPE_CHECKING:
     from newproxy.config import UpstreamTlsConfig
     from newproxy.engine.types import ProxyPass
-    from newproxy.engine.upstreams import Peer, UpstreamGroup
+    from newproxy.engine.peer import Peer
+    from newproxy.engine.upstreams import UpstreamGroup
     from newproxy.http.upstream import ClientSink, UpstreamClient
 
 _MAX_WINDOW = 2**31 - 1  # nginx's grpc module opens its windows wide (NGX_HTTP_V2_MAX_WINDOW)

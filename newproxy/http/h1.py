@@ -25,7 +25,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 
 from newproxy.config import ClientConfig
@@ -54,25 +54,30 @@ if TYPE_CHECKING:
     from newproxy.http.accesslog import AccessLogs
     from newproxy.http.upstream import UpstreamClient
 
-PIPELINE_QUEUE_MAX = 32  # stop reading when this many requests wait behind a proxied one
+PIPELINE_QUEUE_MAX: Final = 32  # stop reading when this many requests wait behind a proxied one
 
-PLAIN_ON_TLS_PORT = 497  # H1Protocol.tls for plain HTTP on an ssl listen
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_HEAD_ONLY, _BODY_ONLY = 1, 2  # how an error page is cut (H1Protocol._parse_error)
+PLAIN_ON_TLS_PORT: Final = 497  # H1Protocol.tls for plain HTTP on an ssl listen
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+# how an error page is cut (H1Protocol._parse_error)
+_HEAD_ONLY: Final = 1
+_BODY_ONLY: Final = 2
 # H1Protocol._discard: a request nginx answers without reading its body (newproxy/engine/discard.py)
 # is run once the read that brought its head is parsed (_PENDING: a bad chunk in that read is still
 # a 400), then its body is read and dropped while and after it is answered (_DROPPING).
-_PENDING, _DROPPING = 1, 2
+_PENDING: Final = 1
+_DROPPING: Final = 2
 # An auth_request location (discard.AUTH_FIRST): nginx runs the phases at the head and sends the
 # subrequest before it reads the body. Such a request is run once the read that brought its head is
 # parsed (_EARLY_PENDING), then (_EARLY_RUNNING) its body is left unread while the subrequest runs;
 # a refusal is answered at once and the body discarded, an acceptance reads it and goes on (AwaitBody).
 # A proxy_pass reading its body unbuffered (discard.STREAM) is run the same way; once it is proxied,
 # its body goes upstream as it comes (_EARLY_STREAMING: newproxy/http/bodystream.py).
-_EARLY_PENDING, _EARLY_RUNNING, _EARLY_STREAMING = 1, 2, 3
-_DISCARD_BUFFER = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
-_NEVER = 1 << 62  # a body length no request reaches
-_BODY_BUFFER = 16384  # client_body_buffer_size's default, for an engine that names none
+_EARLY_PENDING: Final = 1
+_EARLY_RUNNING: Final = 2
+_EARLY_STREAMING: Final = 3
+_DISCARD_BUFFER: Final = 4096  # NGX_HTTP_DISCARD_BUFFER_SIZE: nginx's reads of a discarded body
+_NEVER: Final = 1 << 62  # a body length no request reaches
+_BODY_BUFFER: Final = 16384  # client_body_buffer_size's default, for an engine that names none
 
 
 def idle_due(client: ClientConfig, requests: int, last: float, head_start: float) -> float:
@@ -164,9 +169,9 @@ class _Hold:
 
 
 _T = TypeVar("_T")
-_PEER_HOSTS: dict[str, str] = {}
-_LOCAL_ADDRS: dict[tuple[str, int], tuple[str, int]] = {}
-_SHARED_MAX = 4096
+_PEER_HOSTS: Final[dict[str, str]] = {}
+_LOCAL_ADDRS: Final[dict[tuple[str, int], tuple[str, int]]] = {}
+_SHARED_MAX: Final = 4096
 
 
 def _shared(pool: dict[_T, _T], value: _T) -> _T:

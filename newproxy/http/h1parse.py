@@ -40,21 +40,21 @@ asks for a protocol upgrade (``Connection: upgrade`` with ``Upgrade``), ``feed_d
 from __future__ import annotations
 
 import re
-from typing import Callable, Protocol
+from typing import Callable, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
 from newproxy.engine.servers import host_valid
 
-CR = 13
-LF = 10
-SP = 32
+CR: Final = 13
+LF: Final = 10
+SP: Final = 32
 
 # ngx_max_off_t: Content-Length and chunk sizes are bounded by it.
-MAX_OFF_T = (1 << 63) - 1
+MAX_OFF_T: Final = (1 << 63) - 1
 # Debian's nginx 1.22.1 carries the max_headers limit of later nginx (default 1000): the header
 # line past it is refused as "too many header lines" (494).
-MAX_HEADERS = 1000
+MAX_HEADERS: Final = 1000
 
 
 def _logged_line(line: bytes, value: bytes) -> bytes:
@@ -91,8 +91,15 @@ class Callbacks(Protocol):
 
 
 # Header names nginx handles itself (ngx_http_headers_in): the unique ones refuse a duplicate.
-_H_OTHER, _H_HOST, _H_CL, _H_TE, _H_CONNECTION, _H_EXPECT, _H_UNIQUE, _H_UPGRADE = range(8)
-_SPECIAL = {
+_H_OTHER: Final = 0
+_H_HOST: Final = 1
+_H_CL: Final = 2
+_H_TE: Final = 3
+_H_CONNECTION: Final = 4
+_H_EXPECT: Final = 5
+_H_UNIQUE: Final = 6
+_H_UPGRADE: Final = 7
+_SPECIAL: Final = {
     b"host": _H_HOST, b"content-length": _H_CL, b"transfer-encoding": _H_TE, b"connection": _H_CONNECTION,
     b"expect": _H_EXPECT, b"upgrade": _H_UPGRADE,
     b"if-modified-since": _H_UNIQUE, b"if-unmodified-since": _H_UNIQUE, b"if-match": _H_UNIQUE,
@@ -102,34 +109,34 @@ _SPECIAL = {
 # A valid header name: letters, digits and '-' (and '_' with underscores_in_headers on). Any other
 # byte over 0x20 makes the name invalid: its line is dropped with ignore_invalid_headers on (still
 # counted in the head's length), kept as any other header with it off; a byte <= 0x20 or DEL is a 400.
-_PLAIN_NAME = re.compile(rb"[A-Za-z0-9-]+").fullmatch
-_UNDERSCORE_NAME = re.compile(rb"[A-Za-z0-9_-]+").fullmatch
+_PLAIN_NAME: Final = re.compile(rb"[A-Za-z0-9-]+").fullmatch
+_UNDERSCORE_NAME: Final = re.compile(rb"[A-Za-z0-9_-]+").fullmatch
 # The kinds of an invalid name: only '_' makes it so (valid with underscores_in_headers on), or
 # another byte ('.', '@', over 0x7f...). A parser drops a line whose kind is below its ``_drop``.
-INVALID_UNDERSCORE = -1
-INVALID_OTHER = -2
+INVALID_UNDERSCORE: Final = -1
+INVALID_OTHER: Final = -2
 # name -> its kind (one of _SPECIAL's, _H_OTHER, or an invalid kind). Names repeat across requests.
-_NAME_KIND: dict[bytes, int] = {}
-_CACHE_MAX = 4096  # bounded: names come from clients
+_NAME_KIND: Final[dict[bytes, int]] = {}
+_CACHE_MAX: Final = 4096  # bounded: names come from clients
 # Only short keys are cached: 4,096 entries of at most 256 bytes each bound the caches to ~1 MiB a
 # worker, whatever clients send (long request lines and values are rare and parsed each time).
-_CACHE_KEY_MAX = 256
+_CACHE_KEY_MAX: Final = 256
 
 # The request line of the fast path: origin-form, single spaces, HTTP/1.<one digit>. A target byte
 # is anything but a control byte, space or DEL (nginx's sw_check_uri / sw_uri).
-_FAST_LINE = re.compile(rb"([A-Z_-]+) (/[\x21-\x7e\x80-\xff]*) HTTP/1\.([0-9])").fullmatch
+_FAST_LINE: Final = re.compile(rb"([A-Z_-]+) (/[\x21-\x7e\x80-\xff]*) HTTP/1\.([0-9])").fullmatch
 
 # Slow-path character classes (ngx_http_parse.c).
-_METHOD_CH = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
-_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_DIGIT = frozenset(b"0123456789")
-_SCHEMA_CH = _ALPHA | _DIGIT | frozenset(b"+-.")
-_HOST_CH = _ALPHA | _DIGIT | frozenset(b".-")
-_IP_LITERAL_CH = _ALPHA | _DIGIT | frozenset(b":-._~!$&'()*+,;=")
-_NAME_CH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
-_HEX = {c: int(chr(c), 16) for c in b"0123456789abcdefABCDEF"}
+_METHOD_CH: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_ALPHA: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGIT: Final = frozenset(b"0123456789")
+_SCHEMA_CH: Final = _ALPHA | _DIGIT | frozenset(b"+-.")
+_HOST_CH: Final = _ALPHA | _DIGIT | frozenset(b".-")
+_IP_LITERAL_CH: Final = _ALPHA | _DIGIT | frozenset(b":-._~!$&'()*+,;=")
+_NAME_CH: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_HEX: Final = {c: int(chr(c), 16) for c in b"0123456789abcdefABCDEF"}
 # A chunk-size line of the common form; anything else goes through the state machine.
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,14})\r\n").match  # 14 digits never near nginx's bounds
+_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,14})\r\n").match  # 14 digits never near nginx's bounds
 
 # Request-line states (ngx_http_parse_request_line).
 (RL_START, RL_METHOD, RL_SPACES_BEFORE_URI, RL_SCHEMA, RL_SCHEMA_SLASH, RL_SCHEMA_SLASH_SLASH, RL_HOST_START,
@@ -143,7 +150,9 @@ _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,14})\r\n").match  # 14 digits never n
  C_LAST_EXT_ALMOST, C_TRAILER, C_TRAILER_ALMOST, C_TRAILER_HEADER, C_TRAILER_HEADER_ALMOST) = range(13)
 
 # What the parser is reading.
-_HEAD, _BODY, _CHUNKED = range(3)
+_HEAD: Final = 0
+_BODY: Final = 1
+_CHUNKED: Final = 2
 
 
 # Compiled (newproxy/native.py), it stays open to tests/test_h1parse.py's parsers that take one
@@ -408,6 +417,7 @@ class RequestParser:
         # of a header nginx reads itself (_special), made in line order, and before that nothing
         # is changed.
         kinds = _NAME_KIND
+        known = _HEADER_LINES
         headers: list[tuple[bytes, bytes]] = []
         append = headers.append
         specials = []
@@ -416,15 +426,16 @@ class RequestParser:
         drop = self._drop0
         del lines[0]  # the request line, read already
         for line in lines:
-            name, colon, value = line.partition(b":")
-            kind = kinds.get(name)
-            if kind is None:
-                kind = _classify(name)
+            entry = known.get(line)
+            if entry is None:
+                name, colon, value = line.partition(b":")
+                kind = kinds.get(name)
                 if kind is None:
-                    return False  # a byte nginx refuses in the name: the slow path answers
-            if not colon:
-                return False  # a line without a colon: the slow path reads it
-            if kind:
+                    kind = _classify(name)
+                    if kind is None:
+                        return False  # a byte nginx refuses in the name: the slow path answers
+                if not colon:
+                    return False  # a line without a colon: the slow path reads it
                 if kind < 0:  # an invalid name: dropped, or kept as any other (ignore_invalid_headers)
                     if kind < drop:
                         if dropped is None:
@@ -433,7 +444,14 @@ class RequestParser:
                         continue
                     append((name, value.strip(b" ")))
                     continue
-                value = value.strip(b" ")
+                entry = ((name, value.strip(b" ")), kind)
+                if len(line) <= _CACHE_KEY_MAX:
+                    if len(known) >= _CACHE_MAX:
+                        known.clear()  # (not frozen when full, as the others: new values keep coming)
+                    known[line] = entry
+            pair, kind = entry
+            if kind:
+                value = pair[1]
                 # The first valid Host, the common case, without _special's bookkeeping.
                 if kind == _H_HOST and host is None and (_HOST_OK.get(value) or _host_ok(value)):
                     host = value
@@ -442,10 +460,8 @@ class RequestParser:
                 elif kind == _H_CL and length is None:
                     length = value
                 else:
-                    specials.append((kind, name, value))
-                append((name, value))
-            else:
-                append((name, value.strip(b" ")))
+                    specials.append((kind, pair[0], value))
+            append(pair)
         self._proto.on_message_begin()
         self.method, self.target, self.http_version, self.version = request_line
         if host is not None:
@@ -855,12 +871,10 @@ class RequestParser:
         """A header nginx reads while parsing (ngx_http_headers_in): a second unique one, or a bad
         Host, is a 400 at once."""
         if kind == _H_CONNECTION:
-            low = value.lower()
-            if b"close" in low:
-                self.connection = 1
-            elif b"keep-alive" in low:
-                self.connection = 2
-            if b"upgrade" in low:
+            connection, upgrade = _CONNECTION_VALUES.get(value) or _connection_value(value)
+            if connection:
+                self.connection = connection
+            if upgrade:
                 self.upgrade = True
             return
         if kind == _H_UPGRADE:
@@ -1060,9 +1074,9 @@ class RequestParser:
         return self._message_complete()
 
 
-_HOST_BIT = 1 << _H_HOST
-_CL_BIT = 1 << _H_CL
-_UNIQUE_BIT = {name: i for i, name in enumerate(n for n, k in _SPECIAL.items() if k == _H_UNIQUE)}
+_HOST_BIT: Final = 1 << _H_HOST
+_CL_BIT: Final = 1 << _H_CL
+_UNIQUE_BIT: Final = {name: i for i, name in enumerate(n for n, k in _SPECIAL.items() if k == _H_UNIQUE)}
 
 
 def drop_below(underscores_in_headers: bool, ignore_invalid_headers: bool) -> int:
@@ -1075,7 +1089,7 @@ def drop_below(underscores_in_headers: bool, ignore_invalid_headers: bool) -> in
 
 # request line -> (method, target, http_version, version) for the fast path's common form. Request
 # lines repeat (the same URLs); a hit costs one lookup instead of a regex match.
-_LINES: dict[bytes, tuple[bytes, bytes, int, bytes]] = {}
+_LINES: Final[dict[bytes, tuple[bytes, bytes, int, bytes]]] = {}
 
 
 def _read_line(raw: bytes) -> tuple[bytes, bytes, int, bytes] | None:
@@ -1089,7 +1103,26 @@ def _read_line(raw: bytes) -> tuple[bytes, bytes, int, bytes] | None:
     return line
 
 
-_HOST_OK: dict[bytes, bool] = {}  # Host values repeat too
+_HOST_OK: Final[dict[bytes, bool]] = {}  # Host values repeat too
+# A header line of a valid name -> ((name, value), kind), as the fast path reads it: most lines of a
+# head repeat across requests (User-Agent, Accept...); a hit is one lookup instead of splitting the
+# line, and the request's header list shares the pair.
+_HEADER_LINES: Final[dict[bytes, tuple[tuple[bytes, bytes], int]]] = {}
+
+
+def _connection_value(value: bytes) -> tuple[int, bool]:
+    """What ngx_http_process_connection reads in a Connection value: "close" anywhere in it (any
+    case) is 1, else "keep-alive" is 2, else 0 (no change); and whether "upgrade" is in it.
+    (``find``, not ``in``: a bytes ``in`` tries the needle as an int first, an exception each time.)"""
+    low = value.lower()
+    connection = 1 if low.find(b"close") >= 0 else 2 if low.find(b"keep-alive") >= 0 else 0
+    return connection, low.find(b"upgrade") >= 0
+
+
+# The values browsers and clients send, read once.
+_CONNECTION_VALUES: Final = {value: _connection_value(value) for value in (
+    b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"keep-alive, Upgrade",
+    b"Keep-Alive, Upgrade")}
 
 
 def _host_ok(host: bytes) -> bool:

@@ -73,11 +73,11 @@ class KeepalivePool(Generic[C]):
             self._sweeper = self._loop.call_at(idle[0].idle_since + self.timeout, self._sweep)
 
     def discard(self, conn: C) -> None:
-        """Out of the pool, if it is there."""
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
+        """Out of the pool, if it is there (a test first: most connections discarded are not, and
+        a ValueError made and dropped per closed connection costs more than the scan)."""
+        idle = self.idle
+        if conn in idle:
+            idle.remove(conn)
 
     def _sweep(self) -> None:
         self._sweeper = None

@@ -24,7 +24,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -49,35 +49,36 @@ if TYPE_CHECKING:
     from newproxy.config import ResolverConfig, UpstreamTlsConfig
     from newproxy.engine.proxyurl import Resolve
     from newproxy.engine.types import ProxyPass
-    from newproxy.engine.upstreams import Peer, UpstreamGroup
+    from newproxy.engine.peer import Peer
+    from newproxy.engine.upstreams import UpstreamGroup
 
 ClientResponseHead = Callable[["ProxyPass", int, bytes, "list[tuple[bytes, bytes]]", str], "tuple[bytes, str]"]
 
 # proxy_next_upstream http_NNN: the statuses whose answer is dropped for the next peer
 # (ngx_http_upstream_next_errors); 403 and 404 do not count as the peer's failure.
-_NEXT_STATUS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504", 403: "http_403",
+_NEXT_STATUS: Final = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504", 403: "http_403",
                 404: "http_404", 429: "http_429"}
-_LAST_CHUNK = b"0\r\n\r\n"
-_CRLF = b"\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_CRLF: Final = b"\r\n"
 # Bodies up to this size are joined with the head into one write (one syscall); bigger ones are
 # written separately so a large upload is not copied.
-_JOIN_LIMIT = 65536
+_JOIN_LIMIT: Final = 65536
 # The blank line that ends a response head (nginx's parser also takes bare LFs).
-_HEAD_END = re.compile(rb"\n\r?\n")
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
 # A body in a file goes to the peer in pieces of this size, each written while the transport is
 # under its high-water mark (64 KiB): at most about two pieces of it are in memory at once.
-_PUMP_PIECE = 65536
+_PUMP_PIECE: Final = 65536
 # A spooled answer (newproxy/http/spool.py) goes to the client in pieces, each written through at
 # once, until the client's transport is full (it pauses the exchange) or the turn's share is given:
 # what waits in the transport past its high-water mark stays under one piece, and a fast client
 # empties the spool as fast as the upstream fills it (one 64 KiB piece per turn made a 32 MiB answer
 # ~15% slower).
-SPOOL_PIECE = 65536
-SPOOL_TURN = 1 << 20
+SPOOL_PIECE: Final = 65536
+SPOOL_TURN: Final = 1 << 20
 # A read's output at least this large is written through to an HTTP/1 client at once, not at the
 # turn's end: libuv reads a busy upstream up to 32 times a turn (256 KiB each), and a client that
 # takes less must pause the reading within the turn, not after megabytes held for it.
-WRITE_THROUGH = 16384
+WRITE_THROUGH: Final = 16384
 
 
 class ClientSink(Protocol):

@@ -46,6 +46,7 @@ COMPILED = (
     "newproxy.engine.servers",
     "newproxy.engine.uri",
     "newproxy.engine.upstreams",
+    "newproxy.engine.compiled",
 )
 # Checked by the build's mypy with them, not compiled: interpreted subclasses of compiled classes
 # (GrpcExchange of ExchangeCore), whose overrides compiled callers check at run time.

@@ -28,7 +28,9 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-# The modules a proxied HTTP/1 request runs through, in the order it meets them (benchmarks/h1_micro.py).
+# The modules a proxied HTTP/1 request runs through (benchmarks/h1_micro.py): the front end, the engine and
+# the upstream client in the order a request meets them, then the engine's per-request objects, its
+# lookups and the compiled config they read. newproxy/engine/peer.py stays out on purpose (its docstring).
 COMPILED = (
     "newproxy.http.h1parse",
     "newproxy.http.h1",

@@ -61,7 +61,7 @@ demo: setup
 INTERPRETED_TESTS := tests/test_h1parse.py tests/test_native.py tests/test_parking_release.py tests/test_h1_raw_corpus.py \
 	tests/test_differential_proxy.py tests/test_differential_next_upstream.py tests/test_differential_websocket.py \
 	tests/test_differential_auth_first.py tests/test_grpc_client.py tests/test_engine.py tests/test_upstreams.py \
-	tests/test_zones.py
+	tests/test_zones.py tests/test_timerwheel.py tests/test_static_memo.py tests/test_metrics.py
 test: setup
 	$(BIN)/python -m pytest -q -n 2
 	@if $(BIN)/python -c 'import sys, newproxy.native as n; sys.exit(not n.is_compiled())'; then \

@@ -16,6 +16,8 @@ proxy_redirect; repeated Set-Cookie markers for proxy_cookie_*).
 ``/__cache/`` adds caching headers to the answer (``CACHE_HEADERS``: two Cache-Control, Expires,
 Last-Modified, ETag), ``/__chunked/`` sends the echo with chunked encoding: how the headers filter
 (expires replacing an upstream's Expires, add_trailer on a chunked body) is tested.
+``/__http10/`` answers with an ``HTTP/1.0`` status line (and ``Connection: keep-alive`` while the
+connection is kept): a proxy must not reuse that connection, keep-alive or not (nginx closes it).
 ``/__upgrade/`` answers ``101 Switching Protocols`` (``Upgrade``: the request's, or "websocket";
 ``Connection: upgrade``) and then echoes every read back as ``ECHO(`` bytes ``)``, so the
 direction of each byte is visible; a read containing ``__bye__`` is echoed, then the upstream
@@ -321,8 +323,9 @@ class RecordingUpstream:
         marker = _STATUS_MARKER.search(uri)
         status = int(marker.group(1)) if marker else self.status
         chunked = "/__chunked/" in uri
+        http10 = "/__http10/" in uri
         lines = [
-            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Status'}",
+            f"HTTP/{'1.0' if http10 else '1.1'} {status} {'OK' if status == 200 else 'Status'}",
             "Content-Type: application/json",
             "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(payload)}",
         ]
@@ -339,7 +342,7 @@ class RecordingUpstream:
             payload = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
         if not keep_alive:
             lines.append("Connection: close")
-        elif version != "1.1":
+        elif version != "1.1" or http10:
             lines.append("Connection: keep-alive")
         if "/__badheader/" in uri:  # a NUL in a header value: both proxies' "invalid header"
             lines.append("X-Bad: a\x00b")

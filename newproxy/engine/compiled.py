@@ -23,6 +23,7 @@ from newproxy.config import (
     ServerConfig,
     SetStep,
     TryFilesConfig,
+    UpstreamTlsConfig,
 )
 from newproxy.engine.regex import compile_regex
 from newproxy.engine.gzip import CompiledGzip, compile_gzip
@@ -46,6 +47,7 @@ from newproxy.engine.rewrite import (
     escape_args,
 )
 from newproxy.engine.upstreams import UpstreamGroup
+from newproxy.engine.types import UpstreamSettings
 from newproxy.engine.uri import extension
 from newproxy.engine.computed import compile_geo, compile_map, compile_split_clients
 from newproxy.engine.context import RequestContext
@@ -70,6 +72,15 @@ class CompiledProxy:
     location_path: str  # the location prefix that the proxy_pass URI replaces
     version_suffix: bytes  # b" HTTP/1.0\r\n"
     relay: ResponseRelay
+    settings: UpstreamSettings  # what the upstream client reads of config on every exchange
+    # config's fields every proxied request reads, copied: read here, they are native fields (a
+    # pydantic model's are Python attribute lookups, ~300 instructions each when compiled code reads them)
+    pass_through: bool
+    grpc: bool  # config.protocol == "grpc"
+    proxy_host: str
+    tls: UpstreamTlsConfig | None
+    pass_request_headers: bool
+    pass_request_body: bool
     method: Template | None = None  # proxy_method; None: the client's
     body: Template | None = None  # proxy_set_body; None: the client's body
     url: Template | None = None  # proxy_pass with variables (engine/proxyurl.py); ``group`` is then unused
@@ -356,6 +367,13 @@ class ConfigCompiler:
             uri=config.uri,
             location_path=location_path,
             version_suffix=f" HTTP/{config.http_version}\r\n".encode(),
+            settings=UpstreamSettings(config),
+            pass_through=config.pass_through,
+            grpc=config.protocol == "grpc",
+            proxy_host=config.proxy_host,
+            tls=config.tls,
+            pass_request_headers=config.pass_request_headers,
+            pass_request_body=config.pass_request_body,
             method=self.template(config.method) if config.method is not None else None,
             body=self.template(config.body) if config.body is not None else None,
             relay=ResponseRelay(self.maker, frozenset(h.lower().encode("latin-1") for h in config.hide_headers),

@@ -330,13 +330,13 @@ class Engine:
         request = ctx.request
         if location.proxy is not None:
             proxy = location.proxy
-            if proxy.config.pass_through:
+            if proxy.pass_through:
                 return self._fallback(ctx, proxy)
-            if proxy.config.protocol == "grpc":
+            if proxy.grpc:
                 return grpc.grpc_pass(ctx, location, proxy,
                                       _balance_key(proxy.group, ctx) if proxy.group.needs_key else b"")
-            ctx.proxy_host = proxy.config.proxy_host
-            group, uri, resolve, tls = proxy.group, None, None, proxy.config.tls
+            ctx.proxy_host = proxy.proxy_host
+            group, uri, resolve, tls = proxy.group, None, None, proxy.tls
             if proxy.url is not None:  # proxy_pass with variables: where this request goes
                 assert proxy.lookup is not None
                 target = proxyurl.evaluate(proxy.url.render(ctx), proxy.lookup, proxy.config.resolver)
@@ -346,11 +346,11 @@ class Engine:
                 group = target.group or proxyurl.UNRESOLVED
                 tls = tls if target.tls else None
             body = upstream_body(ctx, proxy)  # before the head: proxy_set_body fixes its Content-Length
-            # Positional (upstream, head, body, proxy, request, keepalive, relay, status_override,
-            # context, intercept), the other fields only when this request needs them: keyword
-            # arguments cost the slots dataclass ~0.4 µs more, on every proxied request.
+            # Positional (upstream, head, body, proxy, request, keepalive, relay, settings,
+            # status_override, context, intercept), the other fields only when this request needs
+            # them: keyword arguments cost more, on every proxied request.
             pp = ProxyPass(group, upstream_head(ctx, proxy, uri), body, proxy.config, request, request.keepalive,
-                           proxy.relay, ctx.err_status, ctx, location.intercept)
+                           proxy.relay, proxy.settings, ctx.err_status, ctx, location.intercept)
             if group.needs_key:
                 pp.balance_key = _balance_key(group, ctx)
             if resolve is not None:
@@ -643,6 +643,7 @@ class Engine:
             request=request,
             keepalive=request.keepalive,
             relay=proxy.relay,
+            settings=proxy.settings,
             context=ctx,
             location_rewrite=fix,
         )

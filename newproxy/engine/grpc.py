@@ -83,6 +83,7 @@ def grpc_pass(ctx: RequestContext, location: CompiledLocation, proxy: CompiledPr
         request=request,
         keepalive=request.keepalive,
         relay=proxy.relay,
+        settings=proxy.settings,
         status_override=ctx.err_status,
         context=ctx,
         intercept=location.intercept,

@@ -13,7 +13,7 @@ Location and Last-Modified keep their place in the list).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from newproxy.engine.context import RequestContext
@@ -44,6 +44,32 @@ class ResponseRelay:
     accel_limit_rate: bool = False  # an upstream's X-Accel-Limit-Rate paces the answer (newproxy/http/upstream.py)
     # Some value of the config reads $upstream_http_NAME/$upstream_cookie_NAME: keep_upstream_answer.
     upstream_answer: bool = False
+    # An upstream header name as sent -> what client_response_head does with it (_HIDDEN...): one
+    # lookup a header instead of lowering the name and testing it against each set. Names come
+    # from peers: emptied when full, as _LOWER.
+    kinds: dict[bytes, int] = field(default_factory=dict, compare=False, hash=False)
+
+    def kind_of(self, name: bytes) -> int:
+        """``name``'s kind, read and remembered (the order of client_response_head's tests)."""
+        low = lower_name(name)
+        if low in self.hidden:
+            kind = _HIDDEN
+        elif low == b"content-type":
+            kind = _CONTENT_TYPE
+        elif low == b"content-length":
+            kind = _CONTENT_LENGTH
+        elif low in _HOP_BY_HOP:
+            kind = _HIDDEN  # (nginx frames the body itself)
+        elif self.rewrites is not None and low in self.rewrites.names:
+            kind = _REWRITTEN
+        else:
+            kind = _RELAYED
+        kinds = self.kinds
+        if len(kinds) >= _LOWER_MAX:
+            kinds.clear()
+        kinds[name] = kind
+        return kind
+
 
 # ngx_escape_uri(NGX_ESCAPE_URI): " ", "#", "%", "?", controls and bytes >= 0x7f.
 _ESCAPE: Final = frozenset(b" #%?") | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
@@ -52,11 +78,31 @@ _ESCAPED: Final = {byte: b"%%%02X" % byte for byte in _ESCAPE}
 # Upstream response headers nginx never relays (it frames the body itself).
 _HOP_BY_HOP: Final = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
 
+# What client_response_head does with an upstream header (ResponseRelay.kind_of).
+_RELAYED: Final = 0  # passed on as it is
+_HIDDEN: Final = 1  # proxy_hide_header (or nginx's default set), or hop-by-hop: dropped
+_CONTENT_TYPE: Final = 2
+_CONTENT_LENGTH: Final = 3
+_REWRITTEN: Final = 4  # proxy_redirect / proxy_cookie_* look at it
+
 # header name -> its lower case. Names repeat across requests (the request parser's are even the
 # same objects, whose hash bytes keep): a lookup costs a fraction of a lower() call. Emptied when
 # full: names come from clients and peers.
 _LOWER: Final[dict[bytes, bytes]] = {}
 _LOWER_MAX: Final = 4096
+
+
+# status -> b"HTTP/1.1 <status> ": one lookup where formatting the number costs a generic call.
+_STATUS_PREFIX: Final[dict[int, bytes]] = {}
+
+
+def _status_prefix(status: int) -> bytes:
+    prefix = _STATUS_PREFIX.get(status)
+    if prefix is None:
+        prefix = b"HTTP/1.1 %d " % status
+        if len(_STATUS_PREFIX) < 1000:  # (an HTTP status has three digits)
+            _STATUS_PREFIX[status] = prefix
+    return prefix
 
 
 def lower_name(name: bytes) -> bytes:
@@ -158,7 +204,7 @@ def upstream_body(ctx: RequestContext, proxy: CompiledProxy) -> bytes | BodyFile
         body = proxy.body.render(ctx).encode("latin-1")
         ctx.proxy_body = body
         return body
-    if not proxy.config.pass_request_body:
+    if not proxy.pass_request_body:
         return b""
     request = ctx.request
     stream = request.body_stream
@@ -197,11 +243,15 @@ def upstream_head(ctx: RequestContext, proxy: CompiledProxy, uri: bytes | None =
         value = template.render(ctx)
         if value:
             parts.append(prefix + value.encode("latin-1") + b"\r\n")
-    if proxy.config.pass_request_headers:
+    if proxy.pass_request_headers:
         suppressed = proxy.suppressed
         for name, header_value in ctx.request.headers:
             if lower_name(name) not in suppressed:
-                parts += (name, b": ", header_value, b"\r\n")  # joined once below: no bytes made per line
+                # joined once below: no bytes made per line (appends: compiled, += a tuple is generic)
+                parts.append(name)
+                parts.append(b": ")
+                parts.append(header_value)
+                parts.append(b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -238,24 +288,30 @@ def client_response_head(
     content_type: bytes | None = None
     content_length: bytes | None = None
     rest: list[bytes] = []
-    rewrites = pp.relay.rewrites
+    relay = pp.relay
+    rewrites = relay.rewrites
+    kinds = relay.kinds
     location_at = -1  # proxy_redirect: the last Location a rule rewrote (nginx's headers_out.location)
     for name, value in headers:
-        low = lower_name(name)
-        if low in hidden:
-            continue
-        if low == b"content-type":
+        kind = kinds.get(name)
+        if kind is None:
+            kind = relay.kind_of(name)
+        if kind == _RELAYED:
+            # (pieces, joined once with the head; a rewritten line below is one piece)
+            rest.append(name)
+            rest.append(b": ")
+            rest.append(value)
+            rest.append(b"\r\n")
+        elif kind == _CONTENT_TYPE:
             if content_type is None:
                 content_type = value
-        elif low == b"content-length":
+        elif kind == _CONTENT_LENGTH:
             content_length = value
-        elif low in _HOP_BY_HOP:
-            continue
-        else:
-            if rewrites is not None and low in rewrites.names:
-                value, rewritten_location = rewrite_header(rewrites, pp.context, low, value)
-                if rewritten_location:
-                    location_at = len(rest)
+        elif kind == _REWRITTEN:
+            assert rewrites is not None
+            value, rewritten_location = rewrite_header(rewrites, pp.context, lower_name(name), value)
+            if rewritten_location:
+                location_at = len(rest)
             rest.append(name + b": " + value + b"\r\n")
     moved_location = None
     if location_at >= 0 and rest[location_at][10:11] == b"/":
@@ -272,7 +328,7 @@ def client_response_head(
     keepalive = pp.keepalive and client_framing != "close"
     # proxy_pass_header Server/Date: nginx's own line is never written, only the upstream's, in its place
     # in the list, if it sent one (ngx_http_proxy_process_header adds an empty one that hides nginx's).
-    parts = [b"HTTP/1.1 %d " % status + reason + b"\r\n",
+    parts = [_status_prefix(status) + reason + b"\r\n",
              maker.server_line if b"server" in hidden else b"",
              maker.date.line() if b"date" in hidden else b""]
     if content_type is None and isinstance(pp.context, RequestContext):

@@ -154,6 +154,25 @@ class LocationFix:
     port: bytes
 
 
+class UpstreamSettings:
+    """The ``proxy`` settings the upstream client reads on every exchange, copied from the location's
+    ProxyConfig once (newproxy/engine/compiled.py): compiled code reads these as native fields, and a
+    pydantic model's through Python's attribute lookup (~300 instructions each)."""
+
+    buffering: bool
+    buffer_size: int
+    connect_timeout: float
+    read_timeout: float
+    next_upstream_tries: int
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.buffering = config.buffering
+        self.buffer_size = config.buffer_size
+        self.connect_timeout = config.connect_timeout
+        self.read_timeout = config.read_timeout
+        self.next_upstream_tries = config.next_upstream_tries
+
+
 class ProxyPass:
     """Forward ``head`` + ``body`` to a peer of ``upstream`` and relay its answer. A plain class, for
     the reason Request is one."""
@@ -167,6 +186,7 @@ class ProxyPass:
     request: Request
     keepalive: bool  # whether the client connection may be kept after this response
     relay: ResponseRelay  # how to turn the upstream's response head into the client's
+    settings: UpstreamSettings  # proxy's hot fields (the same location's)
     status_override: int = 0  # an error_page's status, which replaces the upstream's (0: keep it)
     # The engine's RequestContext, kept for Engine.upstream_failed (error_page after a 502/504).
     context: object = None
@@ -205,7 +225,7 @@ class ProxyPass:
 
     def __init__(self, upstream: UpstreamGroup, head: bytes, body: bytes | BodyFile | BodyStream,
                  proxy: ProxyConfig, request: Request, keepalive: bool, relay: ResponseRelay,
-                 status_override: int = 0, context: object = None, intercept: frozenset[int] = frozenset(),
+                 settings: UpstreamSettings, status_override: int = 0, context: object = None, intercept: frozenset[int] = frozenset(),
                  release: Callable[[], None] | None = None, rate: RateLimit | None = None,
                  last_chunk: bytes = b"0\r\n\r\n", location_rewrite: LocationFix | None = None,
                  balance_key: bytes = b"", resolve: Resolve | None = None,
@@ -218,6 +238,7 @@ class ProxyPass:
         self.request = request
         self.keepalive = keepalive
         self.relay = relay
+        self.settings = settings
         self.status_override = status_override
         self.context = context
         self.intercept = intercept

@@ -236,21 +236,23 @@ class UpstreamGroup:
 
     # -- the methods' first choices (None: the group has nothing to give) --------------------
     def _round_robin(self, sel: PeerSelection, now: float) -> Peer | None:
-        return self._primary_then_backup(sel, now, "pick")
+        return self._primary_then_backup(sel, now, False)
 
     def _least_conn(self, sel: PeerSelection, now: float) -> Peer | None:
-        return self._primary_then_backup(sel, now, "pick_least_conn")
+        return self._primary_then_backup(sel, now, True)
 
-    def _primary_then_backup(self, sel: PeerSelection, now: float, pick: str) -> Peer | None:
-        """A peer of the primary tier by ``pick`` (a tier method); once none is left, of the backups
-        (and the request stays with them for its next tries), as nginx's round robin does."""
+    def _primary_then_backup(self, sel: PeerSelection, now: float, least_conn: bool) -> Peer | None:
+        """A peer of the primary tier (smooth weighted round robin, or least_conn); once none is
+        left, of the backups (and the request stays with them for its next tries), as nginx's round
+        robin does. (Direct calls, not getattr by name: compiled, those are native calls.)"""
         peer = None
         if not sel.using_backup:
-            peer = getattr(self.primary, pick)(sel.tried, now)
+            peer = self.primary.pick_least_conn(sel.tried, now) if least_conn else self.primary.pick(sel.tried, now)
             if peer is None and self.backup is not None:
                 sel.using_backup = True
-        if peer is None and sel.using_backup and self.backup is not None:
-            peer = getattr(self.backup, pick)(sel.tried, now)
+        backup = self.backup
+        if peer is None and sel.using_backup and backup is not None:
+            peer = backup.pick_least_conn(sel.tried, now) if least_conn else backup.pick(sel.tried, now)
         return peer
 
     def _hashed(self, sel: PeerSelection, now: float) -> Peer | None:

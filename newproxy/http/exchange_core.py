@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
     from newproxy.engine.logformat import LogRecord
     from newproxy.engine.peer import Peer
+    from newproxy.engine.types import ProxyPass
     from newproxy.engine.upstreams import PeerSelection
+    from newproxy.http.keepalive import KeepalivePool
+    from newproxy.http.upstream import UpstreamClient
 
 
 # Compiled (newproxy/native.py), it stays open to grpc_upstream's GrpcExchange, which is not.
@@ -60,14 +63,15 @@ class ExchangeCore:
         "timeout",
     )
 
-    client: Any
+    # Typed (not Any) where both exchanges agree: compiled, their fields are then read directly.
+    client: UpstreamClient
     sink: Any
-    pp: Any
+    pp: ProxyPass
     conn: Any
     peer: Peer | None
     selection: PeerSelection | None
     connect_task: Any  # asyncio.Task[None] | None
-    pool: Any  # the group's KeepalivePool | None
+    pool: KeepalivePool[Any] | None  # the group's idle connections
     attempt: list[Any] | None
     log: LogRecord | None
     out: list[bytes]
@@ -88,7 +92,7 @@ class ExchangeCore:
     deflate: zlib._Compress | None
     fail_status: int
 
-    def _begin(self, client: Any, pp: Any, sink: Any) -> None:
+    def _begin(self, client: UpstreamClient, pp: ProxyPass, sink: Any) -> None:
         """The state both exchanges start from (each ``__init__`` then sets its own)."""
         self.client = client
         self.pp = pp
@@ -196,7 +200,7 @@ class ExchangeCore:
         """A line with nginx's request context; ``upstream`` replaces the current peer's URL (the
         group's, for "no live upstreams")."""
         log = self.client.log
-        ctx = self.pp.context
+        ctx: Any = self.pp.context  # the engine's RequestContext (typed object there)
         if ctx is not None:
             log = log.for_context(ctx)  # the location's error_log
         if not log.enabled(level):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno as _errno
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -266,7 +266,7 @@ class GrpcExchange(ExchangeCore):
         try:
             async with asyncio.timeout(proxy.connect_timeout):
                 _, conn = await self.client.loop.create_connection(lambda: GrpcConn(self, peer.name), peer.host,
-                                                                   peer.port, **kwargs)  # type: ignore[arg-type]
+                                                                   peer.port, **kwargs)  # type: ignore[arg-type, call-overload]
         except asyncio.CancelledError:
             return
         except TimeoutError:
@@ -329,7 +329,7 @@ class GrpcExchange(ExchangeCore):
     def _send(self) -> None:
         conn = self.conn
         assert conn is not None and self.pp.grpc_headers is not None
-        body = self.body if self.streaming else self.pp.body
+        body = self.body if self.streaming else cast(bytes, self.pp.body)  # (engine/grpc.py reads a body in a file into bytes)
         end = not body and self.body_end
         conn.h2.send_headers(self.stream, self.pp.grpc_headers, end_stream=end)
         self.ended_out = end

@@ -94,8 +94,8 @@ class ConnContext:
     """What every connection of one server shares; built once, so a connection costs no lookups."""
 
     __slots__ = ("access", "body_plan", "client", "closing", "connections", "discards_body", "draining", "engine",
-                 "error_response", "handle",
-                 "header_rules", "log", "loop", "max_body_size", "outbox", "upstream", "wheel")
+                 "error_response", "handle", "header_rules", "header_timeout", "keepalive_requests",
+                 "keepalive_timeout", "log", "loop", "max_body_size", "outbox", "upstream", "wheel")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -115,6 +115,11 @@ class ConnContext:
         # nginx's defaults for an engine without one.
         config = getattr(getattr(engine, "config", None), "client", None)
         self.client: ClientConfig = config if isinstance(config, ClientConfig) else ClientConfig()
+        # client's fields every request reads, copied: native fields here, where a pydantic model's
+        # are Python attribute lookups (~300 instructions each from compiled code).
+        self.keepalive_requests = self.client.keepalive_requests
+        self.keepalive_timeout = self.client.keepalive_timeout
+        self.header_timeout = self.client.header_timeout
         # underscores_in_headers / ignore_invalid_headers: None when every server keeps the defaults.
         router = getattr(engine, "router", None)
         self.header_rules: HeaderRules | None = HeaderRules.build(router) if router is not None else None  # type: ignore[type-arg]
@@ -443,7 +448,11 @@ class H1Protocol(asyncio.Protocol):
             if self._requests:
                 self._head_begins()
         try:
-            self.parser.feed_data(data)
+            parser = self.parser
+            if isinstance(parser, RequestParser):
+                parser.feed_data(data)  # (narrowed: compiled, a direct call)
+            else:
+                parser.feed_data(data)  # a tunnel's or a held upgrade's
             if self._stream is not None and self._body:
                 self._stream_read()
             if self._discard == _PENDING:  # its body goes on in later reads: answer now
@@ -765,7 +774,8 @@ class H1Protocol(asyncio.Protocol):
             rec.pipe = self._piped  # nginx's r->pipeline: read from the previous request's buffer
 
     def on_headers_complete(self) -> None:
-        parser = self.parser
+        # (typed: compiled, its fields are then read directly; a parser callback, so it is one)
+        parser: RequestParser = self.parser
         if parser.dropped is not None:
             self._log_dropped(parser)
         version = parser.version
@@ -777,9 +787,9 @@ class H1Protocol(asyncio.Protocol):
             self._st = WRITING
         # A stopping worker answers "Connection: close", so the client does not reuse a connection
         # the worker is about to close (that race would reset its next request).
-        client = self.ctx.client
-        keepalive = parser.keepalive and self._requests < client.keepalive_requests \
-            and client.keepalive_timeout > 0 and not self.ctx.closing
+        ctx = self.ctx
+        keepalive = parser.keepalive and self._requests < ctx.keepalive_requests \
+            and ctx.keepalive_timeout > 0 and not ctx.closing
         req = Request(
             parser.method, parser.target, version, parser.headers, b"",
             self.client_addr, self.local_addr, "http", keepalive,
@@ -1218,7 +1228,7 @@ class H1Protocol(asyncio.Protocol):
         """The status nginx answers once the head is read, before finding a location, or 0
         (ngx_http_process_request_header; the parser refused what nginx refuses while reading:
         request line, header lines, duplicate unique headers, an invalid Host, the sizes)."""
-        parser = self.parser
+        parser: RequestParser = self.parser
         if parser.host is None and version == b"1.1":
             return 400
         cl = parser.content_length
@@ -1799,7 +1809,7 @@ class H1Protocol(asyncio.Protocol):
         first byte, not from each read, so a client trickling bytes is still cut off; a timer set
         for a later keep-alive deadline is brought forward."""
         self._head_start = self._last
-        due = self._last + self.ctx.client.header_timeout
+        due = self._last + self.ctx.header_timeout
         if self._tick > tick_for(due):
             self._rearm(due)
 

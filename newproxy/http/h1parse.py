@@ -124,6 +124,7 @@ _CACHE_KEY_MAX: Final = 256
 
 # The request line of the fast path: origin-form, single spaces, HTTP/1.<one digit>. A target byte
 # is anything but a control byte, space or DEL (nginx's sw_check_uri / sw_uri).
+_CR_LF_NUL: Final = b"\r\n\x00"  # what a line of the fast path's common form never holds
 _FAST_LINE: Final = re.compile(rb"([A-Z_-]+) (/[\x21-\x7e\x80-\xff]*) HTTP/1\.([0-9])").fullmatch
 
 # Slow-path character classes (ngx_http_parse.c).
@@ -400,11 +401,9 @@ class RequestParser:
         head = buf[start:end]
         lines = head.split(b"\r\n")
         n = len(lines) - 1
-        # One C-speed pass over the head (a regex reads it at Python's re speed: for a head of a
-        # few hundred bytes, about twice the cost): every CR and LF paired, no NUL. Each CRLF
-        # accounts for two of the bytes deleted; any stray CR, LF or NUL makes one more.
-        if len(head) - len(head.translate(None, b"\r\n\x00")) != n + n:
-            return False
+        # The common form has every CR and LF paired and no NUL: a line holding one goes to the slow
+        # path. The request line's pattern has none of them; a header line is checked when it is not
+        # in _HEADER_LINES, which holds only lines that passed (a line seen before costs nothing).
         request_line = _LINES.get(lines[0])
         if request_line is None:
             request_line = _read_line(lines[0])
@@ -412,6 +411,10 @@ class RequestParser:
                 return False
         end += 4
         if end > self._limit or n > MAX_HEADERS:
+            # One C-speed pass over the head: each CRLF accounts for two of the bytes deleted; any
+            # stray CR, LF or NUL makes one more.
+            if len(head) - len(head.translate(None, _CR_LF_NUL)) != n + n:
+                return False
             return self._fast_large(request_line, lines)
         # The head fits in the current buffer and has few lines: the only refusals left are those
         # of a header nginx reads itself (_special), made in line order, and before that nothing
@@ -419,7 +422,6 @@ class RequestParser:
         kinds = _NAME_KIND
         known = _HEADER_LINES
         headers: list[tuple[bytes, bytes]] = []
-        append = headers.append
         specials = []
         dropped = None
         host = length = None
@@ -428,6 +430,8 @@ class RequestParser:
         for line in lines:
             entry = known.get(line)
             if entry is None:
+                if len(line.translate(None, _CR_LF_NUL)) != len(line):
+                    return False  # a stray CR, LF or NUL: the slow path reads it as nginx does
                 name, colon, value = line.partition(b":")
                 kind = kinds.get(name)
                 if kind is None:
@@ -442,7 +446,7 @@ class RequestParser:
                             dropped = []
                         dropped.append((_logged_line(line, value), len(headers)))
                         continue
-                    append((name, value.strip(b" ")))
+                    headers.append((name, value.strip(b" ")))
                     continue
                 entry = ((name, value.strip(b" ")), kind)
                 if len(line) <= _CACHE_KEY_MAX:
@@ -461,7 +465,7 @@ class RequestParser:
                     length = value
                 else:
                     specials.append((kind, pair[0], value))
-            append(pair)
+            headers.append(pair)
         self._proto.on_message_begin()
         self.method, self.target, self.http_version, self.version = request_line
         if host is not None:

@@ -34,7 +34,7 @@ class HasDeadline(Protocol):
 
 
 class TimerWheel:
-    __slots__ = ("_buckets", "_firing", "_loop", "_ticks", "_timer", "__weakref__")
+    __slots__ = ("_buckets", "_firing", "_loop", "_ticks", "_timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -201,9 +201,9 @@ class UpstreamConn(asyncio.Protocol):
             # nginx reads the response head into one proxy_buffer_size buffer: what is past it is
             # parsed only once the head is complete (else "upstream sent too big header", below).
             # The buffer's last byte is fed alone, to see a head that ends exactly there.
-            room = ex.pp.proxy.buffer_size - ex.head_seen
+            room = ex.pp.settings.buffer_size - ex.head_seen
             if attempt is not None:  # $upstream_bytes_received: nginx's reads, at most the buffer
-                attempt[6] = min(attempt[6] + len(data), ex.pp.proxy.buffer_size)
+                attempt[6] = min(attempt[6] + len(data), ex.pp.settings.buffer_size)
             if len(data) >= room:
                 last_byte = room == 1
                 cut = room - 1 if room > 1 else 1
@@ -262,7 +262,7 @@ class UpstreamConn(asyncio.Protocol):
             if ex.complete:
                 ex.finish()
         if (last_byte or not ex.header_done) and self.exchange is ex and not ex.done \
-                and ex.head_seen >= ex.pp.proxy.buffer_size:
+                and ex.head_seen >= ex.pp.settings.buffer_size:
             if not ex.header_done:
                 ex.invalid_header("upstream sent too big header while reading response header from upstream")
                 return
@@ -357,7 +357,17 @@ class UpstreamConn(asyncio.Protocol):
         if ex is None or ex.complete:
             return
         parser = self.parser
-        self.reusable = parser.should_keep_alive() and parser.get_http_version() == "1.1"
+        if parser.should_keep_alive():
+            # Kept only at HTTP/1.1 (nginx closes after a 1.0 answer, keep-alive or not). The version
+            # is read off the status line while head_bytes starts with this answer's (httptools'
+            # get_http_version() formats a str: ~2,300 instructions a response).
+            head = ex.head_bytes
+            if lines is None and not ex.after_interim and head[:7] == b"HTTP/1.":
+                self.reusable = head[7:8] == b"1"
+            else:
+                self.reusable = parser.get_http_version() == "1.1"
+        else:
+            self.reusable = False
         ex.on_head(self, parser.get_status_code())
         if ex.is_head and ex.header_done:
             ex.complete = True
@@ -535,6 +545,7 @@ class Exchange(ExchangeCore):
     follows_accel = True
 
     __slots__ = (
+        "after_interim",
         "buffered",
         "complete",
         "framing",
@@ -562,11 +573,12 @@ class Exchange(ExchangeCore):
         self.is_head = pp.request.method == b"HEAD"
         self.framing = ""
         self.interim = False
+        self.after_interim = False  # a 1xx came first: head_bytes starts with its status line
         self.upgraded = False  # a 101 switched protocols: a byte tunnel between client and peer
         self.intercepted = 0  # proxy_intercept_errors: the upstream status the error_page replaces
         self.retry_status = 0  # proxy_next_upstream http_NNN: the answer dropped for the next peer
         self.spool: Spool | None = None  # the answer held for a slow client (proxy_buffering on)
-        self.buffered = pp.proxy.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
+        self.buffered = pp.settings.buffering  # this answer's (X-Accel-Buffering may switch it at its head)
         self.spool_end: Callable[[], None] | None = None  # the client's end of the answer, once the spool drains
         self.pumped = -1  # a body in a file being sent: the bytes of it written so far; -1: none
         self.pump_piece = 0  # and of its reads (BodyFile.pieces), the next to send
@@ -586,7 +598,7 @@ class Exchange(ExchangeCore):
         group = self.pp.upstream
         if group.keepalive > 0:
             self.pool = self.client.pools.get(group.name) or self.client.pool(group)
-        self.selection = group.begin(self.pp.proxy.next_upstream_tries, self.pp.balance_key)
+        self.selection = group.begin(self.pp.settings.next_upstream_tries, self.pp.balance_key)
         self.started = self.client.loop.time()
         self._next_peer()
 
@@ -653,8 +665,8 @@ class Exchange(ExchangeCore):
         # https:// (newproxy/http/upstream_tls.py): the handshake counts in proxy_connect_timeout.
         # proxy_connect_timeout runs on the shared deadline tick (on_deadline cancels this task), as the
         # other timeouts do: asyncio.timeout() costs a libuv timer and a context manager per connect.
-        self._arm(self.pp.proxy.connect_timeout)
-        kwargs: dict[str, object] = {}
+        self._arm(self.pp.settings.connect_timeout)
+        kwargs: dict[str, Any] = {}
         try:
             if tls is not None:  # (its context was made with the config: newproxy/cli.py build_engine)
                 kwargs["ssl"] = client_context(tls)
@@ -782,9 +794,9 @@ class Exchange(ExchangeCore):
         if not body or len(body) <= _JOIN_LIMIT:
             # Held to the end of the turn (newproxy/http/outbox.py); if the socket then does not
             # take it all, send_blocked() switches to proxy_send_timeout.
-            conn.hold(pp.head + body if body else pp.head)
+            conn.hold(pp.head + cast(bytes, body) if body else pp.head)  # (a file or a stream returned above)
             self.sending = False
-            self._arm(pp.proxy.read_timeout)
+            self._arm(pp.settings.read_timeout)
             return
         conn.send_held()
         transport.write(pp.head)
@@ -793,7 +805,7 @@ class Exchange(ExchangeCore):
             self.send_blocked()
         else:
             self.sending = False
-            self._arm(pp.proxy.read_timeout)
+            self._arm(pp.settings.read_timeout)
 
     def pump(self) -> None:
         """Send on a body from its file (client_body_buffer_size exceeded), a piece at a time while
@@ -838,7 +850,7 @@ class Exchange(ExchangeCore):
             self.send_blocked()
         else:
             self.sending = False
-            self._arm(self.pp.proxy.read_timeout)
+            self._arm(self.pp.settings.read_timeout)
 
     def stream_out(self, head: bytes = b"") -> None:
         """Send what waits of a body the client is still sending (proxy_request_buffering off), as
@@ -864,11 +876,11 @@ class Exchange(ExchangeCore):
         if stream.over:
             self._stop_streaming()
             self.sending = False
-            self._arm(self.pp.proxy.read_timeout)
+            self._arm(self.pp.settings.read_timeout)
             return
         self.sending = False
         if self.header_done:  # answered already: the rest of the answer is read under proxy_read_timeout
-            self._arm(self.pp.proxy.read_timeout)
+            self._arm(self.pp.settings.read_timeout)
         else:
             self._cancel_timer()  # waiting on the client (its client_body_timeout runs in the front end)
 
@@ -1090,6 +1102,7 @@ class Exchange(ExchangeCore):
         if status < 200:
             if status != 101:
                 self.interim = True  # 100/102/103: skip it, the final response follows
+                self.after_interim = True
                 return
             if self.pp.relay.pass_through:  # the strangler fallback: no tunnel to legacy (a 502)
                 raise HttpParserError("101 Switching Protocols through the fallback is not supported")

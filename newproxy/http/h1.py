@@ -265,8 +265,10 @@ class H1Protocol(asyncio.Protocol):
         client = ctx.client
         # A RequestParser; while a tunnel or a held upgrade has the connection, a _Tunnel or _Hold
         # (feed_data alone); None once the connection is gone.
-        self.parser: Any = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
-                                         client.large_header_buffers)
+        parser = RequestParser(self, client.header_buffer_size, client.large_header_buffer_size,
+                               client.large_header_buffers)
+        parser.native_callbacks(self)
+        self.parser: Any = parser
         # conn_id given: a parked connection resumes (parking.py); number given: taken at accept (tls.py)
         self.conn_id = conn_id or number or ctx.next_id()
         self._resumed = conn_id != 0

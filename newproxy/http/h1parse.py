@@ -20,8 +20,8 @@ Two ways through a head, with the same results (tests/test_h1parse.py feeds byte
 one buffer and compares):
 - the fast path: the whole head is buffered, all its lines end with CRLF, the request line is
   ``METHOD /target HTTP/1.d`` and no header name has a byte nginx refuses. One ``find``, one
-  ``split``, C-level scans for stray CR/LF/NUL, then cached verdicts: per request line (a regex
-  on a miss), per header name, per Host value;
+  ``split``, then cached verdicts: per request line (a regex on a miss), per header line (a
+  C-level scan for stray CR/LF/NUL and a split on a miss), per header name, per Host value;
 - the slow path: a byte-wise, resumable port of nginx's state machines, for everything else
   (bare LF, leading CRLF, absolute-form targets, odd bytes, a head arriving in pieces).
 
@@ -40,11 +40,14 @@ asks for a protocol upgrade (``Connection: upgrade`` with ``Upgrade``), ``feed_d
 from __future__ import annotations
 
 import re
-from typing import Callable, Final, Protocol
+from typing import TYPE_CHECKING, Callable, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
 from newproxy.engine.servers import host_valid
+
+if TYPE_CHECKING:
+    from newproxy.http.h1 import H1Protocol
 
 CR: Final = 13
 LF: Final = 10
@@ -190,6 +193,7 @@ class RequestParser:
         "_nbusy",
         "_num",
         "_pos",
+        "_h1",
         "_proto",
         "_protocol_start",
         "_remaining",
@@ -221,6 +225,7 @@ class RequestParser:
 
     def __init__(self, proto: Callbacks, buffer_size: int = 1024, large_size: int = 8192, large_num: int = 4) -> None:
         self._proto = proto
+        self._h1: H1Protocol | None = None  # ``proto`` when it is the front end's (native_callbacks)
         self._small = buffer_size
         self._large = large_size
         self._num = large_num
@@ -265,6 +270,32 @@ class RequestParser:
         """The connection's header-name settings (see ``drop_below``); the defaults need no call."""
         self._drop = self._drop0 = drop
         self._by_host = self._switch = by_host
+
+    def native_callbacks(self, h1: H1Protocol) -> None:
+        """``proto`` is ``h1``, the front end's: compiled, its callbacks are then called directly
+        (through ``proto``, a protocol type, each is a method lookup by name). Tests give a recorder."""
+        self._h1 = h1
+
+    def _on_message_begin(self) -> None:
+        h1 = self._h1
+        if h1 is not None:
+            h1.on_message_begin()
+        else:
+            self._proto.on_message_begin()
+
+    def _on_headers_complete(self) -> None:
+        h1 = self._h1
+        if h1 is not None:
+            h1.on_headers_complete()
+        else:
+            self._proto.on_headers_complete()
+
+    def _on_message_complete(self) -> None:
+        h1 = self._h1
+        if h1 is not None:
+            h1.on_message_complete()
+        else:
+            self._proto.on_message_complete()
 
     # -- per request -------------------------------------------------------------------------
     def _new_request(self, start: int) -> None:
@@ -466,7 +497,7 @@ class RequestParser:
                 else:
                     specials.append((kind, pair[0], value))
             headers.append(pair)
-        self._proto.on_message_begin()
+        self._on_message_begin()
         self.method, self.target, self.http_version, self.version = request_line
         if host is not None:
             self.host = host
@@ -490,7 +521,7 @@ class RequestParser:
             name, colon, _ = line.partition(b":")
             if not colon or (name not in kinds and _classify(name) is None):
                 return False
-        self._proto.on_message_begin()
+        self._on_message_begin()
         self.headers = []
         self.method, self.target, self.http_version, self.version = request_line
         self._drop = self._drop0
@@ -588,7 +619,7 @@ class RequestParser:
                 return False
             if ch not in _METHOD_CH:
                 raise self._fail(400)
-            self._proto.on_message_begin()
+            self._on_message_begin()
             self._start = self._line = p
             self._rl_state = RL_METHOD
             self.target = b""
@@ -920,7 +951,7 @@ class RequestParser:
         self.length = length = content_length(cl) if cl is not None else 0
         if self.upgrade and not any(len(n) == 7 and n.lower() == b"upgrade" for n, _ in self.headers):
             self.upgrade = False
-        self._proto.on_headers_complete()
+        self._on_headers_complete()
         te = self.te
         if te is not None and self.http_version >= 1001 and len(te) == 7 and te.lower() == b"chunked":
             self._state = _CHUNKED
@@ -935,7 +966,7 @@ class RequestParser:
 
     def _message_complete(self) -> bool:
         upgrade = self.upgrade
-        self._proto.on_message_complete()
+        self._on_message_complete()
         pos = self._pos
         # The next request: in the same nginx buffer when its first byte was read with this head
         # (a pipelined request), else in a fresh client_header_buffer_size one.

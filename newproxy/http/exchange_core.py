@@ -141,7 +141,7 @@ class ExchangeCore:
     def _arm(self, timeout: float) -> None:
         """Start an inactivity timeout; reads and drained writes move ``last`` (upstream._Deadlines)."""
         self.timeout = timeout
-        self.last = self.client.loop.time()
+        self.last = self.client.now()
         self.client.deadlines.add(self)
 
     def on_deadline(self, now: float) -> None:

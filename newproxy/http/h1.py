@@ -95,7 +95,7 @@ class ConnContext:
 
     __slots__ = ("access", "body_plan", "client", "closing", "connections", "discards_body", "draining", "engine",
                  "error_response", "handle", "header_rules", "header_timeout", "keepalive_requests",
-                 "keepalive_timeout", "log", "loop", "max_body_size", "outbox", "upstream", "wheel")
+                 "keepalive_timeout", "log", "loop", "max_body_size", "now", "outbox", "upstream", "wheel")
 
     def __init__(self, engine: object, upstream: UpstreamClient, loop: asyncio.AbstractEventLoop, log: ErrorLog) -> None:
         self.engine = engine
@@ -110,6 +110,7 @@ class ConnContext:
         self.body_plan: Callable[[Request], int] | None = getattr(engine, "body_plan", None)
         self.upstream = upstream
         self.loop = loop
+        self.now: Callable[[], float] = loop.time  # (bound once: see newproxy/http/keepalive.py)
         self.log = log
         # Timeouts and header limits (client_header_timeout, keepalive_timeout...): the config's, or
         # nginx's defaults for an engine without one.
@@ -433,7 +434,7 @@ class H1Protocol(asyncio.Protocol):
             self._peeked += data
             self.transport.pause_reading()  # type: ignore[union-attr]
             return
-        self._last = self.loop.time()
+        self._last = self.ctx.now()
         self._piped = False
         self._reads += 1
         if self._lingering or self._stopped:

@@ -10,6 +10,7 @@ when found; the owner stops putting one back after ``requests`` (keepalive_reque
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ C = TypeVar("C", bound=Pooled)
 class KeepalivePool(Generic[C]):
     """Invariant: ``idle`` is ordered oldest first, and ``_sweeper`` is set whenever it is not empty."""
 
-    __slots__ = ("_loop", "_sweeper", "idle", "requests", "size", "timeout")
+    __slots__ = ("_loop", "_sweeper", "idle", "now", "requests", "size", "timeout")
 
     def __init__(self, group: UpstreamGroup, loop: asyncio.AbstractEventLoop) -> None:
         self.idle: list[C] = []
@@ -42,6 +43,9 @@ class KeepalivePool(Generic[C]):
         self.requests = group.keepalive_requests
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop = loop
+        # loop.time, bound once: compiled, calling it is then one call (a method call on the loop,
+        # whose type mypyc does not know, is a lookup by name each time). Its connections use it too.
+        self.now: Callable[[], float] = loop.time
 
     def get(self, peer_name: str) -> C | None:
         """The newest idle connection to the peer, taken out of the pool (the most likely to be
@@ -55,7 +59,7 @@ class KeepalivePool(Generic[C]):
                 if conn.closed:
                     i -= 1
                     continue
-                if self._loop.time() - conn.idle_since >= self.timeout:
+                if self.now() - conn.idle_since >= self.timeout:
                     conn.close()
                     i -= 1
                     continue
@@ -67,7 +71,7 @@ class KeepalivePool(Generic[C]):
         idle = self.idle
         if len(idle) >= self.size:
             idle.pop(0).close()
-        conn.idle_since = self._loop.time()
+        conn.idle_since = self.now()
         idle.append(conn)
         if self._sweeper is None:
             self._sweeper = self._loop.call_at(idle[0].idle_since + self.timeout, self._sweep)

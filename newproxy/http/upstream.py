@@ -193,7 +193,7 @@ class UpstreamConn(asyncio.Protocol):
                 self.close()
             return
         ex.got_bytes = True
-        ex.last = self._loop.time()
+        ex.last = self.pool.now()
         attempt = ex.attempt
         rest = b""
         last_byte = False
@@ -335,7 +335,7 @@ class UpstreamConn(asyncio.Protocol):
         # Only Content-Length (14) and Transfer-Encoding (17) decide the framing; a length test
         # first keeps the per-header cost to one comparison.
         if n == 14:
-            if name.lower() == b"content-length":
+            if name == b"Content-Length" or name.lower() == b"content-length":  # (the usual spelling: no lower())
                 self.has_length = True
         elif n == 17:
             lower = name.lower()
@@ -502,6 +502,7 @@ class UpstreamClient:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client_response_head: ClientResponseHead, log: ErrorLog) -> None:
         self.loop = loop
+        self.now: Callable[[], float] = loop.time  # (bound once: see KeepalivePool.now)
         self.client_response_head = client_response_head
         self.log = log
         self.pools: dict[str, KeepalivePool[UpstreamConn]] = {}
@@ -599,7 +600,7 @@ class Exchange(ExchangeCore):
         if group.keepalive > 0:
             self.pool = self.client.pools.get(group.name) or self.client.pool(group)
         self.selection = group.begin(self.pp.settings.next_upstream_tries, self.pp.balance_key)
-        self.started = self.client.loop.time()
+        self.started = self.client.now()
         self._next_peer()
 
     def _resolve(self, target: Resolve) -> None:

@@ -46,7 +46,7 @@ class ResponseRelay:
     upstream_answer: bool = False
     # An upstream header name as sent -> what client_response_head does with it (_HIDDEN...): one
     # lookup a header instead of lowering the name and testing it against each set. Names come
-    # from peers: emptied when full, as _LOWER.
+    # from peers: emptied when full (one per proxied location: a few dozen names is the usual).
     kinds: dict[bytes, int] = field(default_factory=dict, compare=False, hash=False)
 
     def kind_of(self, name: bytes) -> int:
@@ -65,7 +65,7 @@ class ResponseRelay:
         else:
             kind = _RELAYED
         kinds = self.kinds
-        if len(kinds) >= _LOWER_MAX:
+        if len(kinds) >= _KINDS_MAX:
             kinds.clear()
         kinds[name] = kind
         return kind
@@ -84,6 +84,7 @@ _HIDDEN: Final = 1  # proxy_hide_header (or nginx's default set), or hop-by-hop:
 _CONTENT_TYPE: Final = 2
 _CONTENT_LENGTH: Final = 3
 _REWRITTEN: Final = 4  # proxy_redirect / proxy_cookie_* look at it
+_KINDS_MAX: Final = 256  # names a location remembers (ResponseRelay.kinds)
 
 # header name -> its lower case. Names repeat across requests (the request parser's are even the
 # same objects, whose hash bytes keep): a lookup costs a fraction of a lower() call. Emptied when

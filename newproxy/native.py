@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
+from typing import Final
 
 # The modules a proxied HTTP/1 request runs through (benchmarks/h1_micro.py): the front end, the engine and
 # the upstream client in the order a request meets them, then the engine's per-request objects, its
@@ -65,6 +66,8 @@ NATIVE_DIR = PACKAGE_DIR / "_native"
 MANIFEST = NATIVE_DIR / "manifest.json"
 
 STATUS = "interpreted: not installed yet"
+# A checkout builds with make; an installed package (pip) with the module itself.
+_BUILD_HINT: Final = "run `make native`, or `python -m newproxy.native_build` where newproxy is installed"
 
 
 def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
@@ -107,7 +110,7 @@ def _files_of(manifest: dict[str, object]) -> dict[str, Path] | str:
     if not isinstance(modules, dict) or sorted(modules) != sorted((*COMPILED, GROUP + "__mypyc")):
         return "built for another module list"
     if manifest.get("sources") != source_digest():
-        return "stale build (the sources changed since; run `make native`)"
+        return f"stale build (the sources changed since; {_BUILD_HINT})"
     files = {name: NATIVE_DIR / str(relative) for name, relative in modules.items()}
     if not all(file.is_file() for file in files.values()):
         return "incomplete build"
@@ -126,7 +129,7 @@ def install() -> None:
     try:
         manifest = json.loads(MANIFEST.read_text())
     except FileNotFoundError:
-        STATUS = "interpreted: no compiled build (run `make native`)"
+        STATUS = f"interpreted: no compiled build ({_BUILD_HINT})"
         return
     except (OSError, ValueError) as exc:
         STATUS = f"interpreted: unreadable {MANIFEST}: {exc}"

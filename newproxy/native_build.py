@@ -1,4 +1,5 @@
-"""Build the compiled hot path (``python -m newproxy.native_build``; ``make native`` runs it).
+"""Build the compiled hot path (``python -m newproxy.native_build``; ``make native`` runs it; in an
+installed newproxy, ``pip install 'nginx-migrate[native]'`` first).
 
 Compiles :data:`newproxy.native.COMPILED` with mypyc into a scratch directory, then replaces
 ``newproxy/_native/`` with the result and its manifest (see ``newproxy/native.py``). The type
@@ -55,6 +56,17 @@ def _missing_prerequisite() -> str | None:
     return None
 
 
+def package_sources(scratch_dir: Path) -> Path:
+    """A copy of the package's sources alone, under ``scratch_dir / "src"`` (returned), for mypy to
+    read: from where the package is installed (site-packages) it would take every other module there
+    for the project's own and refuse to build ("mypy_extensions.py shadows library module");
+    third-party imports still resolve as installed."""
+    src = scratch_dir / "src"
+    shutil.copytree(PACKAGE_DIR, src / PACKAGE_DIR.name,
+                    ignore=shutil.ignore_patterns("_native*", "__pycache__", "*.so", "*.pyc"))
+    return src
+
+
 def build() -> str | None:
     """Compile into ``newproxy/_native/``; None on success, else why it failed."""
     missing = _missing_prerequisite()
@@ -63,15 +75,16 @@ def build() -> str | None:
     sources = source_digest()
     with tempfile.TemporaryDirectory(prefix="newproxy-native-") as scratch:
         scratch_dir = Path(scratch)
+        src = package_sources(scratch_dir)
         setup_py = scratch_dir / "setup.py"
         setup_py.write_text(_SETUP.format(compiled=_paths(COMPILED), checked_only=_paths(CHECKED_ONLY), group=GROUP,
                                           target=str(scratch_dir / "c")))
         out = scratch_dir / "out"
         command = [sys.executable, str(setup_py), "build_ext", "--build-lib", str(out),
                    "--build-temp", str(scratch_dir / "tmp")]
-        env = dict(os.environ, NEWPROXY_NATIVE="0", PYTHONPATH=str(ROOT))
+        env = dict(os.environ, NEWPROXY_NATIVE="0", PYTHONPATH=str(src))
         try:  # (about a minute on a 2-core machine)
-            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+            done = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True, timeout=1800)
         except subprocess.TimeoutExpired:
             return "mypyc ran for 30 minutes without finishing"
         if done.returncode != 0:

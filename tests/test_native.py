@@ -87,7 +87,8 @@ def test_an_edited_source_makes_the_build_stale(tmp_path: Path) -> None:
     h1 = package / "http" / "h1.py"
     h1.write_text(h1.read_text() + "\nEDITED = True\n")
     status, file = _probe(tmp_path)
-    assert status == "interpreted: stale build (the sources changed since; run `make native`)"
+    assert status == "interpreted: stale build (the sources changed since; run `make native`, or " \
+                     "`python -m newproxy.native_build` where newproxy is installed)"
     assert file == str(h1)
 
 
@@ -98,3 +99,17 @@ def test_a_build_for_another_python_is_not_used(tmp_path: Path) -> None:
     manifest["soabi"] = native.build_tag()
     manifest["modules"] = {"newproxy.http.h1": "x.so"}
     assert native._files_of(manifest) == "built for another module list"
+
+
+def test_the_build_reads_a_copy_of_the_package_alone(tmp_path: Path) -> None:
+    """mypy reads the package from a copy holding it alone: where newproxy is installed, beside
+    every other package of site-packages, it would refuse to build. The copy is exactly the
+    sources the manifest's digest covers (no build, no bytecode)."""
+    from newproxy.native_build import package_sources
+
+    src = package_sources(tmp_path)
+    assert [path.name for path in src.iterdir()] == ["newproxy"]
+    copy = src / "newproxy"
+    assert (copy / "native_build.py").is_file() and not (copy / "_native").exists()
+    assert not list(copy.rglob("*.so")) and not list(copy.rglob("__pycache__"))
+    assert native.source_digest(copy) == native.source_digest()
